@@ -1,0 +1,54 @@
+# Everything installs itself: a fresh machine needs Python 3.13 (3.12+ works) and make.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Python 3.13 matches the Lambda runtime: take it from PATH or pyenv, else any python3 that is 3.12 or newer.
+PYTHON ?= $(shell for candidate in python3.13 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null | sort -V | tail -n 1) python3; do \
+	$$candidate -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { echo $$candidate; break; }; done)
+VENV := .venv
+TOOLS_VENV := .venv-tools
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help dev tools run test unit integration e2e infra lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.txt layers/dependencies/requirements.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.12+ is needed (3.13 preferred)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements-dev.txt
+	touch $@
+
+$(TOOLS_VENV)/.installed: requirements-tools.txt
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(TOOLS_VENV)/bin/uv pip install --quiet --python $(TOOLS_VENV)/bin/python -r requirements-tools.txt
+	touch $@
+
+dev: $(VENV)/.installed  ## create the development environment (.venv)
+
+tools: $(TOOLS_VENV)/.installed  ## create the SAM tooling environment (.venv-tools)
+
+run: dev  ## run the proxy locally on http://127.0.0.1:$PORT (default 3000) with moto and the Dots emulator
+	$(PY) -m local_stack
+
+test: dev tools  ## run every test tier (unit, integration, e2e, infra) and the linter
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit integration e2e infra: dev tools  ## run one test tier
+	$(PY) -m pytest -m $@ $(PYTEST_ARGS)
+
+lint: dev  ## check style
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: dev  ## fix style
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:  ## remove the environments and build output
+	rm -rf $(VENV) $(TOOLS_VENV) .aws-sam .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""payout-link-proxy: create Dots payout links for frontends and partners, exactly once per intent."""

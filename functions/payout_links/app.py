@@ -1,0 +1,117 @@
+"""The Lambda handler: routes, and the one place where errors become `application/problem+json`."""
+
+from __future__ import annotations
+
+import json
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from payout_links import inbound
+from payout_links.idempotency import parse_key_header, resolve_key
+from payout_links.models import parse_create_request
+from payout_links.observability import MetricUnit, logger, metrics
+from payout_links.problems import (
+    DependencyUnavailable,
+    IdempotencyKeyReused,
+    NotFound,
+    Problem,
+    RequestInProgress,
+)
+from payout_links.service import get_service
+from payout_links.settings import get_settings
+
+# Validation is done by the models in `parse_create_request` rather than by the resolver, so that
+# unreadable JSON (400) and invalid fields (422) stay distinct and the cold start skips the OpenAPI models.
+app = APIGatewayHttpResolver()
+
+
+@app.post("/payout-links")
+def create_payout_link() -> Response:
+    event = app.current_event
+    caller = inbound.frontend_caller(event)
+    logger.append_keys(caller=caller)
+    return _create(caller, header_key=event.headers.get("idempotency-key"), body=inbound.json_body(
+        event, max_bytes=get_settings().max_body_bytes))
+
+
+def _create(caller: str, *, header_key: str | None, body: bytes) -> Response:
+    settings = get_settings()
+    header_key = parse_key_header(header_key)
+    request = parse_create_request(body, max_amount_cents=settings.max_amount_cents)
+    key = resolve_key(header_key, request.idempotency_key)
+    logger.append_keys(amount=request.amount)
+
+    service = get_service()
+    service.idempotency_config.register_lambda_context(app.lambda_context)
+    created = service.create_payout_link(
+        caller, key, request, remaining_millis=app.lambda_context.get_remaining_time_in_millis()
+    )
+
+    outcome = "replayed" if created.replayed else "created"
+    logger.info("payout link " + outcome, extra={"link_id": created.link["id"], "outcome": outcome})
+    metrics.add_metric(
+        name="IdempotentReplay" if created.replayed else "PayoutLinkCreated", unit=MetricUnit.Count, value=1
+    )
+    return Response(
+        status_code=201,
+        content_type="application/json",
+        # Sorted keys: a replay, read back from the store, is byte-for-byte the body of the first answer.
+        body=json.dumps(created.link, separators=(",", ":"), sort_keys=True),
+        headers={"Idempotent-Replayed": "true"} if created.replayed else None,
+    )
+
+
+@app.exception_handler(Problem)
+def _problem(problem: Problem) -> Response:
+    if problem.status in (400, 413, 415, 422):
+        metrics.add_metric(name="ValidationRejected", unit=MetricUnit.Count, value=1)
+    log = logger.error if problem.status >= 500 else logger.info
+    log("request refused", extra={"outcome": problem.slug, "status": problem.status})
+    return Response(
+        status_code=problem.status,
+        content_type="application/problem+json",
+        body=json.dumps(problem.to_dict(), separators=(",", ":")),
+        headers=problem.headers(),
+    )
+
+
+@app.exception_handler(IdempotencyAlreadyInProgressError)
+def _in_progress(_: IdempotencyAlreadyInProgressError) -> Response:
+    metrics.add_metric(name="IdempotencyConflict", unit=MetricUnit.Count, value=1)
+    return _problem(RequestInProgress("A request with this idempotency key is still being processed; retry later."))
+
+
+@app.exception_handler(IdempotencyValidationError)
+def _key_reused(_: IdempotencyValidationError) -> Response:
+    metrics.add_metric(name="IdempotencyConflict", unit=MetricUnit.Count, value=1)
+    return _problem(IdempotencyKeyReused("This idempotency key was already used with a different request."))
+
+
+@app.exception_handler(IdempotencyPersistenceLayerError)
+def _store_unavailable(exc: IdempotencyPersistenceLayerError) -> Response:
+    logger.error("idempotency store failed", extra={"store_error": str(exc)})
+    return _problem(DependencyUnavailable("The idempotency store is unavailable; retry with the same key."))
+
+
+@app.not_found
+def _not_found(_: Exception) -> Response:
+    return _problem(NotFound("No such route."))
+
+
+@app.exception_handler(Exception)
+def _unexpected(exc: Exception) -> Response:
+    logger.exception("unexpected error")
+    return _problem(Problem("The request could not be completed; retry with the same key."))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,165 @@
+"""The public contract: what callers send and what they get back.
+
+The request model mirrors the Dots create-payout-link contract and is strict: JSON types must match exactly
+(`10.5`, `"100"` and `true` are not amounts) and unknown fields are rejected so that typos surface. An explicit
+`null` on an optional field means the same as leaving the field out.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from payout_links.problems import FieldError, MalformedJson, ValidationFailed
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$")]
+PhoneNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{4,15}$")]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+MetadataValue = Annotated[str, StringConstraints(max_length=500)]
+
+DeliveryMethod = Literal["sms", "link", "email", "all"]
+AdditionalStep = Literal[
+    "compliance", "id-verification", "background-check", "manage-payments", "manage-payouts", "payout", "redirect"
+]
+PayoutFeeParty = Literal["user", "platform"]
+PayoutLinkStatus = Literal[
+    "created", "delivery_pending", "delivery_failed", "sent", "delivered", "claimed", "reversed", "canceled", "expired"
+]
+PAYOUT_LINK_STATUSES: frozenset[str] = frozenset(PayoutLinkStatus.__args__)  # type: ignore[attr-defined]
+
+MAX_METADATA_KEYS = 50
+
+
+class _StrictModel(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class Payee(_StrictModel):
+    country_code: CountryCode
+    phone_number: PhoneNumber
+    first_name: Name | None = None
+    last_name: Name | None = None
+    email: Email | None = None
+
+
+class Delivery(_StrictModel):
+    method: DeliveryMethod
+    message: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+
+
+class CreatePayoutLinkRequest(_StrictModel):
+    """The body of `POST /payout-links`, and the `data` of a partner's `payout_link.create` event."""
+
+    amount: StrictInt = Field(gt=0, description="Amount in cents; at most the deployment's MAX_AMOUNT_CENTS.")
+    user_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    payee: Payee | None = None
+    delivery: Delivery | None = None
+    force_collect_compliance_information: StrictBool = False
+    additional_steps: list[AdditionalStep] | None = None
+    tax_exempt: StrictBool | None = None
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_KEYS)] | None = None
+    memo: Annotated[str, StringConstraints(max_length=500)] | None = None
+    idempotency_key: uuid.UUID | None = None
+    payout_fee_party: PayoutFeeParty | None = None
+
+    @field_validator("amount")
+    @classmethod
+    def _within_cap(cls, amount: int, info: ValidationInfo) -> int:
+        cap = (info.context or {}).get("max_amount_cents")
+        if cap is None:
+            raise ValueError("no amount cap was configured")
+        if amount > cap:
+            raise ValueError(f"Input should be less than or equal to {cap}")
+        return amount
+
+    def consistency_errors(self) -> list[FieldError]:
+        """Rules that tie fields together, each pointing at the field the caller has to add or fix."""
+        errors: list[FieldError] = []
+        if self.user_id is None and self.payee is None:
+            errors.append(FieldError("#/user_id", "user_id or payee is required"))
+        method = self.delivery.method if self.delivery else None
+        if method in ("sms", "all") and self.payee is None:
+            errors.append(FieldError("#/payee", f"delivery by {method} needs the payee's phone number"))
+        if method in ("email", "all") and (self.payee is None or self.payee.email is None):
+            errors.append(FieldError("#/payee/email", f"delivery by {method} needs the payee's email"))
+        seen: set[str] = set()
+        for index, step in enumerate(self.additional_steps or ()):
+            if step in seen:
+                errors.append(FieldError(f"#/additional_steps/{index}", f"{step!r} is listed twice"))
+            seen.add(step)
+        return errors
+
+    def upstream_payload(self) -> dict[str, Any]:
+        """What the request asks the upstream for, in canonical form: only the fields the caller set to a
+        non-default value, without the caller's idempotency key. It is both what is forwarded and what the
+        idempotency fingerprint is taken of, so two bodies that ask for the same thing are the same intent."""
+        return self.model_dump(mode="json", exclude_defaults=True, exclude={"idempotency_key"})
+
+
+def parse_create_request(body: str | bytes, *, max_amount_cents: int) -> CreatePayoutLinkRequest:
+    """Validate a JSON body; raise `MalformedJson` (400) or `ValidationFailed` (422) with pointers."""
+    try:
+        request = CreatePayoutLinkRequest.model_validate_json(body, context={"max_amount_cents": max_amount_cents})
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        if any(error["type"] == "json_invalid" for error in errors):
+            raise MalformedJson("The body could not be parsed as JSON.") from None
+        raise ValidationFailed(
+            "One or more fields are invalid.", errors=tuple(_field_error(error) for error in errors)
+        ) from None
+    if problems := request.consistency_errors():
+        raise ValidationFailed("One or more fields are invalid.", errors=tuple(problems))
+    return request
+
+
+def _field_error(error: Any) -> FieldError:
+    # A bad metadata key is reported at "metadata/<key>/[key]"; the pointer names the key itself.
+    location = [str(part) for part in error["loc"] if part != "[key]"]
+    pointer = "#/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in location)
+    message = error["msg"].removeprefix("Value error, ")
+    return FieldError(pointer if location else "#", message)
+
+
+class LinkPayee(BaseModel):
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    country_code: str | None
+    phone_number: str | None
+
+
+class LinkDelivery(BaseModel):
+    method: str | None
+    email: str | None
+    country_code: str | None
+    phone_number: str | None
+
+
+class PayoutLink(BaseModel):
+    """The normalized 201 body: every key is always present, null when the upstream did not say."""
+
+    id: str
+    created: str | None = Field(description="RFC 3339, UTC, with a Z suffix")
+    link: str | None
+    amount: int | None = Field(description="Integer cents")
+    status: PayoutLinkStatus | None
+    payee: LinkPayee | None
+    delivery: LinkDelivery | None
+    tax_exempt: bool | None
+    claimed_user_id: str | None
+    flow_id: str | None
+    metadata: dict[str, str]

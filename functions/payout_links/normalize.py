@@ -1,0 +1,118 @@
+"""Turn whatever shape the upstream answered with into the one `PayoutLink` shape callers rely on.
+
+The upstream's answers drift between versions and doc pages: floats for cents, timestamps without a zone or
+with microseconds, metadata as a JSON string, extra fields, and the legacy v1 `{"success": ..., "payout_link":
+{...}}` wrapper. Anything we cannot read with confidence becomes null; only a missing id makes the answer
+unreadable, because without it the link cannot be named.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from payout_links.models import PAYOUT_LINK_STATUSES, LinkDelivery, LinkPayee, PayoutLink
+
+_PAYEE_KEYS = tuple(LinkPayee.model_fields)
+_DELIVERY_KEYS = tuple(LinkDelivery.model_fields)
+
+
+class UnreadableAnswer(ValueError):
+    """The upstream said 2xx but its body does not describe a payout link."""
+
+
+def normalize_payout_link(answer: Any) -> dict[str, Any]:
+    link = _unwrap(answer)
+    link_id = link.get("id")
+    if not isinstance(link_id, str | int) or isinstance(link_id, bool) or str(link_id) == "":
+        raise UnreadableAnswer("the answer carries no payout link id")
+    return PayoutLink(
+        id=str(link_id),
+        created=_timestamp(link.get("created")),
+        link=_text(link.get("link")),
+        amount=_cents(link.get("amount")),
+        status=_status(link.get("status")),
+        payee=_sub_object(link.get("payee"), _PAYEE_KEYS),
+        delivery=_sub_object(link.get("delivery"), _DELIVERY_KEYS),
+        tax_exempt=link.get("tax_exempt") if isinstance(link.get("tax_exempt"), bool) else None,
+        claimed_user_id=_text(link.get("claimed_user_id")),
+        flow_id=_text(link.get("flow_id")),
+        metadata=_metadata(link.get("metadata")),
+    ).model_dump(mode="json")
+
+
+def _unwrap(answer: Any) -> dict[str, Any]:
+    if isinstance(answer, dict) and isinstance(answer.get("payout_link"), dict):
+        return answer["payout_link"]  # the legacy v1 envelope
+    if isinstance(answer, dict):
+        return answer
+    raise UnreadableAnswer("the answer is not a JSON object")
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int):
+        return str(value)
+    return None
+
+
+def _cents(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return _cents(json.loads(value))
+        except ValueError:
+            return None
+    return None  # a fractional cent is not an amount we can vouch for
+
+
+def _timestamp(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        if isinstance(value, int | float):
+            seconds = value / 1000 if value > 10**11 else value  # epoch milliseconds or seconds
+            moment = datetime.fromtimestamp(seconds, tz=UTC)
+        elif isinstance(value, str):
+            moment = datetime.fromisoformat(value.strip())
+        else:
+            return None
+    except (ValueError, OverflowError, OSError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # the upstream's zoneless timestamps are UTC
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _status(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    status = value.strip().lower()
+    return status if status in PAYOUT_LINK_STATUSES else None
+
+
+def _sub_object(value: Any, keys: tuple[str, ...]) -> dict[str, str | None] | None:
+    if not isinstance(value, dict):
+        return None
+    return {key: _text(value.get(key)) for key in keys}
+
+
+def _metadata(value: Any) -> dict[str, str]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(key): item if isinstance(item, str) else json.dumps(item) for key, item in value.items()}

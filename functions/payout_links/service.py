@@ -1,0 +1,73 @@
+"""The one workflow both routes share: create a payout link for a caller's intent, exactly once.
+
+`get_service()` is the composition root: it builds the clients once per container, on first use, so that
+importing the handler does no I/O and a warm request reuses every connection.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import httpx
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+
+from payout_links import aws
+from payout_links.credentials import CredentialsStore
+from payout_links.idempotency import Created, exactly_once, upstream_key
+from payout_links.models import CreatePayoutLinkRequest
+from payout_links.settings import get_settings
+from payout_links.upstream import PayoutApiClient
+
+# Time kept back from the function's deadline to record the result and answer after the upstream returns.
+RESPONSE_RESERVE_SECONDS = 1.5
+
+
+@dataclass(frozen=True)
+class PayoutLinkService:
+    payout_api: PayoutApiClient
+    idempotency_config: IdempotencyConfig
+    _create_once: Any
+
+    def create_payout_link(
+        self, caller: str, key: str, request: CreatePayoutLinkRequest, *, remaining_millis: int
+    ) -> Created:
+        deadline = time.monotonic() + remaining_millis / 1000 - RESPONSE_RESERVE_SECONDS
+        intent = {"caller": caller, "key": key, "request": request.upstream_payload()}
+        return self._create_once(intent=intent, deadline=deadline)
+
+
+@cache
+def get_service() -> PayoutLinkService:
+    settings = get_settings()
+    credentials = CredentialsStore(
+        aws.client("secretsmanager"),
+        settings.payout_api_secret_id,
+        max_age_seconds=settings.credentials_max_age_seconds,
+    )
+    http = httpx.Client(
+        headers={"Accept": "application/json", "User-Agent": "payout-link-proxy"},
+        limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=30),
+        follow_redirects=False,
+    )
+    payout_api = PayoutApiClient(
+        http,
+        settings.payout_links_url,
+        credentials,
+        attempt_timeout=settings.payout_api_timeout_seconds,
+        max_attempts=settings.payout_api_max_attempts,
+    )
+
+    def create(*, intent: dict[str, Any], deadline: float) -> Created:
+        payload = {**intent["request"], "idempotency_key": upstream_key(intent["caller"], intent["key"])}
+        return Created(link=payout_api.create_payout_link(payload, deadline=deadline))
+
+    config, create_once = exactly_once(
+        create,
+        dynamodb_client=aws.client("dynamodb"),
+        table_name=settings.idempotency_table_name,
+        ttl_seconds=settings.idempotency_ttl_seconds,
+    )
+    return PayoutLinkService(payout_api=payout_api, idempotency_config=config, _create_once=create_once)

@@ -1,0 +1,40 @@
+"""The function's configuration: one typed model, read from the environment and validated on first use."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    idempotency_table_name: str = Field(min_length=1)
+    payout_api_secret_id: str = Field(min_length=1)
+    payout_api_base_url: HttpUrl
+    payout_api_timeout_seconds: float = Field(default=8.0, gt=0, le=25)
+    payout_api_max_attempts: int = Field(default=3, ge=1, le=5)
+    max_amount_cents: int = Field(default=1_000_000, gt=0)
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
+    max_body_bytes: int = Field(default=16_384, ge=1_024, le=1_048_576)
+    credentials_max_age_seconds: int = Field(default=300, ge=0)
+
+    @property
+    def payout_links_url(self) -> str:
+        return f"{str(self.payout_api_base_url).rstrip('/')}/v2/payout-links"
+
+
+class ConfigurationError(RuntimeError):
+    """The function was deployed with missing or invalid settings: an operator problem, not a caller's."""
+
+
+@cache
+def get_settings() -> Settings:
+    env = {name.lower(): value for name, value in os.environ.items() if name.lower() in Settings.model_fields}
+    try:
+        return Settings.model_validate(env)
+    except ValidationError as exc:
+        fields = ", ".join(str(error["loc"][0]).upper() for error in exc.errors() if error["loc"])
+        raise ConfigurationError(f"invalid or missing environment variables: {fields}") from None

@@ -1,0 +1,79 @@
+"""The AWS side of the local stack: an embedded moto server, and the table and secrets the function needs,
+created from `template.yaml` when missing and left alone when present (so idempotency records survive a
+restart against a long-lived endpoint)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from local_stack.template import load_template
+
+TABLE_RESOURCE = "IdempotencyTable"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_moto_server() -> tuple[Any, str]:
+    """An in-process moto server on a free loopback port; returns the server and its endpoint URL."""
+    from moto.server import ThreadedMotoServer  # only needed when no endpoint was given
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per AWS call is noise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server, f"http://127.0.0.1:{port}"
+
+
+def ensure_table(dynamodb: Any, table_name: str, template: dict[str, Any] | None = None) -> bool:
+    """Create the idempotency table as the template declares it; True when it had to be created."""
+    properties = (template or load_template())["Resources"][TABLE_RESOURCE]["Properties"]
+    try:
+        dynamodb.describe_table(TableName=table_name)
+        return False
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+    dynamodb.create_table(
+        TableName=table_name,
+        AttributeDefinitions=properties["AttributeDefinitions"],
+        KeySchema=properties["KeySchema"],
+        BillingMode=properties["BillingMode"],
+    )
+    dynamodb.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+    ttl = properties["TimeToLiveSpecification"]
+    dynamodb.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+    )
+    return True
+
+
+def ensure_secret(secrets: Any, name: str, value: dict[str, Any], *, overwrite: bool) -> bool:
+    """Create the secret when missing; replace its value only when `overwrite`. True when written."""
+    body = json.dumps(value)
+    try:
+        secrets.create_secret(Name=name, SecretString=body)
+        return True
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceExistsException":
+            raise
+    if overwrite:
+        secrets.put_secret_value(SecretId=name, SecretString=body)
+    return overwrite
+
+
+def clients(endpoint_url: str, region: str) -> tuple[Any, Any]:
+    session = boto3.session.Session(region_name=region)
+    return (
+        session.client("dynamodb", endpoint_url=endpoint_url),
+        session.client("secretsmanager", endpoint_url=endpoint_url),
+    )

@@ -1,0 +1,175 @@
+"""Start and stop everything the proxy needs on this machine, honouring the local stack's names:
+PORT, AWS_ENDPOINT_URL, PAYOUT_API_BASE_URL, PAYOUT_API_CLIENT_ID, PAYOUT_API_KEY, PARTNER_WEBHOOK_SECRETS,
+PAYOUT_API_TIMEOUT_SECONDS, LAMBDA_TIMEOUT_SECONDS (and LOCAL_CONCURRENCY, the number of environments)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local_stack.aws_resources import clients, ensure_secret, ensure_table, start_moto_server
+from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator
+from local_stack.gateway import LocalHttpApi, routes_from_template
+from local_stack.template import function_settings
+from local_stack.workers import WorkerPool
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTION = "PayoutLinksFunction"
+REGION = "us-east-1"
+# Local names of the resources the template creates in AWS.
+TABLE_NAME = "payout-link-proxy-local-idempotency"
+CREDENTIALS_SECRET_NAME = "payout-link-proxy/local/dots-credentials"
+PARTNER_SECRETS_NAME = "payout-link-proxy/local/partner-webhook-secrets"
+# Obviously fake, for the local stack only: base64 of "demo-partner-secret-not-real!!".
+DEMO_PARTNER_SECRETS = {"demo-partner": ["whsec_ZGVtby1wYXJ0bmVyLXNlY3JldC1ub3QtcmVhbCEh"]}
+
+
+@dataclass
+class StackConfig:
+    port: int = 3000
+    aws_endpoint_url: str | None = None
+    payout_api_base_url: str | None = None
+    client_id: str = DEMO_CLIENT_ID
+    api_key: str = DEMO_API_KEY
+    credentials_given: bool = False
+    partner_secrets: dict[str, list[str]] = field(default_factory=lambda: dict(DEMO_PARTNER_SECRETS))
+    partner_secrets_given: bool = False
+    function_overrides: dict[str, str] = field(default_factory=dict)
+    lambda_timeout_seconds: float | None = None
+    concurrency: int = 4
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> StackConfig:
+        config = cls(
+            port=int(env.get("PORT", "3000")),
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            payout_api_base_url=env.get("PAYOUT_API_BASE_URL") or None,
+            concurrency=int(env.get("LOCAL_CONCURRENCY", "4")),
+        )
+        if "PAYOUT_API_CLIENT_ID" in env or "PAYOUT_API_KEY" in env:
+            config.client_id = env.get("PAYOUT_API_CLIENT_ID", DEMO_CLIENT_ID)
+            config.api_key = env.get("PAYOUT_API_KEY", DEMO_API_KEY)
+            config.credentials_given = True
+        if env.get("PARTNER_WEBHOOK_SECRETS"):
+            config.partner_secrets = parse_partner_secrets(env["PARTNER_WEBHOOK_SECRETS"])
+            config.partner_secrets_given = True
+        if env.get("LAMBDA_TIMEOUT_SECONDS"):
+            config.lambda_timeout_seconds = float(env["LAMBDA_TIMEOUT_SECONDS"])
+        return config
+
+
+def parse_partner_secrets(text: str) -> dict[str, list[str]]:
+    """`{"partner": "whsec_..."}` or `{"partner": ["whsec_new", "whsec_old"]}`: one or more secrets each."""
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("PARTNER_WEBHOOK_SECRETS must be a JSON object of partner name to secret(s)")
+    partners = {}
+    for partner, secrets in value.items():
+        secrets = [secrets] if isinstance(secrets, str) else secrets
+        if not secrets or not all(isinstance(s, str) and s.startswith("whsec_") for s in secrets):
+            raise ValueError(f"PARTNER_WEBHOOK_SECRETS[{partner!r}] must be a whsec_ secret or a list of them")
+        partners[partner] = secrets
+    return partners
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self._moto: Any = None
+        self._emulator: DotsEmulator | None = None
+        self._pool: WorkerPool | None = None
+        self._gateway: LocalHttpApi | None = None
+        self.endpoint_url = ""
+        self.payout_api_base_url = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.config.port}"
+
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        config = self.config
+        if config.aws_endpoint_url:
+            self.endpoint_url = config.aws_endpoint_url
+        else:
+            self._moto, self.endpoint_url = start_moto_server()
+        aws_env = {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", REGION),
+            "AWS_REGION": os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", REGION)),
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local-not-a-key"),
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local-not-a-secret"),
+        }
+        os.environ.update(aws_env)  # this process's boto3 clients, and the moto server, use the same
+
+        function_env, timeout, handler = function_settings(
+            FUNCTION,
+            {
+                "IdempotencyTable": TABLE_NAME,
+                "PayoutApiCredentialsSecret": CREDENTIALS_SECRET_NAME,
+                "PartnerWebhookSecretsSecret": PARTNER_SECRETS_NAME,
+            },
+        )
+        # A function variable set in our own environment wins over the template's value.
+        function_env.update({name: os.environ[name] for name in function_env if name in os.environ})
+
+        dynamodb, secrets = clients(self.endpoint_url, aws_env["AWS_DEFAULT_REGION"])
+        ensure_table(dynamodb, function_env["IDEMPOTENCY_TABLE_NAME"])
+        ensure_secret(
+            secrets,
+            function_env["PAYOUT_API_SECRET_ID"],
+            {"client_id": config.client_id, "api_key": config.api_key},
+            overwrite=config.credentials_given,
+        )
+        ensure_secret(secrets, PARTNER_SECRETS_NAME, config.partner_secrets, overwrite=config.partner_secrets_given)
+
+        if config.payout_api_base_url:
+            self.payout_api_base_url = config.payout_api_base_url
+        else:
+            self._emulator = DotsEmulator(config.client_id, config.api_key).start()
+            self.payout_api_base_url = self._emulator.base_url
+        function_env["PAYOUT_API_BASE_URL"] = self.payout_api_base_url
+
+        worker_env = {
+            **os.environ,
+            **function_env,
+            **aws_env,
+            "AWS_LAMBDA_FUNCTION_NAME": "payout-link-proxy-local",
+            "LAMBDA_HANDLER": handler,
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
+        }
+        self._pool = WorkerPool(config.concurrency, worker_env, config.lambda_timeout_seconds or timeout)
+        self._gateway = LocalHttpApi(config.port, routes_from_template(), self._pool.invoke)
+        self.config.port = self._gateway.server_address[1]
+        threading.Thread(target=self._gateway.serve_forever, name="local-http-api", daemon=True).start()
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return self._pool.pids if self._pool else []
+
+    def stop(self) -> None:
+        if self._gateway:
+            self._gateway.shutdown()
+            self._gateway.server_close()
+            self._gateway = None
+        if self._pool:
+            self._pool.stop()
+            self._pool = None
+        if self._emulator:
+            self._emulator.stop()
+            self._emulator = None
+        if self._moto:
+            self._moto.stop()
+            self._moto = None

@@ -1,0 +1,141 @@
+"""A pool of simulated Lambda execution environments, each a `lambda_worker` process.
+
+Like Lambda, each environment serves one request at a time and is killed when it overruns its timeout; a
+killed or crashed environment is replaced by a fresh (cold) one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import select
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# Time a fresh process may take to import the handler before it counts as broken.
+START_TIMEOUT_SECONDS = 60
+
+
+class InvocationFailed(Exception):
+    """The function raised, crashed or timed out; API Gateway answers such an invocation with a 500."""
+
+
+class LambdaWorker:
+    def __init__(self, env: Mapping[str, str], timeout_seconds: float) -> None:
+        self.timeout_seconds = timeout_seconds
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local_stack.lambda_worker"],
+            cwd=ROOT,
+            env={**env, "LAMBDA_TIMEOUT_SECONDS": str(timeout_seconds)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # Ctrl-C reaches the runner, which stops the workers itself
+        )
+        self._read_line(START_TIMEOUT_SECONDS)  # {"ready": true}
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def invoke(self, event: dict[str, Any], request_id: str) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(json.dumps({"event": event, "request_id": request_id}) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            raise InvocationFailed("the execution environment is gone") from None
+        # A little grace over the function timeout: the worker's own clock started when it read the event.
+        reply = self._read_line(self.timeout_seconds + 1.0)
+        if "error" in reply:
+            raise InvocationFailed(f"the function raised {reply['error']}")
+        return reply["response"]
+
+    def _read_line(self, timeout: float) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            self.kill()
+            raise InvocationFailed("the execution environment timed out or crashed")
+        return json.loads(line)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.process.stdin is not None
+            self.process.stdin.close()  # end of input: the worker's loop ends
+            try:
+                self.process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class WorkerPool:
+    """`size` environments, started in parallel; `invoke` borrows an idle one and waits while all are busy."""
+
+    def __init__(self, size: int, env: Mapping[str, str], timeout_seconds: float) -> None:
+        self._env = dict(env)
+        self._timeout = timeout_seconds
+        self._idle: queue.Queue[LambdaWorker] = queue.Queue()
+        self._all: list[LambdaWorker] = []
+        self._lock = threading.Lock()
+        threads = [threading.Thread(target=self._add_worker) for _ in range(size)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if self._idle.qsize() != size:
+            self.stop()
+            raise RuntimeError("the function could not start; see the errors above")
+
+    def _add_worker(self) -> None:
+        try:
+            worker = LambdaWorker(self._env, self._timeout)
+        except InvocationFailed:
+            return
+        with self._lock:
+            self._all.append(worker)
+        self._idle.put(worker)
+
+    def invoke(self, event: dict[str, Any], request_id: str) -> dict[str, Any]:
+        worker = self._idle.get()
+        try:
+            return worker.invoke(event, request_id)
+        finally:
+            if worker.alive():
+                self._idle.put(worker)
+            else:
+                with self._lock:
+                    self._all.remove(worker)
+                threading.Thread(target=self._add_worker, daemon=True).start()
+
+    @property
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [worker.pid for worker in self._all]
+
+    def stop(self) -> None:
+        with self._lock:
+            workers, self._all = self._all, []
+        for worker in workers:
+            worker.stop()
+
+
+def function_environment() -> dict[str, str]:
+    """The environment a worker starts with: ours, with the function's package importable."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
