@@ -1,0 +1,659 @@
+"""An embedded emulator of the Dots payout-link API.
+
+The local stack uses it as the default upstream, and the tests use it as a real HTTP upstream
+whose answers can be delayed, replaced or dropped on demand (see `DotsEmulator.inject`).
+It only ever binds a loopback address: it accepts any request from anyone who can reach it.
+
+Run it alone with `python -m local_stack.dots_emulator --port 8090`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import copy
+import hmac
+import ipaddress
+import json
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType, TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+# Obviously fake credentials for the local stack; never valid against the real API.
+DEMO_CLIENT_ID = "demo-client-id"
+DEMO_API_KEY = "demo-api-key-not-a-secret"
+
+PAYOUT_LINKS_PATH = "/api/v2/payout-links"
+CONTROL_PREFIX = "/_emulator/"
+SHAPES = ("v2", "v2-200", "v1")
+DELIVERY_METHODS = ("sms", "link", "email", "all")
+MAX_BODY_BYTES = 1 << 20
+DEFAULT_FAULT_BODY = {"message": "Injected failure"}
+
+# serve_forever() only notices shutdown() between polls; a short poll keeps stop() quick.
+_POLL_INTERVAL_SECONDS = 0.05
+
+type Json = dict[str, Any]
+
+# Marks a request body that is not valid JSON (None is a valid JSON value).
+_UNREADABLE: Any = object()
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """One HTTP answer, built before anything is written to the socket."""
+
+    status: int
+    payload: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _json_reply(status: int, body: Any, headers: tuple[tuple[str, str], ...] = ()) -> _Reply:
+    return _Reply(status, json.dumps(body).encode(), headers=headers)
+
+
+def _error(status: int, message: str) -> _Reply:
+    return _json_reply(status, {"message": message})
+
+
+class _ApiError(Exception):
+    """A client error the emulator answers with `{"message": ...}`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def reply(self) -> _Reply:
+        return _error(self.status, str(self))
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults
+# ---------------------------------------------------------------------------------------------
+
+_FAULT_KEYS = frozenset(
+    {"status", "body", "retry_after", "raw_body", "delay_seconds", "drop", "after_create", "count"}
+)
+
+
+def _fault_field(spec: Json, key: str, kinds: tuple[type, ...], default: Any = None) -> Any:
+    """Read an optional fault key, refusing wrong types (and bools posing as numbers)."""
+    value = spec.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = " or ".join(kind.__name__ for kind in kinds)
+        raise ValueError(f"fault {key!r} must be {names}")
+    return value
+
+
+@dataclass
+class _Fault:
+    """A queued misbehaviour for the next `remaining` payout-link requests."""
+
+    status: int | None
+    body: Any
+    retry_after: str | None
+    raw_body: str | None
+    delay_seconds: float
+    drop: bool
+    after_create: bool
+    remaining: int
+
+    @classmethod
+    def parse(cls, spec: Any) -> _Fault:
+        if not isinstance(spec, dict):
+            raise ValueError("a fault must be a JSON object")
+        unknown = set(spec) - _FAULT_KEYS
+        if unknown:
+            raise ValueError(f"unknown fault keys: {', '.join(sorted(unknown))}")
+        fault = cls(
+            status=_fault_field(spec, "status", (int,)),
+            body=_fault_field(spec, "body", (dict, str), DEFAULT_FAULT_BODY),
+            retry_after=_fault_field(spec, "retry_after", (str,)),
+            raw_body=_fault_field(spec, "raw_body", (str,)),
+            delay_seconds=float(_fault_field(spec, "delay_seconds", (int, float), 0.0)),
+            drop=_fault_field(spec, "drop", (bool,), False),
+            after_create=_fault_field(spec, "after_create", (bool,), False),
+            remaining=_fault_field(spec, "count", (int,), 1),
+        )
+        fault._check(spec)
+        return fault
+
+    def _check(self, spec: Json) -> None:
+        """Refuse specs that would be silently ignored, so a typo in a test fails loudly."""
+        if self.status is not None and not 100 <= self.status <= 599:
+            raise ValueError("fault 'status' must be between 100 and 599")
+        if self.remaining < 1:
+            raise ValueError("fault 'count' must be at least 1")
+        if self.delay_seconds < 0:
+            raise ValueError("fault 'delay_seconds' must not be negative")
+        if self.drop and self.status is not None:
+            raise ValueError("a fault cannot both drop the connection and answer with a status")
+        if self.status is None and any(key in spec for key in ("body", "raw_body", "retry_after")):
+            raise ValueError("fault 'body', 'raw_body' and 'retry_after' need a 'status'")
+        if "body" in spec and "raw_body" in spec:
+            raise ValueError("a fault takes 'body' or 'raw_body', not both")
+        if self.status is None and not self.drop and self.delay_seconds == 0:
+            raise ValueError("a fault needs 'status', 'drop' or 'delay_seconds'")
+
+    def reply(self) -> _Reply:
+        assert self.status is not None
+        headers = (("Retry-After", self.retry_after),) if self.retry_after is not None else ()
+        if self.raw_body is not None:
+            return _Reply(self.status, self.raw_body.encode(), "text/plain; charset=utf-8", headers)
+        return _json_reply(self.status, self.body, headers)
+
+
+# ---------------------------------------------------------------------------------------------
+# Payout-link requests
+# ---------------------------------------------------------------------------------------------
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:  # covers both bad JSON and bad UTF-8
+        return _UNREADABLE
+
+
+def _basic_credentials(header: str | None) -> bytes | None:
+    """The decoded `client_id:api_key` of a Basic Authorization header, or None."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        return base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _validate_payout(body: Any) -> Json:
+    """Reject what the real API would reject; just enough for the link to be built safely."""
+    if body is _UNREADABLE or not isinstance(body, dict):
+        raise _ApiError(400, "Invalid JSON body")
+    amount = body.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise _ApiError(400, "amount must be a positive integer number of cents")
+    if body.get("user_id") is None and body.get("payee") is None:
+        raise _ApiError(400, "user_id or payee is required")
+    for key in ("payee", "delivery", "metadata"):
+        if body.get(key) is not None and not isinstance(body[key], dict):
+            raise _ApiError(400, f"{key} must be an object")
+    delivery = body.get("delivery") or {}
+    if "method" in delivery and delivery["method"] not in DELIVERY_METHODS:
+        raise _ApiError(400, f"delivery.method must be one of {', '.join(DELIVERY_METHODS)}")
+    key = body.get("idempotency_key")
+    if key is not None and not isinstance(key, str):
+        raise _ApiError(400, "idempotency_key must be a string or null")
+    return body
+
+
+def _delivery_view(delivery: Json | None, payee: Json | None) -> Json | None:
+    """Dots echoes delivery merged with the payee's contact details."""
+    if delivery is None:
+        return None
+    payee = payee or {}
+    return {
+        "method": delivery.get("method"),
+        "email": payee.get("email"),
+        "country_code": payee.get("country_code"),
+        "phone_number": payee.get("phone_number"),
+    }
+
+
+def _build_link(payout: Json) -> Json:
+    """A link object with the same drift as the real API (float amount, naive time, string metadata)."""
+    link_id = str(uuid.uuid4())
+    metadata = payout.get("metadata")
+    return {
+        "id": link_id,
+        "created": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds"),
+        "link": f"https://sandbox.dots.example/payout/{link_id}",
+        "amount": float(payout["amount"]),
+        "status": "created",
+        "payee": payout.get("payee"),
+        "delivery": _delivery_view(payout.get("delivery"), payout.get("payee")),
+        "tax_exempt": payout.get("tax_exempt") is True,
+        "claimed_user_id": None,
+        "flow_id": str(uuid.uuid4()),
+        "metadata": json.dumps(metadata) if metadata is not None else None,
+        "user_id": payout.get("user_id"),
+        "memo": payout.get("memo"),
+        "livemode": False,
+    }
+
+
+def _wrap(link: Json, shape: str) -> _Reply:
+    if shape == "v1":
+        return _json_reply(200, {"success": True, "payout_link": link})
+    return _json_reply(201 if shape == "v2" else 200, link)
+
+
+def _loopback_host(host: str) -> str:
+    """The IP literal to bind for `host`; anything that is not loopback is refused."""
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"the Dots emulator only binds a loopback address, not {host!r}") from None
+    if not address.is_loopback:
+        raise ValueError(f"the Dots emulator only binds a loopback address, not {host!r}")
+    return str(address)
+
+
+# ---------------------------------------------------------------------------------------------
+# The emulator
+# ---------------------------------------------------------------------------------------------
+
+
+class DotsEmulator:
+    """The Dots payout-link API on a loopback port, with fault injection and a control API."""
+
+    def __init__(self, client_id: str, api_key: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host = _loopback_host(host)
+        self._requested_port = port
+        self._initial_credentials = (client_id, api_key)
+        self._lock = threading.Lock()
+        self._server: _EmulatorServer | None = None
+        self._thread: threading.Thread | None = None
+        self._port: int | None = None
+        self._open_connections: set[socket.socket] = set()
+        self._clear()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        if self._server is not None:
+            raise RuntimeError("the Dots emulator is already running")
+        server = _EmulatorServer((self._host, self._requested_port), self)
+        self._server, self._port = server, server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": _POLL_INTERVAL_SECONDS},
+            name=f"dots-emulator-{self._port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        self._server = self._thread = None
+        server.shutdown()
+        server.server_close()
+        # Idle keep-alive connections would otherwise keep their handler threads waiting.
+        self._close_open_connections()
+        thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the Dots emulator has not been started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}/api"
+
+    # -- control ------------------------------------------------------------------------------
+
+    def stats(self) -> Json:
+        with self._lock:
+            links = {key: link["id"] for key, link in self._keyed_links.items()}
+            for number, link in enumerate(self._keyless_links, start=1):
+                links[f"<none>#{number}"] = link["id"]
+            return {
+                "requests": self._requests,
+                "links_created": self._links_created,
+                "connections": self._connections,
+                "links": links,
+                "last_request": copy.deepcopy(self._last_request),
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            self._clear()
+
+    def inject(self, *faults: Json) -> int:
+        """Queue faults (all or none) and return the queue length."""
+        parsed = [_Fault.parse(spec) for spec in faults]
+        with self._lock:
+            self._faults.extend(parsed)
+            return len(self._faults)
+
+    def set_shape(self, shape: str) -> None:
+        if shape not in SHAPES:
+            raise ValueError(f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
+        with self._lock:
+            self._shape = shape
+
+    def set_credentials(self, client_id: str, api_key: str) -> None:
+        with self._lock:
+            self._credentials = (client_id, api_key)
+
+    # -- state (callers hold the lock, except in __init__) --------------------------------------
+
+    def _clear(self) -> None:
+        self._credentials = self._initial_credentials
+        self._shape = "v2"
+        self._requests = 0
+        self._links_created = 0
+        self._connections = 0
+        self._keyed_links: dict[str, Json] = {}
+        self._keyless_links: list[Json] = []
+        self._faults: deque[_Fault] = deque()
+        self._last_request: Json | None = None
+
+    def _take_fault(self) -> _Fault | None:
+        if not self._faults:
+            return None
+        fault = self._faults[0]
+        fault.remaining -= 1
+        if fault.remaining == 0:
+            self._faults.popleft()
+        return fault
+
+    # -- used by the request handler ----------------------------------------------------------
+
+    def _connection_opened(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections += 1
+            self._open_connections.add(connection)
+
+    def _connection_closed(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._open_connections.discard(connection)
+
+    def _close_open_connections(self) -> None:
+        with self._lock:
+            connections = list(self._open_connections)
+            self._open_connections.clear()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the client already went away
+
+    def _begin_payout(self, headers: Json, body: Any) -> _Fault | None:
+        """Count and record a payout-link request; return the fault that applies to it, if any."""
+        with self._lock:
+            self._requests += 1
+            self._last_request = {"headers": headers, "body": None if body is _UNREADABLE else body}
+            return self._take_fault()
+
+    def _process_payout(self, authorization: str | None, body: Any) -> _Reply:
+        if not self._authorized(authorization):
+            return _error(401, "Unauthorized")
+        try:
+            payout = _validate_payout(body)
+        except _ApiError as error:
+            return error.reply()
+        link, shape = self._create_or_get(payout)
+        return _wrap(link, shape)
+
+    def _authorized(self, authorization: str | None) -> bool:
+        with self._lock:
+            client_id, api_key = self._credentials
+        presented = _basic_credentials(authorization)
+        expected = f"{client_id}:{api_key}".encode()
+        return presented is not None and hmac.compare_digest(presented, expected)
+
+    def _create_or_get(self, payout: Json) -> tuple[Json, str]:
+        """Like Dots: a known idempotency key returns the first link, whatever the new body says."""
+        key = payout.get("idempotency_key")
+        with self._lock:
+            if key is not None and key in self._keyed_links:
+                return self._keyed_links[key], self._shape
+            link = _build_link(payout)
+            if key is None:
+                self._keyless_links.append(link)
+            else:
+                self._keyed_links[key] = link
+            self._links_created += 1
+            return link, self._shape
+
+    def _control(self, method: str, name: str, body: Any) -> _Reply:
+        match (method, name):
+            case ("GET", "stats"):
+                return _json_reply(200, self.stats())
+            case ("POST", "reset"):
+                self.reset()
+                return _json_reply(200, {})
+            case ("POST", "faults"):
+                return self._control_faults(body)
+            case ("POST", "shape"):
+                return self._control_shape(body)
+            case ("POST", "credentials"):
+                return self._control_credentials(body)
+            case _:
+                return _error(404, "Not found")
+
+    def _control_faults(self, body: Any) -> _Reply:
+        if body is _UNREADABLE:
+            return _error(400, "Invalid JSON body")
+        specs = body if isinstance(body, list) else [body]
+        try:
+            queued = self.inject(*specs)
+        except ValueError as error:
+            return _error(400, str(error))
+        return _json_reply(200, {"queued": queued})
+
+    def _control_shape(self, body: Any) -> _Reply:
+        shape = body.get("shape") if isinstance(body, dict) else None
+        if not isinstance(shape, str):
+            return _error(400, "shape must be one of " + ", ".join(SHAPES))
+        try:
+            self.set_shape(shape)
+        except ValueError as error:
+            return _error(400, str(error))
+        return _json_reply(200, {"shape": shape})
+
+    def _control_credentials(self, body: Any) -> _Reply:
+        if not isinstance(body, dict):
+            return _error(400, "Invalid JSON body")
+        client_id, api_key = body.get("client_id"), body.get("api_key")
+        if not isinstance(client_id, str) or not isinstance(api_key, str):
+            return _error(400, "client_id and api_key must be strings")
+        self.set_credentials(client_id, api_key)
+        return _json_reply(200, {})
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP plumbing
+# ---------------------------------------------------------------------------------------------
+
+
+class _EmulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], emulator: DotsEmulator) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.emulator = emulator
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host's FQDN, which can stall on a reverse DNS lookup.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[0], self.server_address[1]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that time out or hang up mid-answer are expected here, not errors.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, the body waits for a delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
+    server: _EmulatorServer
+
+    @property
+    def emulator(self) -> DotsEmulator:
+        return self.server.emulator
+
+    def setup(self) -> None:
+        super().setup()
+        # One handler per TCP connection, so this counts connections, not requests.
+        self.emulator._connection_opened(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.emulator._connection_closed(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        """Stay quiet: tests and the local stack have their own logs."""
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        try:
+            raw = self._read_body()
+        except _ApiError as error:
+            self.close_connection = True  # the rest of the stream cannot be trusted
+            self._send(error.reply())
+            return
+        path = urlsplit(self.path).path
+        if self.command == "POST" and path == PAYOUT_LINKS_PATH:
+            self._payout_link(raw)
+        elif path.startswith(CONTROL_PREFIX):
+            name = path.removeprefix(CONTROL_PREFIX)
+            self._send(self.emulator._control(self.command, name, _parse_json(raw)))
+        else:
+            self._send(_error(404, "Not found"))
+
+    def _read_body(self) -> bytes:
+        """Always consume the body, so the next request on a keep-alive connection parses."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            raise _ApiError(411, "Send a Content-Length; chunked bodies are not supported")
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            raise _ApiError(400, "Invalid Content-Length") from None
+        if length < 0:
+            raise _ApiError(400, "Invalid Content-Length")
+        if length > MAX_BODY_BYTES:
+            raise _ApiError(413, "Body too large")
+        return self.rfile.read(length)
+
+    def _payout_link(self, raw: bytes) -> None:
+        body = _parse_json(raw)
+        fault = self.emulator._begin_payout(self._recorded_headers(), body)
+        if fault is not None and not fault.after_create and self._disrupt(fault):
+            return
+        reply = self.emulator._process_payout(self.headers.get("Authorization"), body)
+        if fault is not None and fault.after_create and self._disrupt(fault):
+            return
+        self._send(reply)
+
+    def _disrupt(self, fault: _Fault) -> bool:
+        """Delay, then drop or answer as `fault` says; True when the request has been dealt with."""
+        time.sleep(fault.delay_seconds)
+        if fault.drop:
+            self._drop()
+            return True
+        if fault.status is not None:
+            self._send(fault.reply())
+            return True
+        return False
+
+    def _recorded_headers(self) -> dict[str, str]:
+        return {
+            name.lower(): "<redacted>" if name.lower() == "authorization" else value
+            for name, value in self.headers.items()
+        }
+
+    def _drop(self) -> None:
+        """Hang up without answering, the way a lost response looks to the client."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # the client already went away
+
+    def _send(self, reply: _Reply) -> None:
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.payload)))
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")  # so a keep-alive client does not reuse it
+        self.end_headers()
+        self.wfile.write(reply.payload)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the Dots payout-link API emulator on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--client-id", default=DEMO_CLIENT_ID)
+    parser.add_argument("--api-key", default=DEMO_API_KEY)
+    args = parser.parse_args(argv)
+
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop_requested.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    with DotsEmulator(args.client_id, args.api_key, port=args.port) as emulator:
+        print(f"dots emulator listening on {emulator.base_url}", flush=True)
+        stop_requested.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

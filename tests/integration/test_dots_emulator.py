@@ -1,0 +1,388 @@
+"""The Dots emulator over real HTTP: the drifted link shape, idempotency, shapes, faults and the control API."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator
+
+pytestmark = pytest.mark.integration
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+AUTH = (DEMO_CLIENT_ID, DEMO_API_KEY)
+PAYOUT_PATH = "/v2/payout-links"
+# Only plain HTTP is used; sharing one context spares every client building its own.
+_TLS_CONTEXT = ssl.create_default_context()
+
+
+@pytest.fixture(scope="module")
+def running_emulator() -> Iterator[DotsEmulator]:
+    with DotsEmulator(DEMO_CLIENT_ID, DEMO_API_KEY) as running:
+        yield running
+
+
+@pytest.fixture
+def emulator(running_emulator: DotsEmulator) -> DotsEmulator:
+    # One server for the module keeps the file fast; reset() gives every test a clean slate.
+    running_emulator.reset()
+    return running_emulator
+
+
+def http_client(**options: Any) -> httpx.Client:
+    """A client that talks straight to loopback: no proxy from the environment, no TLS set-up cost."""
+    return httpx.Client(trust_env=False, verify=_TLS_CONTEXT, **{"timeout": 2.0, **options})
+
+
+@pytest.fixture
+def client(emulator: DotsEmulator) -> Iterator[httpx.Client]:
+    with http_client(base_url=emulator.base_url, auth=AUTH) as http:
+        yield http
+
+
+def control(emulator: DotsEmulator, name: str, body: Any = None) -> httpx.Response:
+    """Call the control API the way an out-of-process test would."""
+    url = f"http://127.0.0.1:{emulator.port}/_emulator/{name}"
+    with http_client() as http:
+        return http.get(url) if body is None else http.post(url, json=body)
+
+
+def payout(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "amount": 1000,
+        "payee": {
+            "country_code": "1",
+            "phone_number": "5555550100",
+            "first_name": "Ada",
+            "email": "ada@example.com",
+        },
+        "delivery": {"method": "sms"},
+        "metadata": {"order": "A-1"},
+        "memo": "thanks",
+        "idempotency_key": str(uuid.uuid4()),
+    }
+    body.update(overrides)
+    return body
+
+
+def test_create_answers_201_with_the_drifted_link(emulator: DotsEmulator, client: httpx.Client) -> None:
+    sent = payout(tax_exempt=True)
+
+    response = client.post(PAYOUT_PATH, json=sent)
+
+    assert response.status_code == 201
+    assert response.headers["content-type"] == "application/json"
+    link = response.json()
+    uuid.UUID(link["id"])
+    uuid.UUID(link["flow_id"])
+    created = datetime.fromisoformat(link["created"])
+    assert created.tzinfo is None and len(link["created"].rpartition(".")[2]) == 6
+    assert link["link"].endswith(link["id"])
+    assert isinstance(link["amount"], float) and link["amount"] == 1000.0
+    assert link["metadata"] == json.dumps({"order": "A-1"})
+    assert link["delivery"] == {
+        "method": "sms",
+        "email": "ada@example.com",
+        "country_code": "1",
+        "phone_number": "5555550100",
+    }
+    assert link["payee"] == sent["payee"]
+    assert (link["status"], link["tax_exempt"], link["livemode"]) == ("created", True, False)
+    assert (link["user_id"], link["claimed_user_id"], link["memo"]) == (None, None, "thanks")
+    stats = emulator.stats()
+    assert stats["links_created"] == 1
+    assert stats["links"] == {sent["idempotency_key"]: link["id"]}
+    assert stats["last_request"]["body"] == sent
+    assert stats["last_request"]["headers"]["authorization"] == "<redacted>"
+
+
+def test_user_id_only_payout_has_null_optional_fields(client: httpx.Client) -> None:
+    response = client.post(PAYOUT_PATH, json={"amount": 5, "user_id": "user-1"})
+
+    assert response.status_code == 201
+    link = response.json()
+    assert (link["user_id"], link["payee"], link["delivery"], link["metadata"]) == ("user-1", None, None, None)
+    assert link["tax_exempt"] is False
+
+
+@pytest.mark.parametrize("auth", [("demo-client-id", "wrong-key"), ("someone-else", DEMO_API_KEY), None])
+def test_wrong_or_missing_credentials_are_401(emulator: DotsEmulator, auth: tuple[str, str] | None) -> None:
+    with http_client(base_url=emulator.base_url, auth=auth) as http:
+        response = http.post(PAYOUT_PATH, json=payout())
+
+    assert response.status_code == 401
+    assert response.json() == {"message": "Unauthorized"}
+    assert emulator.stats()["links_created"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "Invalid JSON body"),
+        (b"[1, 2]", "Invalid JSON body"),
+        (json.dumps(payout(amount=0)).encode(), "amount must be a positive integer number of cents"),
+        (json.dumps(payout(amount=True)).encode(), "amount must be a positive integer number of cents"),
+        (json.dumps(payout(amount=10.5)).encode(), "amount must be a positive integer number of cents"),
+        (json.dumps(payout(payee=None)).encode(), "user_id or payee is required"),
+    ],
+)
+def test_invalid_bodies_are_400(emulator: DotsEmulator, client: httpx.Client, body: bytes, message: str) -> None:
+    response = client.post(PAYOUT_PATH, content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400
+    assert response.json() == {"message": message}
+    assert emulator.stats()["links_created"] == 0
+
+
+def test_known_idempotency_key_returns_the_first_link(emulator: DotsEmulator, client: httpx.Client) -> None:
+    key = str(uuid.uuid4())
+    first = client.post(PAYOUT_PATH, json=payout(idempotency_key=key))
+    # Dots ignores the new body and answers with the link it already has.
+    second = client.post(PAYOUT_PATH, json=payout(idempotency_key=key, amount=9999))
+
+    assert first.status_code == second.status_code == 201
+    assert second.json()["id"] == first.json()["id"]
+    assert second.json()["amount"] == 1000.0
+    stats = emulator.stats()
+    assert (stats["requests"], stats["links_created"]) == (2, 1)
+
+
+def test_requests_without_a_key_each_create_a_link(emulator: DotsEmulator, client: httpx.Client) -> None:
+    ids = [client.post(PAYOUT_PATH, json=payout(idempotency_key=None)).json()["id"] for _ in range(2)]
+
+    assert ids[0] != ids[1]
+    assert emulator.stats()["links"] == {"<none>#1": ids[0], "<none>#2": ids[1]}
+
+
+@pytest.mark.parametrize("shape", ["v2", "v2-200", "v1"])
+def test_shapes_wrap_the_link(emulator: DotsEmulator, client: httpx.Client, shape: str) -> None:
+    assert control(emulator, "shape", {"shape": shape}).status_code == 200
+
+    response = client.post(PAYOUT_PATH, json=payout())
+
+    link_id = emulator.stats()["links"].popitem()[1]
+    body = response.json()
+    if shape == "v1":
+        assert response.status_code == 200
+        assert body["success"] is True and body["payout_link"]["id"] == link_id
+    else:
+        assert response.status_code == (201 if shape == "v2" else 200)
+        assert body["id"] == link_id
+
+
+def test_unknown_shape_is_refused(emulator: DotsEmulator) -> None:
+    assert control(emulator, "shape", {"shape": "v3"}).status_code == 400
+    with pytest.raises(ValueError, match="unknown shape"):
+        emulator.set_shape("v3")
+
+
+def test_status_fault_answers_before_anything_is_created(emulator: DotsEmulator, client: httpx.Client) -> None:
+    queued = control(emulator, "faults", {"status": 429, "retry_after": "2", "count": 2})
+    assert queued.json() == {"queued": 1}
+
+    throttled = [client.post(PAYOUT_PATH, json=payout()) for _ in range(2)]
+    recovered = client.post(PAYOUT_PATH, json=payout())
+
+    assert [r.status_code for r in throttled] == [429, 429]
+    assert all(r.headers["retry-after"] == "2" for r in throttled)
+    assert throttled[0].json() == {"message": "Injected failure"}
+    assert recovered.status_code == 201
+    assert emulator.stats()["links_created"] == 1
+
+
+def test_status_fault_after_create_keeps_the_link(emulator: DotsEmulator, client: httpx.Client) -> None:
+    emulator.inject({"status": 502, "body": {"error": "bad gateway"}, "after_create": True})
+    sent = payout()
+
+    failed = client.post(PAYOUT_PATH, json=sent)
+    retried = client.post(PAYOUT_PATH, json=sent)
+
+    assert (failed.status_code, failed.json()) == (502, {"error": "bad gateway"})
+    assert retried.status_code == 201
+    assert emulator.stats()["links"] == {sent["idempotency_key"]: retried.json()["id"]}
+    assert emulator.stats()["links_created"] == 1
+
+
+def test_raw_body_fault_sends_unreadable_text(emulator: DotsEmulator, client: httpx.Client) -> None:
+    emulator.inject({"status": 200, "raw_body": "<html>maintenance</html>"})
+
+    response = client.post(PAYOUT_PATH, json=payout())
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.text == "<html>maintenance</html>"
+    assert emulator.stats()["links_created"] == 0
+
+
+def test_faults_are_served_in_order(emulator: DotsEmulator, client: httpx.Client) -> None:
+    assert control(emulator, "faults", [{"status": 503}, {"status": 500}]).json() == {"queued": 2}
+
+    statuses = [client.post(PAYOUT_PATH, json=payout()).status_code for _ in range(3)]
+
+    assert statuses == [503, 500, 201]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{"stauts": 500}, {"status": 500, "drop": True}, {"body": "x"}, {}, {"status": True}, {"count": 0, "drop": True}],
+)
+def test_malformed_faults_are_refused(emulator: DotsEmulator, spec: dict[str, Any]) -> None:
+    assert control(emulator, "faults", spec).status_code == 400
+    with pytest.raises(ValueError):
+        emulator.inject(spec)
+
+
+def test_delay_before_processing_slows_the_answer(emulator: DotsEmulator, client: httpx.Client) -> None:
+    emulator.inject({"delay_seconds": 0.3})
+
+    started = time.monotonic()
+    response = client.post(PAYOUT_PATH, json=payout())
+
+    assert time.monotonic() - started >= 0.3
+    assert response.status_code == 201
+
+
+def test_delay_after_create_times_out_a_patient_enough_client(emulator: DotsEmulator, client: httpx.Client) -> None:
+    emulator.inject({"delay_seconds": 0.3, "after_create": True})
+    sent = payout()
+
+    with pytest.raises(httpx.ReadTimeout):
+        client.post(PAYOUT_PATH, json=sent, timeout=0.1)
+
+    assert emulator.stats()["links_created"] == 1
+    assert sent["idempotency_key"] in emulator.stats()["links"]
+
+
+def test_drop_before_create_loses_the_request(emulator: DotsEmulator, client: httpx.Client) -> None:
+    emulator.inject({"drop": True})
+
+    with pytest.raises(httpx.TransportError):
+        client.post(PAYOUT_PATH, json=payout())
+
+    stats = emulator.stats()
+    assert (stats["requests"], stats["links_created"]) == (1, 0)
+    assert client.post(PAYOUT_PATH, json=payout()).status_code == 201
+
+
+def test_drop_after_create_loses_only_the_response(emulator: DotsEmulator, client: httpx.Client) -> None:
+    control(emulator, "faults", {"drop": True, "after_create": True})
+    sent = payout()
+
+    with pytest.raises(httpx.TransportError):
+        client.post(PAYOUT_PATH, json=sent)
+    created_id = emulator.stats()["links"][sent["idempotency_key"]]
+    retried = client.post(PAYOUT_PATH, json=sent)
+
+    assert retried.status_code == 201 and retried.json()["id"] == created_id
+    assert emulator.stats()["links_created"] == 1
+
+
+def test_rotated_credentials_replace_the_old_ones(emulator: DotsEmulator, client: httpx.Client) -> None:
+    assert control(emulator, "credentials", {"client_id": "new-id", "api_key": "new-key"}).status_code == 200
+
+    old = client.post(PAYOUT_PATH, json=payout())
+    new = client.post(PAYOUT_PATH, json=payout(), auth=("new-id", "new-key"))
+
+    assert (old.status_code, new.status_code) == (401, 201)
+
+
+def test_reset_restores_the_initial_state(emulator: DotsEmulator, client: httpx.Client) -> None:
+    client.post(PAYOUT_PATH, json=payout())
+    emulator.inject({"status": 500})
+    emulator.set_shape("v1")
+    emulator.set_credentials("other-id", "other-key")
+
+    assert control(emulator, "reset", {}).json() == {}
+    after_reset = emulator.stats()
+    response = client.post(PAYOUT_PATH, json=payout())
+
+    assert after_reset["requests"] == after_reset["links_created"] == after_reset["connections"] == 0
+    assert (after_reset["links"], after_reset["last_request"]) == ({}, None)
+    assert response.status_code == 201 and "id" in response.json()
+
+
+def test_stats_over_http_match_the_python_view(emulator: DotsEmulator, client: httpx.Client) -> None:
+    sent = payout()
+    client.post(PAYOUT_PATH, json=sent)
+
+    stats = control(emulator, "stats").json()
+
+    assert stats["links"] == emulator.stats()["links"]
+    assert stats["last_request"]["body"] == sent
+    assert stats["last_request"]["headers"]["content-type"] == "application/json"
+
+
+def test_keep_alive_client_reuses_one_connection(emulator: DotsEmulator) -> None:
+    for expected_connections in (1, 2):
+        with http_client(base_url=emulator.base_url, auth=AUTH) as http:
+            responses = [http.post(PAYOUT_PATH, json=payout()) for _ in range(2)]
+        assert [r.status_code for r in responses] == [201, 201]
+        assert emulator.stats()["connections"] == expected_connections
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/api/v2/payout-links"), ("POST", "/api/v1/other")])
+def test_unknown_routes_are_404(client: httpx.Client, emulator: DotsEmulator, method: str, path: str) -> None:
+    response = client.request(method, f"http://127.0.0.1:{emulator.port}{path}")
+
+    assert response.status_code == 404
+    assert response.json() == {"message": "Not found"}
+    assert response.headers["content-length"] == str(len(response.content))
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "example.com", "::"])
+def test_non_loopback_hosts_are_refused(host: str) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        DotsEmulator(DEMO_CLIENT_ID, DEMO_API_KEY, host=host)
+
+
+def test_localhost_binds_ipv4_loopback() -> None:
+    with DotsEmulator(DEMO_CLIENT_ID, DEMO_API_KEY, host="localhost") as running:
+        assert running.base_url == f"http://127.0.0.1:{running.port}/api"
+
+
+def test_stop_closes_the_listening_socket_and_idle_connections() -> None:
+    running = DotsEmulator(DEMO_CLIENT_ID, DEMO_API_KEY).start()
+    with http_client(base_url=running.base_url, auth=AUTH) as http:
+        assert http.post(PAYOUT_PATH, json=payout()).status_code == 201
+        running.stop()  # while the client still holds a keep-alive connection
+
+        with pytest.raises(httpx.ConnectError):
+            http.post(PAYOUT_PATH, json=payout())
+
+
+def test_cli_serves_until_sigterm() -> None:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local_stack.dots_emulator", "--port", "0", "--api-key", "cli-key"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("dots emulator listening on http://127.0.0.1:")
+        base_url = line.rpartition(" ")[2]
+        with http_client(base_url=base_url, auth=(DEMO_CLIENT_ID, "cli-key")) as http:
+            assert http.post(PAYOUT_PATH, json=payout()).status_code == 201
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
