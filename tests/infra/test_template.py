@@ -1,0 +1,257 @@
+"""Checks of the SAM template.
+
+Two kinds of test live here:
+
+* Facts that the function, the local runner and operators rely on, read straight
+  from template.yaml in plain Python (no tools needed).
+* The AWS tools' own verdicts: cfn-lint, `sam validate` (with and without
+  --lint) and a `sam build`, whose artifacts are then inspected. These use the
+  separate tools venv (.venv-tools, or the one TOOLS_VENV points at), created by
+  `make tools`. A missing venv fails the tests: it is never a reason to skip them.
+
+No AWS account and no Docker are needed: the tools run with a fixed region and
+fake credentials, and nothing here talks to AWS. The layer's build fetches its
+wheels from the package index (or uv's cache).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local_stack.template import TEMPLATE_PATH, load_template
+
+pytestmark = pytest.mark.infra
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TOOLS_BIN = Path(os.environ.get("TOOLS_VENV", REPO_ROOT / ".venv-tools")) / "bin"
+
+# API Gateway gives up on a Lambda integration after 30 seconds.
+API_GATEWAY_INTEGRATION_LIMIT_SECONDS = 30
+
+ITEM_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+SECRET_ACTIONS = {"secretsmanager:GetSecretValue"}
+
+# Provided by the Lambda runtime; a copy in the layer would shadow it.
+RUNTIME_PROVIDED_PACKAGES = ("boto3", "botocore", "s3transfer")
+# Environment variables that the local runner reads straight from the template.
+LITERAL_VARIABLES = (
+    "PAYOUT_API_TIMEOUT_SECONDS",
+    "PAYOUT_API_MAX_ATTEMPTS",
+    "MAX_BODY_BYTES",
+    "CREDENTIALS_MAX_AGE_SECONDS",
+)
+# Imported by the function at run time; they must come from the layer.
+LAYER_PACKAGES = ("aws_lambda_powertools", "httpx", "pydantic", "pydantic_core", "jmespath")
+
+
+# --- facts read from the template ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def function(template: dict[str, Any]) -> dict[str, Any]:
+    """The payout-links function's properties, with Globals.Function filled in where it sets nothing."""
+    resource = template["Resources"]["PayoutLinksFunction"]
+    assert resource["Type"] == "AWS::Serverless::Function"
+    return {**template["Globals"]["Function"], **resource["Properties"]}
+
+
+def test_idempotency_table_matches_powertools_layout(template: dict[str, Any]) -> None:
+    table = template["Resources"]["IdempotencyTable"]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    properties = table["Properties"]
+    assert properties["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert properties["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "S"}]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_function_runtime_and_timeout(function: dict[str, Any]) -> None:
+    assert function["Runtime"] == "python3.13"
+    assert function["Architectures"] == ["arm64"]
+    # A literal, so that the local runner can read it; below the gateway's limit,
+    # so that a slow upstream ends in the function's answer, not a gateway 503.
+    assert isinstance(function["Timeout"], int)
+    assert function["Timeout"] < API_GATEWAY_INTEGRATION_LIMIT_SECONDS
+
+
+def test_function_is_built_with_the_makefiles(template: dict[str, Any], function: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    assert function["CodeUri"] == "functions/"
+    assert function["Handler"] == "payout_links.app.lambda_handler"
+    assert resources["PayoutLinksFunction"]["Metadata"]["BuildMethod"] == "makefile"
+    assert function["Layers"] == [{"Ref": "DependenciesLayer"}]
+    assert resources["DependenciesLayer"]["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+
+
+def test_literal_settings_the_local_runner_reads(function: dict[str, Any]) -> None:
+    variables = function["Environment"]["Variables"]
+    for name in LITERAL_VARIABLES:
+        value = variables[name]
+        assert isinstance(value, str), f"{name} must be a literal string, not {value!r}"
+        assert value.isdigit(), f"{name}={value!r}"
+    assert variables["IDEMPOTENCY_TABLE_NAME"] == {"Ref": "IdempotencyTable"}
+    assert variables["PAYOUT_API_SECRET_ID"] == {"Ref": "PayoutApiCredentialsSecret"}
+
+
+def test_single_authenticated_post_route(template: dict[str, Any], function: dict[str, Any]) -> None:
+    api = template["Resources"]["HttpApi"]["Properties"]
+    assert api["Auth"]["DefaultAuthorizer"] == "JwtAuthorizer"
+    assert list(api["Auth"]["Authorizers"]) == ["JwtAuthorizer"]
+    events = list(function["Events"].values())
+    assert events == [
+        {
+            "Type": "HttpApi",
+            "Properties": {
+                "ApiId": {"Ref": "HttpApi"},
+                "Path": "/payout-links",
+                "Method": "POST",
+                "PayloadFormatVersion": "2.0",
+            },
+        }
+    ]
+
+
+def test_iam_grants_only_item_access_and_the_secret(function: dict[str, Any]) -> None:
+    statements: list[dict[str, Any]] = []
+    for policy in function["Policies"]:
+        # Inline documents only: a managed policy name or a SAM policy template
+        # (DynamoDBCrudPolicy and friends) would grant more than this.
+        assert isinstance(policy, dict), policy
+        assert set(policy) <= {"Version", "Statement"}, policy
+        statements.extend(policy["Statement"])
+
+    resources_by_action: dict[str, list[Any]] = {}
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        assert "NotAction" not in statement
+        assert "NotResource" not in statement
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        for action in actions:
+            assert "*" not in action, action
+            resources_by_action.setdefault(action, []).append(statement["Resource"])
+
+    assert set(resources_by_action) == ITEM_ACTIONS | SECRET_ACTIONS
+    for action in ITEM_ACTIONS:
+        assert resources_by_action[action] == [{"Fn::GetAtt": "IdempotencyTable.Arn"}], action
+    for action in SECRET_ACTIONS:
+        assert resources_by_action[action] == [{"Ref": "PayoutApiCredentialsSecret"}], action
+
+
+# --- the AWS tools -------------------------------------------------------------------------------
+
+
+def _tool(name: str) -> Path:
+    path = TOOLS_BIN / name
+    if not os.access(path, os.X_OK):
+        pytest.fail(
+            f"{name} is missing from {TOOLS_BIN}: run `make tools` to create the tools venv "
+            "(or set TOOLS_VENV to an existing one)",
+            pytrace=False,
+        )
+    return path
+
+
+def _tool_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("AWS_PROFILE", None)
+    env.update(
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - a fake credential
+        AWS_SESSION_TOKEN="testing",  # noqa: S106 - a fake credential
+        SAM_CLI_TELEMETRY="0",
+        # As if the venv were activated: the build Makefiles then find its uv and python3.
+        PATH=f"{TOOLS_BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env
+
+
+def _run_tool(
+    name: str, *args: str | Path, cwd: Path = REPO_ROOT, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    command = [str(_tool(name)), *map(str, args)]
+    result = subprocess.run(  # noqa: S603 - a fixed tool with fixed arguments
+        command, cwd=cwd, env=_tool_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, (
+        f"`{' '.join([name, *map(str, args)])}` exited {result.returncode}\n"
+        f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
+    )
+    return result
+
+
+def test_cfn_lint() -> None:
+    _run_tool("cfn-lint", TEMPLATE_PATH)
+
+
+def test_sam_validate(tmp_path: Path) -> None:
+    # samconfig.toml turns linting on for `sam validate`; an empty config file
+    # keeps this run to SAM's own translation of the template.
+    no_config = tmp_path / "samconfig.toml"
+    no_config.touch()
+    _run_tool("sam", "validate", "--template-file", TEMPLATE_PATH, "--config-file", no_config)
+
+
+def test_sam_validate_lint() -> None:
+    _run_tool("sam", "validate", "--lint", "--template-file", TEMPLATE_PATH)
+
+
+def _tree_size(root: Path) -> int:
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+
+
+def test_sam_build(tmp_path: Path) -> None:
+    build_dir = tmp_path / "build"
+    # Run from tmp_path: a cached build keeps a .aws-sam/deps directory in the
+    # working directory, which must not land in the work tree.
+    _run_tool(
+        "sam",
+        "build",
+        "--template-file",
+        TEMPLATE_PATH,
+        "--build-dir",
+        build_dir,
+        "--cache-dir",
+        tmp_path / "cache",
+        cwd=tmp_path,
+        timeout=600,
+    )
+
+    layer = build_dir / "DependenciesLayer" / "python"
+    function_dir = build_dir / "PayoutLinksFunction"
+    print(f"built sizes (unzipped): function {_tree_size(function_dir)} B, layer {_tree_size(layer.parent)} B")
+
+    # The layer holds Linux arm64 CPython 3.13 wheels, whatever machine built it.
+    for package in LAYER_PACKAGES:
+        assert (layer / package).is_dir(), f"{package} is missing from the layer"
+    extensions = [path.name for path in (layer / "pydantic_core").glob("_pydantic_core*.so")]
+    assert len(extensions) == 1, extensions
+    assert "cpython-313" in extensions[0], extensions[0]
+    assert "aarch64" in extensions[0], extensions[0]
+    (wheel_metadata,) = layer.glob("pydantic_core-*.dist-info/WHEEL")
+    tags = [
+        line.removeprefix("Tag:").strip() for line in wheel_metadata.read_text().splitlines() if line.startswith("Tag:")
+    ]
+    assert tags, wheel_metadata
+    for tag in tags:
+        assert tag.startswith("cp313-"), tag
+        assert "aarch64" in tag, tag
+
+    # Nothing the runtime already provides, and no bytecode compiled by the build machine.
+    for package in RUNTIME_PROVIDED_PACKAGES:
+        assert not [path for path in layer.rglob(package) if path.is_dir()], f"{package} is in the layer"
+    for root in (layer, function_dir):
+        assert not list(root.rglob("*.pyc")), f"bytecode in {root.name}"
+        assert not list(root.rglob("__pycache__")), f"__pycache__ in {root.name}"
+
+    assert (function_dir / "payout_links" / "app.py").is_file()
