@@ -1,0 +1,143 @@
+"""Shared test fixtures: real components only.
+
+- `aws_endpoint`: a moto server on loopback, reached over HTTP by the real boto3 clients.
+- `upstream`: the Dots emulator, a real HTTP server, reset before each test.
+- `function`: the handler in this process as a fresh (cold) Lambda container, invoked with payload 2.0 events.
+- `stack`: `python -m local_stack` (what `make run` starts) in its own process, driven over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Never let a test reach a real AWS account, whatever the machine's configuration says.
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(_name, None)
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing-not-a-key",
+        "AWS_SECRET_ACCESS_KEY": "testing-not-a-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+)
+
+from local_stack.aws_resources import clients, ensure_secret, ensure_table, free_port, start_moto_server  # noqa: E402
+from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator  # noqa: E402
+from local_stack.stack import CREDENTIALS_SECRET_NAME, FUNCTION, PARTNER_SECRETS_NAME, TABLE_NAME  # noqa: E402
+from local_stack.template import function_settings  # noqa: E402
+from tests.support import InProcessFunction, RunningStack  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint() -> Iterator[str]:
+    server, url = start_moto_server()
+    os.environ["AWS_ENDPOINT_URL"] = url
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def aws_clients(aws_endpoint: str):
+    return clients(aws_endpoint, "us-east-1")
+
+
+@pytest.fixture(scope="session")
+def aws_resources(aws_clients) -> dict[str, str]:
+    dynamodb, secrets = aws_clients
+    ensure_table(dynamodb, TABLE_NAME)
+    ensure_secret(
+        secrets, CREDENTIALS_SECRET_NAME, {"client_id": DEMO_CLIENT_ID, "api_key": DEMO_API_KEY}, overwrite=True
+    )
+    return {"table": TABLE_NAME, "credentials_secret": CREDENTIALS_SECRET_NAME}
+
+
+@pytest.fixture(scope="session")
+def dots() -> Iterator[DotsEmulator]:
+    with DotsEmulator(DEMO_CLIENT_ID, DEMO_API_KEY) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def upstream(dots: DotsEmulator) -> DotsEmulator:
+    dots.reset()
+    return dots
+
+
+def function_env(upstream_url: str) -> dict[str, str]:
+    """The function's environment exactly as the template declares it, with the local resource names."""
+    env, _, _ = function_settings(
+        FUNCTION,
+        {
+            "IdempotencyTable": TABLE_NAME,
+            "PayoutApiCredentialsSecret": CREDENTIALS_SECRET_NAME,
+            "PartnerWebhookSecretsSecret": PARTNER_SECRETS_NAME,
+        },
+    )
+    return {**env, "PAYOUT_API_BASE_URL": upstream_url, "AWS_LAMBDA_FUNCTION_NAME": "payout-link-proxy-test"}
+
+
+@pytest.fixture
+def function(aws_resources, upstream: DotsEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessFunction]:
+    """A cold container: settings, clients and caches are built anew on its first request."""
+    for name, value in function_env(upstream.base_url).items():
+        monkeypatch.setenv(name, value)
+    function = InProcessFunction(monkeypatch)
+    function.reset_container()
+    yield function
+    function.reset_container()
+
+
+@pytest.fixture(scope="session")
+def stack(aws_resources, aws_endpoint: str, dots: DotsEmulator, tmp_path_factory) -> Iterator[RunningStack]:
+    """The local stack against the session's moto server and emulator, with short timeouts so that the
+    timeout cases finish quickly: 1 s per upstream attempt, 6 s per invocation."""
+    running = start_stack(
+        tmp_path_factory.mktemp("stack"),
+        AWS_ENDPOINT_URL=aws_endpoint,
+        PAYOUT_API_BASE_URL=dots.base_url,
+        PAYOUT_API_TIMEOUT_SECONDS="1",
+        LAMBDA_TIMEOUT_SECONDS="6",
+    )
+    yield running
+    running.stop()
+
+
+def start_stack(log_dir: Path, **env: str) -> RunningStack:
+    """`python -m local_stack` in its own process; returns once it says it listens."""
+    port = free_port()
+    log_path = log_dir / f"stack-{port}.log"
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("AWS_ENDPOINT_URL")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local_stack"],
+        cwd=ROOT,
+        env={**inherited, "PORT": str(port), "LOCAL_CONCURRENCY": "4", **env},
+        stdout=subprocess.PIPE,
+        stderr=log_path.open("w"),
+        text=True,
+    )
+    assert process.stdout is not None
+    banner = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        banner.append(line)
+        if line.startswith("Ctrl-C"):
+            return RunningStack(process, f"http://127.0.0.1:{port}", log_path, "".join(banner))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    raise AssertionError(f"the local stack did not start:\n{''.join(banner)}\n{log_path.read_text()[-3000:]}")

@@ -1,0 +1,280 @@
+"""POST /payout-links through the real handler, DynamoDB and Secrets Manager on a moto server over HTTP, and
+the Dots emulator over HTTP. Each test starts from a cold container."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from local_stack.aws_resources import free_port
+from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID
+from local_stack.stack import CREDENTIALS_SECRET_NAME
+from payout_links.idempotency import UPSTREAM_KEY_NAMESPACE
+from tests.support import new_key, payout_body
+
+pytestmark = pytest.mark.integration
+
+LINK_KEYS = {
+    "id", "created", "link", "amount", "status", "payee", "delivery", "tax_exempt", "claimed_user_id", "flow_id",
+    "metadata",
+}
+
+
+def upstream_requests(upstream) -> int:
+    return upstream.stats()["requests"]
+
+
+def test_creates_a_normalized_link_and_forwards_only_what_the_caller_set(function, upstream):
+    key = new_key()
+    result = function.create(payout_body(memo=None, tax_exempt=True), key=key)
+
+    assert result.status == 201
+    assert result.headers["content-type"] == "application/json"
+    assert "idempotent-replayed" not in result.headers
+    link = result.json()
+    assert set(link) == LINK_KEYS
+    assert link["amount"] == 2500 and isinstance(link["amount"], int)  # the emulator answers 2500.0
+    assert link["created"].endswith("Z")
+    assert link["metadata"] == {"order": "A-1001"}  # the emulator answers a JSON string
+    assert link["payee"]["phone_number"] == "5555550123" and link["payee"]["last_name"] is None
+    assert link["id"] in upstream.stats()["links"].values()
+
+    sent = upstream.stats()["last_request"]["body"]
+    assert "memo" not in sent  # explicit null on an optional field is not forwarded
+    assert sent["tax_exempt"] is True
+    # The upstream key is derived from (caller, key): a UUIDv5 the caller never sees.
+    assert sent["idempotency_key"] == str(uuid.uuid5(UPSTREAM_KEY_NAMESPACE, json.dumps(["user:user-1", key])))
+
+
+def test_replay_returns_the_same_body_without_calling_the_upstream(function, upstream):
+    key = new_key()
+    first = function.create(key=key)
+    calls = upstream_requests(upstream)
+
+    replay = function.create(key=key)
+
+    assert replay.status == 201
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.body == first.body
+    assert upstream_requests(upstream) == calls
+
+
+def test_replay_is_also_served_to_a_new_container(function, upstream):
+    key = new_key()
+    first = function.create(key=key)
+    function.reset_container()
+
+    replay = function.create(key=key)
+
+    assert (replay.status, replay.body) == (201, first.body)
+    assert upstream.stats()["links_created"] == 1
+
+
+def test_body_key_and_quoted_header_name_the_same_intent(function, upstream):
+    key = new_key()
+    first = function.create(payout_body(idempotency_key=key), key=None)
+    replay = function.create(payout_body(idempotency_key=key), key=f'"{key.upper()}"')
+
+    assert first.status == 201
+    assert replay.status == 201 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.json()["id"] == first.json()["id"]
+
+
+def test_same_key_with_a_different_body_is_refused(function, upstream):
+    key = new_key()
+    function.create(key=key)
+    calls = upstream_requests(upstream)
+
+    result = function.create(payout_body(amount=2600), key=key)
+
+    assert result.status == 422 and result.is_problem()
+    assert result.json()["type"].endswith("idempotency-key-reused")
+    assert upstream_requests(upstream) == calls
+
+
+def test_equivalent_bodies_are_the_same_intent(function, upstream):
+    key = new_key()
+    function.create(payout_body(), key=key)
+    reordered = json.dumps(dict(reversed(list(payout_body(force_collect_compliance_information=False).items()))))
+
+    replay = function.create(reordered, key=key)
+
+    assert replay.status == 201 and replay.headers["idempotent-replayed"] == "true"
+
+
+def test_callers_do_not_share_keys(function, upstream):
+    key = new_key()
+    mine = function.create(key=key, sub="user-1")
+    theirs = function.create(key=key, sub="user-2")
+
+    assert mine.status == theirs.status == 201
+    assert mine.json()["id"] != theirs.json()["id"]
+    assert "idempotent-replayed" not in theirs.headers
+    assert upstream.stats()["links_created"] == 2
+
+
+def test_upstream_5xx_is_retried_with_the_same_key(function, upstream):
+    upstream.inject({"status": 503})
+
+    result = function.create()
+
+    assert result.status == 201
+    stats = upstream.stats()
+    assert (stats["requests"], stats["links_created"]) == (2, 1)
+
+
+def test_persistent_upstream_5xx_gives_502_and_releases_the_key(function, upstream):
+    key = new_key()
+    upstream.inject({"status": 500, "count": 3})
+
+    failed = function.create(key=key)
+
+    assert failed.status == 502 and failed.is_problem()
+    assert upstream.stats()["links_created"] == 0
+    retry = function.create(key=key)
+    assert retry.status == 201 and "idempotent-replayed" not in retry.headers
+    assert upstream.stats()["links_created"] == 1
+
+
+def test_upstream_timeout_gives_504_and_a_retry_gets_the_link_already_made(function, upstream):
+    function.set_env(PAYOUT_API_TIMEOUT_SECONDS="0.5", PAYOUT_API_MAX_ATTEMPTS="1")
+    key = new_key()
+    upstream.inject({"delay_seconds": 1.5, "after_create": True})
+
+    lost = function.create(key=key)
+
+    assert lost.status == 504 and lost.is_problem()
+    created_id = next(iter(upstream.stats()["links"].values()))
+    retry = function.create(key=key)
+    assert retry.status == 201
+    assert retry.json()["id"] == created_id
+    assert upstream.stats()["links_created"] == 1
+
+
+def test_timeouts_stop_at_the_functions_deadline(function, upstream):
+    upstream.inject({"delay_seconds": 3, "count": 3})
+
+    result = function.create(timeout_seconds=4.0)  # 2.5 s for the upstream after the reserve
+
+    assert result.status == 504
+    assert upstream.stats()["requests"] == 1  # no second attempt could have finished in time
+
+
+def test_rotated_credentials_are_re_read_once(function, upstream, aws_clients):
+    _, secrets = aws_clients
+    assert function.create().status == 201  # the container now caches the current credentials
+    upstream.set_credentials("rotated-client", "rotated-key-not-a-secret")
+    secrets.put_secret_value(
+        SecretId=CREDENTIALS_SECRET_NAME,
+        SecretString=json.dumps({"client_id": "rotated-client", "api_key": "rotated-key-not-a-secret"}),
+    )
+    try:
+        calls = upstream_requests(upstream)
+        result = function.create()
+        assert result.status == 201
+        assert upstream_requests(upstream) == calls + 2  # one 401, one success after re-reading the secret
+    finally:
+        secrets.put_secret_value(
+            SecretId=CREDENTIALS_SECRET_NAME,
+            SecretString=json.dumps({"client_id": DEMO_CLIENT_ID, "api_key": DEMO_API_KEY}),
+        )
+
+
+def test_credentials_rejected_twice_give_502_without_revealing_them(function, upstream):
+    upstream.set_credentials("someone-else", "another-key")
+    key = new_key()
+
+    result = function.create(key=key)
+
+    assert result.status == 502 and result.is_problem()
+    for secret in (DEMO_CLIENT_ID, DEMO_API_KEY, "someone-else", "another-key"):
+        assert secret not in result.body.decode()
+    assert upstream.stats()["requests"] == 2
+    upstream.set_credentials(DEMO_CLIENT_ID, DEMO_API_KEY)
+    assert function.create(key=key).status == 201  # nothing was recorded for the failed attempt
+
+
+@pytest.mark.parametrize(("retry_after", "expected"), [("7", "7"), (None, "5")])
+def test_upstream_rate_limit_is_passed_on(function, upstream, retry_after, expected):
+    fault = {"status": 429, **({"retry_after": retry_after} if retry_after else {})}
+    upstream.inject(fault)
+
+    result = function.create()
+
+    assert result.status == 429 and result.is_problem()
+    assert result.headers["retry-after"] == expected
+    assert upstream.stats()["requests"] == 1  # a rate limit is not retried inside the request
+
+
+def test_upstream_validation_refusal_is_a_422(function, upstream):
+    upstream.inject({"status": 400, "body": {"message": "payee phone 5555550123 is not reachable"}})
+
+    result = function.create()
+
+    assert result.status == 422 and result.is_problem()
+    assert "5555550123" not in result.body.decode()  # upstream text stays out of the answer
+
+
+def test_unreadable_upstream_answer_gives_502_and_the_retry_reads_the_link(function, upstream):
+    key = new_key()
+    upstream.inject({"status": 201, "raw_body": "<html>oops</html>", "after_create": True})
+
+    failed = function.create(key=key)
+
+    assert failed.status == 502 and failed.is_problem()
+    retry = function.create(key=key)
+    assert retry.status == 201
+    assert retry.json()["id"] in upstream.stats()["links"].values()
+    assert upstream.stats()["links_created"] == 1
+
+
+@pytest.mark.parametrize("shape", ["v1", "v2-200"])
+def test_every_upstream_answer_shape_is_normalized(function, upstream, shape):
+    upstream.set_shape(shape)
+
+    result = function.create()
+
+    assert result.status == 201
+    link = result.json()
+    assert set(link) == LINK_KEYS
+    assert link["amount"] == 2500 and link["metadata"] == {"order": "A-1001"} and link["status"] == "created"
+
+
+def test_missing_secret_gives_503_without_calling_the_upstream(function, upstream):
+    function.set_env(PAYOUT_API_SECRET_ID="payout-link-proxy/local/no-such-secret")
+
+    result = function.create()
+
+    assert result.status == 503 and result.is_problem()
+    assert int(result.headers["retry-after"]) > 0
+    assert upstream.stats()["requests"] == 0
+
+
+def test_unreachable_secrets_manager_gives_503(function, upstream):
+    function.set_env(AWS_ENDPOINT_URL_SECRETS_MANAGER=f"http://127.0.0.1:{free_port()}")
+
+    result = function.create()
+
+    assert result.status == 503 and "retry-after" in result.headers
+    assert upstream.stats()["requests"] == 0
+
+
+def test_unreachable_dynamodb_gives_503_without_calling_the_upstream(function, upstream):
+    function.set_env(AWS_ENDPOINT_URL_DYNAMODB=f"http://127.0.0.1:{free_port()}")
+
+    result = function.create()
+
+    assert result.status == 503 and result.is_problem()
+    assert "retry-after" in result.headers
+    assert upstream.stats()["requests"] == 0
+
+
+def test_missing_table_gives_503(function, upstream):
+    function.set_env(IDEMPOTENCY_TABLE_NAME="no-such-table")
+
+    result = function.create()
+
+    assert result.status == 503 and result.is_problem()
+    assert upstream.stats()["requests"] == 0

@@ -1,0 +1,156 @@
+"""Helpers the test tiers share: tokens, request bodies, and ways to call the function."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from local_stack.gateway import build_event, routes_from_template
+from local_stack.lambda_worker import LocalLambdaContext
+
+# The local gateway does not check signatures (API Gateway does, in AWS): any key signs a usable token.
+TEST_SIGNING_KEY = "tests-only-signing-key-not-a-secret-0123456789"
+
+
+def token(sub: str | None = "user-1", **claims: Any) -> str:
+    payload = {"iss": "https://issuer.test", "aud": "payout-link-proxy", "scope": "payouts:write", **claims}
+    if sub is not None:
+        payload["sub"] = sub
+    return jwt.encode(payload, TEST_SIGNING_KEY, algorithm="HS256")
+
+
+def new_key() -> str:
+    return str(uuid.uuid4())
+
+
+def payout_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "amount": 2500,
+        "payee": {"country_code": "1", "phone_number": "5555550123", "first_name": "Ada", "email": "ada@example.com"},
+        "delivery": {"method": "sms", "message": "Your payout is ready"},
+        "metadata": {"order": "A-1001"},
+    }
+    body.update(overrides)
+    return body
+
+
+@dataclass
+class HttpResult:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def is_problem(self) -> bool:
+        """An RFC 9457 body whose status matches the HTTP status."""
+        if self.headers.get("content-type") != "application/problem+json":
+            return False
+        problem = self.json()
+        return (
+            problem.get("status") == self.status
+            and {"type", "title", "status", "detail"} <= problem.keys()
+            and "Traceback" not in self.body.decode()
+        )
+
+
+class InProcessFunction:
+    """The Lambda handler called in this process with payload 2.0 events, as the local gateway builds them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+        self.routes = routes_from_template()
+
+    def reset_container(self) -> None:
+        """Forget every per-container cache, as a new execution environment would start without them."""
+        from payout_links import aws, service, settings
+
+        settings.get_settings.cache_clear()
+        service.get_service.cache_clear()
+        aws.client.cache_clear()
+
+    def set_env(self, **values: str) -> None:
+        """Change the function's configuration; takes effect in the next (cold) container."""
+        for name, value in values.items():
+            self.monkeypatch.setenv(name, value)
+        self.reset_container()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | str | dict | None = None,
+        headers: dict[str, str] | None = None,
+        timeout_seconds: float = 20.0,
+    ) -> HttpResult:
+        from payout_links.app import lambda_handler
+
+        raw = json.dumps(body).encode() if isinstance(body, dict) else (body.encode() if isinstance(body, str) else body)
+        headers = {name.lower(): value for name, value in (headers or {}).items()}
+        for route in self.routes:
+            parameters = route.match(method, path)
+            if parameters is not None:
+                break
+        else:
+            raise AssertionError(f"no route {method} {path} in template.yaml")
+        request_id = uuid.uuid4().hex
+        event = build_event(route, parameters, method, path, "", headers, raw or b"", "127.0.0.1", request_id)
+        response = lambda_handler(event, LocalLambdaContext(timeout_seconds, request_id))
+        return HttpResult(
+            status=response["statusCode"],
+            headers={name.lower(): value for name, value in (response.get("headers") or {}).items()},
+            body=(response.get("body") or "").encode(),
+        )
+
+    def create(
+        self,
+        body: dict | bytes | str | None = None,
+        *,
+        key: str | None = "new",
+        sub: str | None = "user-1",
+        headers: dict[str, str] | None = None,
+        timeout_seconds: float = 20.0,
+    ) -> HttpResult:
+        """POST /payout-links as a frontend with a bearer token; `key="new"` sends a fresh Idempotency-Key."""
+        all_headers = {"content-type": "application/json"}
+        if sub is not None:
+            all_headers["authorization"] = f"Bearer {token(sub)}"
+        if key is not None:
+            all_headers["idempotency-key"] = new_key() if key == "new" else key
+        all_headers.update(headers or {})
+        return self.request(
+            "POST", "/payout-links", body=payout_body() if body is None else body, headers=all_headers,
+            timeout_seconds=timeout_seconds,
+        )
+
+
+@dataclass
+class RunningStack:
+    process: subprocess.Popen
+    url: str
+    log_path: Path
+    banner: str
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def worker_pids(self) -> list[int]:
+        found = re.search(r"execution environments: ([\d, ]+)", self.banner)
+        return [int(pid) for pid in found.group(1).split(",")] if found else []
+
+    def stop(self) -> int:
+        if not self._stopped:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=20)
+            self._stopped = True
+        return self.process.returncode
