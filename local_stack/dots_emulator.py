@@ -271,6 +271,8 @@ class DotsEmulator:
         self._requested_port = port
         self._initial_credentials = (client_id, api_key)
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # signalled whenever a payout-link request ends
+        self._in_flight = 0
         self._server: _EmulatorServer | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
@@ -345,6 +347,12 @@ class DotsEmulator:
         with self._lock:
             self._clear()
 
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no payout-link request is being handled (a delayed one may outlive its client);
+        False if that takes longer than `timeout`."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
     def inject(self, *faults: Json) -> int:
         """Queue faults (all or none) and return the queue length."""
         parsed = [_Fault.parse(spec) for spec in faults]
@@ -408,9 +416,15 @@ class DotsEmulator:
     def _begin_payout(self, headers: Json, body: Any) -> _Fault | None:
         """Count and record a payout-link request; return the fault that applies to it, if any."""
         with self._lock:
+            self._in_flight += 1
             self._requests += 1
             self._last_request = {"headers": headers, "body": None if body is _UNREADABLE else body}
             return self._take_fault()
+
+    def _end_payout(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
 
     def _process_payout(self, authorization: str | None, body: Any) -> _Reply:
         if not self._authorized(authorization):
@@ -586,12 +600,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _payout_link(self, raw: bytes) -> None:
         body = _parse_json(raw)
         fault = self.emulator._begin_payout(self._recorded_headers(), body)
-        if fault is not None and not fault.after_create and self._disrupt(fault):
-            return
-        reply = self.emulator._process_payout(self.headers.get("Authorization"), body)
-        if fault is not None and fault.after_create and self._disrupt(fault):
-            return
-        self._send(reply)
+        try:
+            if fault is not None and not fault.after_create and self._disrupt(fault):
+                return
+            reply = self.emulator._process_payout(self.headers.get("Authorization"), body)
+            if fault is not None and fault.after_create and self._disrupt(fault):
+                return
+            self._send(reply)
+        finally:
+            self.emulator._end_payout()
 
     def _disrupt(self, fault: _Fault) -> bool:
         """Delay, then drop or answer as `fault` says; True when the request has been dealt with."""

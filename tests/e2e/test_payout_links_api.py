@@ -1,0 +1,190 @@
+"""The local stack driven over HTTP exactly as a frontend would: gateway, worker processes, moto, emulator."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.support import HttpResult, new_key, payout_body, token
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def api(stack, upstream):
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        yield client
+
+
+def post(api: httpx.Client, body=None, *, key: str | None = "new", sub: str | None = "user-1",
+         headers: dict[str, str] | None = None, content: bytes | None = None) -> HttpResult:
+    all_headers = {"content-type": "application/json"}
+    if sub is not None:
+        all_headers["authorization"] = f"Bearer {token(sub)}"
+    if key is not None:
+        all_headers["idempotency-key"] = new_key() if key == "new" else key
+    all_headers.update(headers or {})
+    if content is None:
+        response = api.post("/payout-links", json=payout_body() if body is None else body, headers=all_headers)
+    else:
+        response = api.post("/payout-links", content=content, headers=all_headers)
+    return HttpResult(response.status_code, dict(response.headers), response.content)
+
+
+def test_create_then_replay_then_mismatch(api, upstream):
+    key = new_key()
+    created = post(api, key=key)
+    replayed = post(api, key=key)
+    mismatch = post(api, payout_body(amount=1), key=key)
+
+    assert created.status == 201 and created.headers["content-type"] == "application/json"
+    assert replayed.status == 201 and replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.body == created.body
+    assert mismatch.status == 422 and mismatch.is_problem()
+    assert upstream.stats()["links_created"] == 1
+
+
+def test_twenty_concurrent_identical_requests_make_one_link(api, upstream):
+    key = new_key()
+    upstream.inject({"delay_seconds": 0.5})  # keep the first request in flight while the others arrive
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda _: post(api, key=key), range(20)))
+
+    statuses = [result.status for result in results]
+    assert set(statuses) <= {201, 409}, statuses
+    created = [result for result in results if result.status == 201]
+    assert created, statuses
+    assert len({result.json()["id"] for result in created}) == 1
+    assert all(int(result.headers["retry-after"]) >= 1 for result in results if result.status == 409)
+    assert sum("idempotent-replayed" not in result.headers for result in created) == 1
+    assert upstream.stats()["links_created"] == 1
+
+
+def test_request_in_flight_gets_409_with_retry_after(api, upstream):
+    key = new_key()
+    upstream.inject({"delay_seconds": 1.5})
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(post, api, key=key)
+        time.sleep(0.5)
+        second = post(api, key=key)
+        assert first.result().status == 201
+    assert second.status == 409 and second.is_problem()
+    assert second.headers["retry-after"] == "2"
+    assert upstream.stats()["links_created"] == 1
+
+
+def test_another_caller_with_the_same_key_gets_its_own_link(api, upstream):
+    key = new_key()
+    mine, theirs = post(api, key=key, sub="alice"), post(api, key=key, sub="bob")
+
+    assert mine.status == theirs.status == 201
+    assert mine.json()["id"] != theirs.json()["id"]
+    assert upstream.stats()["links_created"] == 2
+
+
+def test_machine_token_without_subject_is_scoped_by_client_id(api, upstream, stack):
+    key = new_key()
+    headers = {"authorization": f"Bearer {token(None, client_id='billing-service')}"}
+
+    result = post(api, key=key, sub=None, headers=headers)
+
+    assert result.status == 201
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        ({"status": 500, "count": 3}, 502),
+        ({"status": 401, "count": 2}, 502),
+        ({"status": 429, "retry_after": "11"}, 429),
+        ({"delay_seconds": 2.5, "count": 3}, 504),
+        ({"status": 200, "raw_body": "not json"}, 502),
+    ],
+    ids=["upstream-500", "upstream-401-twice", "upstream-429", "upstream-timeout", "upstream-unreadable"],
+)
+def test_upstream_failures_map_to_problems_and_release_the_key(api, upstream, fault, status):
+    key = new_key()
+    upstream.inject(fault)
+
+    failed = post(api, key=key)
+
+    assert failed.status == status and failed.is_problem(), failed.body
+    if status == 429:
+        assert failed.headers["retry-after"] == "11"
+    retry = post(api, key=key)
+    assert retry.status == 201
+    assert upstream.stats()["links_created"] == 1
+
+
+LONG_KEY = "k" * 256
+VALIDATION_CASES = [
+    # (id, request overrides, expected status, expected pointer or None)
+    ("not-json", {"content": b"{amount: 1}"}, 400, None),
+    ("truncated-json", {"content": b'{"amount": 1'}, 400, None),
+    ("no-key", {"key": None}, 400, None),
+    ("empty-key", {"key": ""}, 400, None),
+    ("key-too-long", {"key": LONG_KEY}, 400, None),
+    ("key-not-visible-ascii", {"key": "has space"}, 400, None),
+    ("header-and-body-keys-differ", {"body": payout_body(idempotency_key="1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed")},
+     400, None),
+    ("no-token", {"sub": None}, 401, None),
+    ("garbage-token", {"sub": None, "headers": {"authorization": "Bearer not.a.jwt"}}, 401, None),
+    ("expired-token", {"sub": None, "headers": {"authorization": f"Bearer {token(exp=1_000_000_000)}"}}, 401, None),
+    ("too-large", {"body": payout_body(memo="x" * 20_000)}, 413, None),
+    ("not-json-content-type", {"headers": {"content-type": "text/plain"}}, 415, None),
+    ("no-content-type", {"headers": {"content-type": ""}}, 415, None),
+    ("float-amount", {"body": payout_body(amount=10.5)}, 422, "#/amount"),
+    ("string-amount", {"body": payout_body(amount="100")}, 422, "#/amount"),
+    ("bool-amount", {"body": payout_body(amount=True)}, 422, "#/amount"),
+    ("zero-amount", {"body": payout_body(amount=0)}, 422, "#/amount"),
+    ("amount-over-cap", {"body": payout_body(amount=1_000_001)}, 422, "#/amount"),
+    ("no-amount", {"body": {"user_id": "u-1"}}, 422, "#/amount"),
+    ("no-user-or-payee", {"body": {"amount": 100}}, 422, "#/user_id"),
+    ("bad-country-code", {"body": payout_body(payee={"country_code": "1234", "phone_number": "5555550123"})},
+     422, "#/payee/country_code"),
+    ("bad-phone", {"body": payout_body(payee={"country_code": "1", "phone_number": "555-0123"})},
+     422, "#/payee/phone_number"),
+    ("bad-delivery-method", {"body": payout_body(delivery={"method": "fax"})}, 422, "#/delivery/method"),
+    ("email-delivery-without-email",
+     {"body": payout_body(payee={"country_code": "1", "phone_number": "5555550123"}, delivery={"method": "email"})},
+     422, "#/payee/email"),
+    ("sms-delivery-without-payee", {"body": {"amount": 100, "user_id": "u-1", "delivery": {"method": "sms"}}},
+     422, "#/payee"),
+    ("unknown-step", {"body": payout_body(additional_steps=["payout", "teleport"])}, 422, "#/additional_steps/1"),
+    ("duplicate-step", {"body": payout_body(additional_steps=["payout", "payout"])}, 422, "#/additional_steps/1"),
+    ("metadata-not-strings", {"body": payout_body(metadata={"n": 1})}, 422, "#/metadata/n"),
+    ("bad-body-key", {"key": None, "body": payout_body(idempotency_key="not-a-uuid")}, 422, "#/idempotency_key"),
+    ("bad-fee-party", {"body": payout_body(payout_fee_party="nobody")}, 422, "#/payout_fee_party"),
+    ("non-boolean-flag", {"body": payout_body(tax_exempt="yes")}, 422, "#/tax_exempt"),
+    ("unknown-field", {"body": payout_body(amout=5)}, 422, "#/amout"),
+    ("top-level-array", {"body": [1, 2]}, 422, "#"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "status", "pointer"), [case[1:] for case in VALIDATION_CASES],
+                         ids=[case[0] for case in VALIDATION_CASES])
+def test_bad_input_gets_a_clear_problem_and_loses_nothing(api, upstream, overrides, status, pointer):
+    result = post(api, **overrides)
+
+    assert result.status == status, result.body
+    assert result.is_problem()
+    if pointer is not None:
+        assert pointer in [error["pointer"] for error in result.json()["errors"]]
+    assert upstream.stats()["requests"] == 0
+
+
+def test_the_same_request_succeeds_once_corrected(api, upstream):
+    key = new_key()
+    assert post(api, payout_body(amount=10.5), key=key).status == 422
+
+    assert post(api, payout_body(amount=1050), key=key).status == 201
+
+
+def test_unknown_routes_are_404_like_api_gateway(api):
+    response = api.get("/payout-links")
+
+    assert response.status_code == 404
+    assert response.json() == {"message": "Not Found"}
