@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import copy
 import hmac
 import ipaddress
@@ -84,9 +85,7 @@ class _ApiError(Exception):
 # Faults
 # ---------------------------------------------------------------------------------------------
 
-_FAULT_KEYS = frozenset(
-    {"status", "body", "retry_after", "raw_body", "delay_seconds", "drop", "after_create", "count"}
-)
+_FAULT_KEYS = frozenset({"status", "body", "retry_after", "raw_body", "delay_seconds", "drop", "after_create", "count"})
 
 
 def _fault_field(spec: Json, key: str, kinds: tuple[type, ...], default: Any = None) -> Any:
@@ -408,10 +407,8 @@ class DotsEmulator:
             connections = list(self._open_connections)
             self._open_connections.clear()
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):  # the client already went away
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # the client already went away
 
     def _begin_payout(self, headers: Json, body: Any) -> _Fault | None:
         """Count and record a payout-link request; return the fault that applies to it, if any."""
@@ -549,7 +546,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.emulator._connection_closed(self.connection)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: tests and the local stack have their own logs."""
 
     def do_GET(self) -> None:
@@ -630,10 +627,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _drop(self) -> None:
         """Hang up without answering, the way a lost response looks to the client."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):  # the client already went away
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # the client already went away
 
     def _send(self, reply: _Reply) -> None:
         self.send_response(reply.status)

@@ -118,11 +118,16 @@ def stack(aws_resources, aws_endpoint: str, dots: DotsEmulator, tmp_path_factory
     running.stop()
 
 
+def without_aws_endpoint(env: dict[str, str] | os._Environ) -> dict[str, str]:
+    """The environment without the session's moto endpoint: a stack given no endpoint starts its own."""
+    return {name: value for name, value in env.items() if not name.startswith("AWS_ENDPOINT_URL")}
+
+
 def start_stack(log_dir: Path, **env: str) -> RunningStack:
     """`python -m local_stack` in its own process; returns once it says it listens."""
     port = free_port()
     log_path = log_dir / f"stack-{port}.log"
-    inherited = {name: value for name, value in os.environ.items() if not name.startswith("AWS_ENDPOINT_URL")}
+    inherited = without_aws_endpoint(os.environ)
     process = subprocess.Popen(
         [sys.executable, "-m", "local_stack"],
         cwd=ROOT,

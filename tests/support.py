@@ -96,7 +96,9 @@ class InProcessFunction:
     ) -> HttpResult:
         from payout_links.app import lambda_handler
 
-        raw = json.dumps(body).encode() if isinstance(body, dict) else (body.encode() if isinstance(body, str) else body)
+        raw = (
+            json.dumps(body).encode() if isinstance(body, dict) else (body.encode() if isinstance(body, str) else body)
+        )
         headers = {name.lower(): value for name, value in (headers or {}).items()}
         for route in self.routes:
             parameters = route.match(method, path)
@@ -130,7 +132,10 @@ class InProcessFunction:
             all_headers["idempotency-key"] = new_key() if key == "new" else key
         all_headers.update(headers or {})
         return self.request(
-            "POST", "/payout-links", body=payout_body() if body is None else body, headers=all_headers,
+            "POST",
+            "/payout-links",
+            body=payout_body() if body is None else body,
+            headers=all_headers,
             timeout_seconds=timeout_seconds,
         )
 

@@ -37,8 +37,11 @@ def create_payout_link() -> Response:
     event = app.current_event
     caller = inbound.frontend_caller(event)
     logger.append_keys(caller=caller)
-    return _create(caller, header_key=event.headers.get("idempotency-key"), body=inbound.json_body(
-        event, max_bytes=get_settings().max_body_bytes))
+    return _create(
+        caller,
+        header_key=event.headers.get("idempotency-key"),
+        body=inbound.json_body(event, max_bytes=get_settings().max_body_bytes),
+    )
 
 
 def _create(caller: str, *, header_key: str | None, body: bytes) -> Response:

@@ -25,7 +25,9 @@ def frontend_caller(event: APIGatewayProxyEventV2) -> str:
 def json_body(event: APIGatewayProxyEventV2, *, max_bytes: int) -> bytes:
     """The raw body, once its media type and size are acceptable (415 and 413 come before any parsing)."""
     media_type = (event.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json" and not (media_type.startswith("application/") and media_type.endswith("+json")):
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
         raise UnsupportedMediaType("Send the body as application/json.")
     body = event.body or ""
     # Cheap bound before decoding: UTF-8 needs at least a byte a character, base64 has 4 characters per 3 bytes.

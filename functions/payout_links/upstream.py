@@ -30,6 +30,7 @@ MIN_ATTEMPT_SECONDS = 0.5
 BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 2.0
 MAX_RETRY_AFTER_SECONDS = 3600
+_TIMED_OUT = "The payout provider did not answer in time; retry with the same key."
 
 
 class PayoutApiClient:
@@ -60,7 +61,7 @@ class PayoutApiClient:
             attempt += 1
             time_left = deadline - self._clock()
             if time_left < MIN_ATTEMPT_SECONDS:
-                raise UpstreamTimedOut("The payout provider did not answer in time; retry with the same key.")
+                raise UpstreamTimedOut(_TIMED_OUT)
             try:
                 return self._attempt(payload, timeout=min(self._attempt_timeout, time_left))
             except _CredentialsRejected:
@@ -81,10 +82,12 @@ class PayoutApiClient:
             response = self._http.post(self._url, json=payload, headers=headers, timeout=timeout)
         except httpx.TimeoutException:
             self._report(started, "Timeout")
-            raise _Retryable(UpstreamTimedOut("The payout provider did not answer in time; retry with the same key."))
+            raise _Retryable(UpstreamTimedOut(_TIMED_OUT)) from None
         except httpx.TransportError as exc:
             self._report(started, "Connection", error=type(exc).__name__)
-            raise _Retryable(UpstreamFailed("The payout provider could not be reached; retry with the same key."))
+            raise _Retryable(
+                UpstreamFailed("The payout provider could not be reached; retry with the same key.")
+            ) from None
         status = response.status_code
         self._report(started, f"{status // 100}xx", status=status)
         if 200 <= status < 300:
@@ -92,7 +95,9 @@ class PayoutApiClient:
                 return normalize_payout_link(response.json())
             except (ValueError, UnreadableAnswer):
                 # Possibly created: the caller's retry reaches the upstream with the same key and reads it then.
-                raise UpstreamFailed("The payout provider's answer could not be read; retry with the same key.") from None
+                raise UpstreamFailed(
+                    "The payout provider's answer could not be read; retry with the same key."
+                ) from None
         if status == 401:
             raise _CredentialsRejected
         if status == 429:
@@ -101,7 +106,9 @@ class PayoutApiClient:
                 retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
             )
         if status >= 500:
-            raise _Retryable(UpstreamFailed(f"The payout provider failed with status {status}; retry with the same key."))
+            raise _Retryable(
+                UpstreamFailed(f"The payout provider failed with status {status}; retry with the same key.")
+            )
         if status in (400, 422):
             raise UpstreamRejected("The payout provider rejected the request; check the payee and amount.")
         raise UpstreamFailed(f"The payout provider answered with unexpected status {status}.")
@@ -123,8 +130,12 @@ class PayoutApiClient:
             metrics.add_metric(name=f"UpstreamError{outcome}", unit=MetricUnit.Count, value=1)
         logger.info(
             "upstream attempt",
-            extra={"upstream_outcome": outcome, "upstream_status": status, "upstream_error": error,
-                   "upstream_ms": round(elapsed_ms, 1)},
+            extra={
+                "upstream_outcome": outcome,
+                "upstream_status": status,
+                "upstream_error": error,
+                "upstream_ms": round(elapsed_ms, 1),
+            },
         )
 
 

@@ -19,8 +19,15 @@ def api(stack, upstream):
         yield client
 
 
-def post(api: httpx.Client, body=None, *, key: str | None = "new", sub: str | None = "user-1",
-         headers: dict[str, str] | None = None, content: bytes | None = None) -> HttpResult:
+def post(
+    api: httpx.Client,
+    body=None,
+    *,
+    key: str | None = "new",
+    sub: str | None = "user-1",
+    headers: dict[str, str] | None = None,
+    content: bytes | None = None,
+) -> HttpResult:
     all_headers = {"content-type": "application/json"}
     if sub is not None:
         all_headers["authorization"] = f"Bearer {token(sub)}"
@@ -128,8 +135,12 @@ VALIDATION_CASES = [
     ("empty-key", {"key": ""}, 400, None),
     ("key-too-long", {"key": LONG_KEY}, 400, None),
     ("key-not-visible-ascii", {"key": "has space"}, 400, None),
-    ("header-and-body-keys-differ", {"body": payout_body(idempotency_key="1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed")},
-     400, None),
+    (
+        "header-and-body-keys-differ",
+        {"body": payout_body(idempotency_key="1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed")},
+        400,
+        None,
+    ),
     ("no-token", {"sub": None}, 401, None),
     ("garbage-token", {"sub": None, "headers": {"authorization": "Bearer not.a.jwt"}}, 401, None),
     ("expired-token", {"sub": None, "headers": {"authorization": f"Bearer {token(exp=1_000_000_000)}"}}, 401, None),
@@ -143,16 +154,31 @@ VALIDATION_CASES = [
     ("amount-over-cap", {"body": payout_body(amount=1_000_001)}, 422, "#/amount"),
     ("no-amount", {"body": {"user_id": "u-1"}}, 422, "#/amount"),
     ("no-user-or-payee", {"body": {"amount": 100}}, 422, "#/user_id"),
-    ("bad-country-code", {"body": payout_body(payee={"country_code": "1234", "phone_number": "5555550123"})},
-     422, "#/payee/country_code"),
-    ("bad-phone", {"body": payout_body(payee={"country_code": "1", "phone_number": "555-0123"})},
-     422, "#/payee/phone_number"),
+    (
+        "bad-country-code",
+        {"body": payout_body(payee={"country_code": "1234", "phone_number": "5555550123"})},
+        422,
+        "#/payee/country_code",
+    ),
+    (
+        "bad-phone",
+        {"body": payout_body(payee={"country_code": "1", "phone_number": "555-0123"})},
+        422,
+        "#/payee/phone_number",
+    ),
     ("bad-delivery-method", {"body": payout_body(delivery={"method": "fax"})}, 422, "#/delivery/method"),
-    ("email-delivery-without-email",
-     {"body": payout_body(payee={"country_code": "1", "phone_number": "5555550123"}, delivery={"method": "email"})},
-     422, "#/payee/email"),
-    ("sms-delivery-without-payee", {"body": {"amount": 100, "user_id": "u-1", "delivery": {"method": "sms"}}},
-     422, "#/payee"),
+    (
+        "email-delivery-without-email",
+        {"body": payout_body(payee={"country_code": "1", "phone_number": "5555550123"}, delivery={"method": "email"})},
+        422,
+        "#/payee/email",
+    ),
+    (
+        "sms-delivery-without-payee",
+        {"body": {"amount": 100, "user_id": "u-1", "delivery": {"method": "sms"}}},
+        422,
+        "#/payee",
+    ),
     ("unknown-step", {"body": payout_body(additional_steps=["payout", "teleport"])}, 422, "#/additional_steps/1"),
     ("duplicate-step", {"body": payout_body(additional_steps=["payout", "payout"])}, 422, "#/additional_steps/1"),
     ("metadata-not-strings", {"body": payout_body(metadata={"n": 1})}, 422, "#/metadata/n"),
@@ -164,8 +190,11 @@ VALIDATION_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("overrides", "status", "pointer"), [case[1:] for case in VALIDATION_CASES],
-                         ids=[case[0] for case in VALIDATION_CASES])
+@pytest.mark.parametrize(
+    ("overrides", "status", "pointer"),
+    [case[1:] for case in VALIDATION_CASES],
+    ids=[case[0] for case in VALIDATION_CASES],
+)
 def test_bad_input_gets_a_clear_problem_and_loses_nothing(api, upstream, overrides, status, pointer):
     result = post(api, **overrides)
 

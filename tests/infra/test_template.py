@@ -167,8 +167,8 @@ def _tool_env() -> dict[str, str]:
     env.update(
         AWS_DEFAULT_REGION="us-east-1",
         AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - a fake credential
-        AWS_SESSION_TOKEN="testing",  # noqa: S106 - a fake credential
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_SESSION_TOKEN="testing",
         SAM_CLI_TELEMETRY="0",
         # As if the venv were activated: the build Makefiles then find its uv and python3.
         PATH=f"{TOOLS_BIN}{os.pathsep}{env.get('PATH', '')}",
@@ -180,7 +180,7 @@ def _run_tool(
     name: str, *args: str | Path, cwd: Path = REPO_ROOT, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     command = [str(_tool(name)), *map(str, args)]
-    result = subprocess.run(  # noqa: S603 - a fixed tool with fixed arguments
+    result = subprocess.run(
         command, cwd=cwd, env=_tool_env(), capture_output=True, text=True, timeout=timeout, check=False
     )
     assert result.returncode == 0, (

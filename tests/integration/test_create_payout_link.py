@@ -17,7 +17,16 @@ from tests.support import new_key, payout_body
 pytestmark = pytest.mark.integration
 
 LINK_KEYS = {
-    "id", "created", "link", "amount", "status", "payee", "delivery", "tax_exempt", "claimed_user_id", "flow_id",
+    "id",
+    "created",
+    "link",
+    "amount",
+    "status",
+    "payee",
+    "delivery",
+    "tax_exempt",
+    "claimed_user_id",
+    "flow_id",
     "metadata",
 }
 

@@ -1,0 +1,175 @@
+"""What `make run` promises: it starts everything itself, answers only once ready, honours the local stack's
+names, keeps idempotency records across restarts on a given AWS endpoint, and stops all it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import boto3
+import httpx
+import pytest
+
+from local_stack.aws_resources import free_port
+from local_stack.stack import CREDENTIALS_SECRET_NAME, PARTNER_SECRETS_NAME, ROOT
+from tests.conftest import start_stack, without_aws_endpoint
+from tests.support import new_key, payout_body, token
+
+pytestmark = pytest.mark.e2e
+
+AUTH = {"authorization": f"Bearer {token('make-run-user')}", "content-type": "application/json"}
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_embedded_stack_serves_and_stops_everything_it_started(tmp_path):
+    running = start_stack(tmp_path, LOCAL_CONCURRENCY="2")
+    port = int(running.url.rsplit(":", 1)[1])
+    try:
+        assert "AWS endpoint: http://127.0.0.1:" in running.banner  # the embedded moto server
+        assert "upstream: http://127.0.0.1:" in running.banner  # the embedded emulator
+        response = httpx.post(
+            f"{running.url}/payout-links", json=payout_body(), headers={**AUTH, "idempotency-key": new_key()}
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["link"].startswith("https://")
+        workers = running.worker_pids
+        assert len(workers) == 2
+    finally:
+        exit_code = running.stop()
+
+    assert exit_code == 0
+    assert not any(pid_alive(pid) for pid in workers)
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass
+
+
+def test_the_port_answers_only_once_every_dependency_is_ready(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local_stack"],
+        cwd=ROOT,
+        env={**without_aws_endpoint(os.environ), "PORT": str(port), "LOCAL_CONCURRENCY": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "stack.log").open("w"),
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                first = httpx.post(
+                    f"http://127.0.0.1:{port}/payout-links",
+                    json=payout_body(),
+                    headers={**AUTH, "idempotency-key": new_key()},
+                    timeout=30,
+                )
+                break
+            except httpx.ConnectError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("the local stack never listened")
+        # The very first connection that succeeds is served by a ready function, moto and emulator.
+        assert first.status_code == 201, first.text
+    finally:
+        process.terminate()
+        assert process.wait(timeout=20) == 0
+
+
+def test_restart_keeps_idempotency_records_on_a_given_endpoint(tmp_path, aws_endpoint, aws_resources, dots):
+    env = {"AWS_ENDPOINT_URL": aws_endpoint, "PAYOUT_API_BASE_URL": dots.base_url, "LOCAL_CONCURRENCY": "1"}
+    key = new_key()
+    first_run = start_stack(tmp_path, **env)
+    try:
+        created = httpx.post(
+            f"{first_run.url}/payout-links", json=payout_body(), headers={**AUTH, "idempotency-key": key}
+        )
+    finally:
+        first_run.stop()
+    second_run = start_stack(tmp_path, **env)
+    try:
+        replayed = httpx.post(
+            f"{second_run.url}/payout-links", json=payout_body(), headers={**AUTH, "idempotency-key": key}
+        )
+    finally:
+        second_run.stop()
+
+    assert created.status_code == 201
+    assert replayed.status_code == 201 and replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.json()["id"] == created.json()["id"]
+
+
+@pytest.fixture
+def separate_moto_endpoint():
+    """A moto server in its own process: in-process moto servers share one backend, and this test must not
+    touch the session's secrets."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_credentials_and_partner_secrets_are_written_to_the_given_endpoint(tmp_path, separate_moto_endpoint):
+    endpoint = separate_moto_endpoint
+    partners = {"acme": ["whsec_YWNtZS1uZXctc2VjcmV0LW5vdC1yZWFs", "whsec_YWNtZS1vbGQtc2VjcmV0LW5vdC1yZWFs"]}
+    running = start_stack(
+        tmp_path,
+        AWS_ENDPOINT_URL=endpoint,
+        LOCAL_CONCURRENCY="1",
+        PAYOUT_API_CLIENT_ID="custom-client",
+        PAYOUT_API_KEY="custom-key-not-a-secret",
+        PARTNER_WEBHOOK_SECRETS=json.dumps(partners),
+    )
+    try:
+        # The embedded emulator accepts exactly the credentials the stack was given.
+        response = httpx.post(
+            f"{running.url}/payout-links", json=payout_body(), headers={**AUTH, "idempotency-key": new_key()}
+        )
+    finally:
+        running.stop()
+    secrets = boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1")
+    credentials = json.loads(secrets.get_secret_value(SecretId=CREDENTIALS_SECRET_NAME)["SecretString"])
+    stored_partners = json.loads(secrets.get_secret_value(SecretId=PARTNER_SECRETS_NAME)["SecretString"])
+
+    assert response.status_code == 201, response.text
+    assert credentials == {"client_id": "custom-client", "api_key": "custom-key-not-a-secret"}
+    assert stored_partners == partners
+
+
+def test_malformed_partner_secrets_are_refused_at_start():
+    result = subprocess.run(
+        [sys.executable, "-m", "local_stack"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **without_aws_endpoint(os.environ),
+            "PORT": str(free_port()),
+            "PARTNER_WEBHOOK_SECRETS": '{"acme": "not-a-whsec"}',
+        },
+    )
+
+    assert result.returncode == 2
+    assert "PARTNER_WEBHOOK_SECRETS" in result.stderr
