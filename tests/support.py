@@ -18,6 +18,7 @@ from local_stack.gateway import build_event, routes_from_template
 from local_stack.lambda_worker import LocalLambdaContext
 
 # The local gateway does not check signatures (API Gateway does, in AWS): any key signs a usable token.
+ROOT = Path(__file__).resolve().parent.parent
 TEST_SIGNING_KEY = "tests-only-signing-key-not-a-secret-0123456789"
 
 

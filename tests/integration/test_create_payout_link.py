@@ -10,9 +10,10 @@ import pytest
 
 from local_stack.aws_resources import free_port
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID
+from local_stack.lambda_worker import LocalLambdaContext
 from local_stack.stack import CREDENTIALS_SECRET_NAME
 from payout_links.idempotency import UPSTREAM_KEY_NAMESPACE
-from tests.support import new_key, payout_body
+from tests.support import ROOT, new_key, payout_body
 
 pytestmark = pytest.mark.integration
 
@@ -287,3 +288,16 @@ def test_missing_table_gives_503(function, upstream):
 
     assert result.status == 503 and result.is_problem()
     assert upstream.stats()["requests"] == 0
+
+
+def test_the_sample_event_creates_a_link(function, upstream):
+    """`events/create-payout-link.json` is what `sam local invoke -e` would feed the handler."""
+    from payout_links.app import lambda_handler
+
+    event = json.loads((ROOT / "events" / "create-payout-link.json").read_text())
+
+    response = lambda_handler(event, LocalLambdaContext(20.0, "sample-event"))
+
+    assert response["statusCode"] == 201
+    assert json.loads(response["body"])["amount"] == 2500
+    assert upstream.stats()["links_created"] == 1
