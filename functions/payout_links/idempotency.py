@@ -31,6 +31,7 @@ from payout_links.problems import InvalidIdempotencyKey
 UPSTREAM_KEY_NAMESPACE = uuid.UUID("5d0f7a52-1b8e-4c53-9a3e-2f6c1d9b7e40")
 RECORD_KEY_PREFIX = "payout-link"
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,255}")
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
 def parse_key_header(header: str | None) -> str | None:
@@ -59,11 +60,9 @@ def resolve_key(header_key: str | None, body_key: uuid.UUID | None) -> str:
 
 
 def _canonical(key: str) -> str:
-    """UUID keys in one spelling, so that the header and the body name the same intent however cased."""
-    try:
-        return str(uuid.UUID(key))
-    except ValueError:
-        return key
+    """A UUID written the standard way, in lower case, so that the header and the body name the same intent
+    however cased. Other spellings stay as they are: they are distinct keys, not UUIDs."""
+    return key.lower() if _UUID_TEXT.fullmatch(key) else key
 
 
 def upstream_key(caller: str, key: str) -> str:

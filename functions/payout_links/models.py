@@ -68,13 +68,19 @@ class CreatePayoutLinkRequest(_StrictModel):
     user_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     payee: Payee | None = None
     delivery: Delivery | None = None
-    force_collect_compliance_information: StrictBool = False
+    force_collect_compliance_information: StrictBool | None = False
     additional_steps: list[AdditionalStep] | None = None
     tax_exempt: StrictBool | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_KEYS)] | None = None
     memo: Annotated[str, StringConstraints(max_length=500)] | None = None
     idempotency_key: uuid.UUID | None = None
     payout_fee_party: PayoutFeeParty | None = None
+
+    @field_validator("force_collect_compliance_information")
+    @classmethod
+    def _null_means_default(cls, value: bool | None) -> bool:
+        # Like every optional field, null means "not set"; here that is the upstream's default, false.
+        return False if value is None else value
 
     @field_validator("amount")
     @classmethod

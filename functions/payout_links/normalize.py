@@ -115,4 +115,6 @@ def _metadata(value: Any) -> dict[str, str]:
             return {}
     if not isinstance(value, dict):
         return {}
-    return {str(key): item if isinstance(item, str) else json.dumps(item) for key, item in value.items()}
+    return {
+        str(key): item if isinstance(item, str) else json.dumps(item) for key, item in value.items() if item is not None
+    }

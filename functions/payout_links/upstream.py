@@ -31,6 +31,8 @@ BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 2.0
 MAX_RETRY_AFTER_SECONDS = 3600
 _TIMED_OUT = "The payout provider did not answer in time; retry with the same key."
+# Possibly created: the caller's retry reaches the upstream with the same key and reads the link then.
+_UNREADABLE = "The payout provider's answer could not be read; retry with the same key."
 
 
 class PayoutApiClient:
@@ -83,6 +85,9 @@ class PayoutApiClient:
         except httpx.TimeoutException:
             self._report(started, "Timeout")
             raise _Retryable(UpstreamTimedOut(_TIMED_OUT)) from None
+        except httpx.DecodingError:
+            self._report(started, "Unreadable")
+            raise UpstreamFailed(_UNREADABLE) from None
         except httpx.TransportError as exc:
             self._report(started, "Connection", error=type(exc).__name__)
             raise _Retryable(
@@ -94,10 +99,7 @@ class PayoutApiClient:
             try:
                 return normalize_payout_link(response.json())
             except (ValueError, UnreadableAnswer):
-                # Possibly created: the caller's retry reaches the upstream with the same key and reads it then.
-                raise UpstreamFailed(
-                    "The payout provider's answer could not be read; retry with the same key."
-                ) from None
+                raise UpstreamFailed(_UNREADABLE) from None
         if status == 401:
             raise _CredentialsRejected
         if status == 429:
@@ -154,7 +156,7 @@ def _retry_after_seconds(header: str | None) -> int | None:
     if not header:
         return None
     header = header.strip()
-    if header.isdigit():
+    if header.isascii() and header.isdigit():
         seconds = int(header)
     else:
         try:
