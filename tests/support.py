@@ -65,12 +65,52 @@ class HttpResult:
         )
 
 
+def http_event(
+    method: str, path: str, *, body: bytes | str | dict | list | None = None, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The payload 2.0 event API Gateway would send for this request, built by the local gateway's code."""
+    if isinstance(body, dict | list):
+        body = json.dumps(body)
+    raw = body.encode() if isinstance(body, str) else (body or b"")
+    lowered = {name.lower(): value for name, value in (headers or {}).items()}
+    for route in routes_from_template():
+        parameters = route.match(method, path)
+        if parameters is not None:
+            return build_event(route, parameters, method, path, "", lowered, raw, "127.0.0.1", uuid.uuid4().hex)
+    raise AssertionError(f"no route {method} {path} in template.yaml")
+
+
+def create_event(
+    body: dict | bytes | str | None = None,
+    *,
+    key: str | None = "new",
+    sub: str | None = "user-1",
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """POST /payout-links as a frontend with a bearer token; `key="new"` sends a fresh Idempotency-Key."""
+    all_headers = {"content-type": "application/json"}
+    if sub is not None:
+        all_headers["authorization"] = f"Bearer {token(sub)}"
+    if key is not None:
+        all_headers["idempotency-key"] = new_key() if key == "new" else key
+    all_headers.update(headers or {})
+    return http_event("POST", "/payout-links", body=payout_body() if body is None else body, headers=all_headers)
+
+
+def http_result(response: dict[str, Any]) -> HttpResult:
+    """What the caller sees of the function's answer."""
+    return HttpResult(
+        status=response["statusCode"],
+        headers={name.lower(): value for name, value in (response.get("headers") or {}).items()},
+        body=(response.get("body") or "").encode(),
+    )
+
+
 class InProcessFunction:
     """The Lambda handler called in this process with payload 2.0 events, as the local gateway builds them."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.monkeypatch = monkeypatch
-        self.routes = routes_from_template()
 
     def reset_container(self) -> None:
         """Forget every per-container cache, as a new execution environment would start without them."""
@@ -86,6 +126,12 @@ class InProcessFunction:
             self.monkeypatch.setenv(name, value)
         self.reset_container()
 
+    def invoke(self, event: dict[str, Any], *, timeout_seconds: float = 20.0) -> HttpResult:
+        from payout_links.app import lambda_handler
+
+        context = LocalLambdaContext(timeout_seconds, event["requestContext"]["requestId"])
+        return http_result(lambda_handler(event, context))
+
     def request(
         self,
         method: str,
@@ -95,26 +141,7 @@ class InProcessFunction:
         headers: dict[str, str] | None = None,
         timeout_seconds: float = 20.0,
     ) -> HttpResult:
-        from payout_links.app import lambda_handler
-
-        raw = (
-            json.dumps(body).encode() if isinstance(body, dict) else (body.encode() if isinstance(body, str) else body)
-        )
-        headers = {name.lower(): value for name, value in (headers or {}).items()}
-        for route in self.routes:
-            parameters = route.match(method, path)
-            if parameters is not None:
-                break
-        else:
-            raise AssertionError(f"no route {method} {path} in template.yaml")
-        request_id = uuid.uuid4().hex
-        event = build_event(route, parameters, method, path, "", headers, raw or b"", "127.0.0.1", request_id)
-        response = lambda_handler(event, LocalLambdaContext(timeout_seconds, request_id))
-        return HttpResult(
-            status=response["statusCode"],
-            headers={name.lower(): value for name, value in (response.get("headers") or {}).items()},
-            body=(response.get("body") or "").encode(),
-        )
+        return self.invoke(http_event(method, path, body=body, headers=headers), timeout_seconds=timeout_seconds)
 
     def create(
         self,
@@ -125,20 +152,8 @@ class InProcessFunction:
         headers: dict[str, str] | None = None,
         timeout_seconds: float = 20.0,
     ) -> HttpResult:
-        """POST /payout-links as a frontend with a bearer token; `key="new"` sends a fresh Idempotency-Key."""
-        all_headers = {"content-type": "application/json"}
-        if sub is not None:
-            all_headers["authorization"] = f"Bearer {token(sub)}"
-        if key is not None:
-            all_headers["idempotency-key"] = new_key() if key == "new" else key
-        all_headers.update(headers or {})
-        return self.request(
-            "POST",
-            "/payout-links",
-            body=payout_body() if body is None else body,
-            headers=all_headers,
-            timeout_seconds=timeout_seconds,
-        )
+        """POST /payout-links as a frontend; see `create_event`."""
+        return self.invoke(create_event(body, key=key, sub=sub, headers=headers), timeout_seconds=timeout_seconds)
 
 
 @dataclass

@@ -1,0 +1,264 @@
+"""The local stand-in for API Gateway: routes from template.yaml, JWT claims, and payload 2.0 events."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+from local_stack.gateway import Route, build_event, jwt_claims, routes_from_template
+from payout_links.inbound import frontend_caller
+
+pytestmark = pytest.mark.unit
+
+# The local gateway never checks signatures: tokens signed with any key must decode alike.
+SIGNING_KEYS = ("any-key-the-local-gateway-never-checks-0001", "another-key-it-never-checks-either-0002")
+PAYOUT_LINKS = Route("POST", "/payout-links", jwt_protected=True)
+WEBHOOK = Route("POST", "/webhooks/{partner}/payout-links", jwt_protected=False)
+
+
+def bearer(claims: dict[str, Any], key: str = SIGNING_KEYS[0]) -> str:
+    return "Bearer " + jwt.encode(claims, key, algorithm="HS256")
+
+
+def event_for(
+    route: Route,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    path: str = "/payout-links",
+    parameters: dict[str, str] | None = None,
+    query: str = "",
+) -> dict[str, Any]:
+    return build_event(route, parameters or {}, "POST", path, query, headers or {}, body, "198.51.100.7", "req-42")
+
+
+def test_the_template_declares_post_payout_links_behind_the_jwt_authorizer() -> None:
+    routes = routes_from_template()
+
+    assert PAYOUT_LINKS in routes
+    assert len({route.route_key for route in routes}) == len(routes)
+
+
+def test_routes_follow_default_and_explicit_authorizers() -> None:
+    template = {
+        "Resources": {
+            "Api": {"Type": "AWS::Serverless::HttpApi", "Properties": {"Auth": {"DefaultAuthorizer": "Jwt"}}},
+            "Fn": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {
+                    "Events": {
+                        "Create": {
+                            "Type": "HttpApi",
+                            "Properties": {"ApiId": {"Ref": "Api"}, "Path": "/payout-links", "Method": "post"},
+                        },
+                        "Webhook": {
+                            "Type": "HttpApi",
+                            "Properties": {
+                                "ApiId": {"Ref": "Api"},
+                                "Path": "/webhooks/{partner}/payout-links",
+                                "Method": "POST",
+                                "Auth": {"Authorizer": "NONE"},
+                            },
+                        },
+                        "Nightly": {"Type": "Schedule", "Properties": {"Schedule": "rate(1 day)"}},
+                    }
+                },
+            },
+            "Table": {"Type": "AWS::DynamoDB::Table", "Properties": {}},
+        }
+    }
+
+    assert routes_from_template(template) == [PAYOUT_LINKS, WEBHOOK]
+
+
+def test_a_route_matches_its_method_and_path_only() -> None:
+    assert PAYOUT_LINKS.match("POST", "/payout-links") == {}
+    assert PAYOUT_LINKS.match("GET", "/payout-links") is None
+    assert PAYOUT_LINKS.match("POST", "/payout-links/") is None
+    assert PAYOUT_LINKS.match("POST", "/payout-links/pl_1") is None
+    assert PAYOUT_LINKS.match("POST", "/v2/payout-links") is None
+    assert PAYOUT_LINKS.route_key == "POST /payout-links"
+
+
+def test_a_route_with_a_path_parameter_captures_it() -> None:
+    assert WEBHOOK.match("POST", "/webhooks/acme/payout-links") == {"partner": "acme"}
+    assert WEBHOOK.match("POST", "/webhooks/acme-corp.eu/payout-links") == {"partner": "acme-corp.eu"}
+    assert WEBHOOK.match("POST", "/webhooks/a/b/payout-links") is None
+    assert WEBHOOK.match("POST", "/webhooks//payout-links") is None
+    assert WEBHOOK.match("PUT", "/webhooks/acme/payout-links") is None
+
+
+def test_literal_characters_in_a_route_are_not_patterns() -> None:
+    assert Route("GET", "/v1.0/links", jwt_protected=False).match("GET", "/v1x0/links") is None
+
+
+@pytest.mark.parametrize("key", SIGNING_KEYS)
+def test_jwt_claims_are_decoded_without_checking_the_signature(key: str) -> None:
+    claims = {"sub": "user-1", "scope": "payouts:write", "exp": int(time.time()) + 300}
+
+    assert jwt_claims(bearer(claims, key)) == claims
+
+
+def test_jwt_claims_accept_any_case_of_the_bearer_scheme() -> None:
+    token = jwt.encode({"sub": "user-1"}, SIGNING_KEYS[0], algorithm="HS256")
+
+    assert jwt_claims(f"bearer {token}") == {"sub": "user-1"}
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer ",
+        "Bearer garbage",
+        "Bearer a.b.c",
+        "Bearer " + "e30." + base64.urlsafe_b64encode(b"[1, 2]").decode().rstrip("=") + ".sig",
+        "Bearer " + "e30." + base64.urlsafe_b64encode(b"\xff\xfe").decode().rstrip("=") + ".sig",
+        "Bearer e30.é.sig",
+        jwt.encode({"sub": "user-1"}, SIGNING_KEYS[0], algorithm="HS256"),
+        "Basic " + jwt.encode({"sub": "user-1"}, SIGNING_KEYS[0], algorithm="HS256"),
+        "Bearer" + jwt.encode({"sub": "user-1"}, SIGNING_KEYS[0], algorithm="HS256"),
+    ],
+    ids=[
+        "absent",
+        "empty",
+        "no token",
+        "one part",
+        "payload not base64 JSON",
+        "payload an array",
+        "payload not UTF-8",
+        "payload not ASCII",
+        "no Bearer prefix",
+        "Basic scheme",
+        "no space after Bearer",
+    ],
+)
+def test_jwt_claims_are_none_for_anything_but_a_bearer_jwt(authorization: str | None) -> None:
+    assert jwt_claims(authorization) is None
+
+
+def test_jwt_claims_are_none_for_an_expired_token() -> None:
+    assert jwt_claims(bearer({"sub": "user-1", "exp": int(time.time()) - 5})) is None
+
+
+def test_build_event_is_a_payload_2_0_event() -> None:
+    body = b'{"amount": 2500, "user_id": "user-7"}'
+
+    event = event_for(
+        PAYOUT_LINKS,
+        headers={"content-type": "application/json", "idempotency-key": "k-1"},
+        body=body,
+        query="dry=1&x=",
+    )
+
+    assert event["version"] == "2.0"
+    assert event["routeKey"] == event["requestContext"]["routeKey"] == "POST /payout-links"
+    assert event["rawPath"] == event["requestContext"]["http"]["path"] == "/payout-links"
+    assert event["requestContext"]["http"]["method"] == "POST"
+    assert event["requestContext"]["http"]["sourceIp"] == "198.51.100.7"
+    assert event["requestContext"]["requestId"] == "req-42"
+    assert event["headers"]["idempotency-key"] == "k-1"
+    assert event["queryStringParameters"] == {"dry": "1", "x": ""}
+    assert event["isBase64Encoded"] is False
+    assert event["body"] == body.decode()
+    assert "authorizer" not in event["requestContext"]  # no token, no claims
+    json.dumps(event)  # what the Lambda runtime would serialize
+
+
+def test_build_event_passes_claims_as_strings() -> None:
+    expires = int(time.time()) + 300
+    claims = {
+        "sub": "user-1",
+        "exp": expires,
+        "email_verified": True,
+        "groups": ["payers", "admins"],
+        "scope": "payouts:write payouts:read",
+    }
+
+    event = event_for(PAYOUT_LINKS, headers={"authorization": bearer(claims)})
+
+    jwt_context = event["requestContext"]["authorizer"]["jwt"]
+    assert jwt_context["claims"] == {
+        "sub": "user-1",
+        "exp": str(expires),
+        "email_verified": "true",
+        "groups": "[payers admins]",
+        "scope": "payouts:write payouts:read",
+    }
+    assert jwt_context["scopes"] == ["payouts:write", "payouts:read"]
+    assert frontend_caller(APIGatewayProxyEventV2(event)) == "user:user-1"
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer garbage", bearer({"sub": "user-1", "exp": 1_000_000_000})],
+    ids=["no token", "garbage", "expired"],
+)
+def test_build_event_carries_no_claims_without_a_usable_token(authorization: str | None) -> None:
+    headers = {} if authorization is None else {"authorization": authorization}
+
+    event = event_for(PAYOUT_LINKS, headers=headers)
+
+    assert "authorizer" not in event["requestContext"]
+
+
+def test_build_event_never_decodes_tokens_on_routes_without_the_authorizer() -> None:
+    event = event_for(
+        WEBHOOK,
+        headers={"authorization": bearer({"sub": "user-1"})},
+        path="/webhooks/acme/payout-links",
+        parameters={"partner": "acme"},
+    )
+
+    assert "authorizer" not in event["requestContext"]
+    assert event["pathParameters"] == {"partner": "acme"}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/octet-stream", b"\x00\x01\xfe\xff"),
+        ("image/png", b"\x89PNG\r\n\x1a\n"),
+        ("application/json", b'{"memo": "\xff"}'),
+        ("", b"plain bytes, no type"),
+    ],
+    ids=["octet-stream", "image", "JSON that is not UTF-8", "no content type"],
+)
+def test_build_event_base64_encodes_binary_bodies(content_type: str, body: bytes) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+
+    event = event_for(PAYOUT_LINKS, headers=headers, body=body)
+
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == body
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/merge-patch+json",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+    ],
+)
+def test_build_event_passes_text_bodies_as_text(content_type: str) -> None:
+    event = event_for(PAYOUT_LINKS, headers={"content-type": content_type}, body='{"memo": "café"}'.encode())
+
+    assert event["isBase64Encoded"] is False
+    assert event["body"] == '{"memo": "café"}'
+
+
+def test_build_event_without_a_body_has_none() -> None:
+    event = event_for(PAYOUT_LINKS, headers={"content-type": "application/json"})
+
+    assert "body" not in event
+    assert event["isBase64Encoded"] is False

@@ -1,0 +1,165 @@
+"""Which idempotency key a request carries, and the key the upstream gets for it (DESIGN.md §1 and §2)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from payout_links.idempotency import parse_key_header, resolve_key, upstream_key
+from payout_links.models import parse_create_request
+from payout_links.problems import InvalidIdempotencyKey
+
+pytestmark = pytest.mark.unit
+
+KEY = "0f8fad5b-d9cb-469f-a165-70867728950e"
+OTHER_KEY = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("order-1001", "order-1001"),
+        ('"order-1001"', "order-1001"),
+        ("  order-1001\t", "order-1001"),
+        (' "order-1001" ', "order-1001"),
+        (KEY, KEY),
+        (KEY.upper(), KEY),
+        (f'"{KEY.upper()}"', KEY),
+        ("a" * 255, "a" * 255),
+        ('"' + "a" * 255 + '"', "a" * 255),
+        ("!#$%&'()*+,-./:;<=>?@[]^_`{|}~", "!#$%&'()*+,-./:;<=>?@[]^_`{|}~"),
+        ("x", "x"),
+    ],
+    ids=[
+        "bare",
+        "quoted",
+        "whitespace",
+        "quoted with whitespace",
+        "uuid",
+        "upper-case uuid",
+        "quoted upper-case uuid",
+        "255 chars",
+        "255 chars quoted",
+        "punctuation",
+        "one char",
+    ],
+)
+def test_header_keys_that_are_accepted(header: str, expected: str) -> None:
+    assert parse_key_header(header) == expected
+
+
+def test_non_uuid_keys_keep_their_case() -> None:
+    assert parse_key_header("Order-ABC") == "Order-ABC"
+    assert parse_key_header("Order-ABC") != parse_key_header("order-abc")
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["", "   ", '""', "a" * 256, "clé", "ключ", "order 1001", "order\x001001", "order\x7f", "a\tb", "\x1b[0m"],
+    ids=[
+        "empty",
+        "blank",
+        "empty quoted",
+        "256 chars",
+        "accented",
+        "cyrillic",
+        "space inside",
+        "NUL",
+        "DEL",
+        "tab inside",
+        "escape sequence",
+    ],
+)
+def test_header_keys_that_are_refused(header: str) -> None:
+    with pytest.raises(InvalidIdempotencyKey) as caught:
+        parse_key_header(header)
+
+    assert caught.value.status == 400
+
+
+def test_no_header_is_no_key() -> None:
+    assert parse_key_header(None) is None
+
+
+def test_distinct_non_uuid_keys_stay_distinct() -> None:
+    # Both are opaque keys of 32 hex digits and some hyphens, but neither is spelled as a UUID; a client that
+    # sends both means two intents, so they must not name the same idempotency record.
+    first = "0f8fad5bd9cb469f-a16570867728950e"
+    second = "0-f-8-f-a-d-5-b-d-9-c-b-4-6-9-f-a-1-6-5-7-0-8-6-7-7-2-8-9-5-0-e"
+
+    assert parse_key_header(first) != parse_key_header(second)
+
+
+def test_resolve_with_the_header_only() -> None:
+    assert resolve_key("order-1001", None) == "order-1001"
+
+
+def test_resolve_with_the_body_only() -> None:
+    assert resolve_key(None, uuid.UUID(KEY)) == KEY
+
+
+def test_resolve_with_both_equal() -> None:
+    assert resolve_key(KEY, uuid.UUID(KEY)) == KEY
+
+
+@pytest.mark.parametrize(
+    ("header", "body_key"), [(KEY.upper(), KEY), (KEY, KEY.upper()), (f'"{KEY.upper()}"', KEY.upper())]
+)
+def test_resolve_with_both_spelled_in_different_case(header: str, body_key: str) -> None:
+    """As the handler does: the header is parsed, the body validated, then the two compared."""
+    request = parse_create_request(
+        f'{{"amount": 100, "user_id": "u", "idempotency_key": "{body_key}"}}', max_amount_cents=1000
+    )
+
+    assert resolve_key(parse_key_header(header), request.idempotency_key) == KEY
+
+
+@pytest.mark.parametrize(("header", "body_key"), [(OTHER_KEY, KEY), ("order-1001", KEY)])
+def test_resolve_with_both_different_is_refused(header: str, body_key: str) -> None:
+    with pytest.raises(InvalidIdempotencyKey) as caught:
+        resolve_key(parse_key_header(header), uuid.UUID(body_key))
+
+    assert caught.value.status == 400
+
+
+def test_resolve_with_neither_is_refused() -> None:
+    with pytest.raises(InvalidIdempotencyKey) as caught:
+        resolve_key(None, None)
+
+    assert caught.value.status == 400
+    assert "Idempotency-Key" in caught.value.detail
+
+
+def test_upstream_key_is_a_version_5_uuid() -> None:
+    derived = uuid.UUID(upstream_key("user:user-1", KEY))
+
+    assert derived.version == 5
+    assert str(derived) == upstream_key("user:user-1", KEY)
+
+
+def test_upstream_key_is_deterministic_and_fixed_forever() -> None:
+    # A link created before a deploy must be found by a retry after it: the derivation may never change.
+    assert upstream_key("user:user-1", KEY) == upstream_key("user:user-1", KEY)
+    assert upstream_key("user:user-1", KEY) == "86368ff7-0278-5d36-908c-0ac2fd48582f"
+
+
+def test_upstream_key_differs_per_caller_and_per_key() -> None:
+    keys = {
+        upstream_key("user:user-1", KEY),
+        upstream_key("user:user-2", KEY),
+        upstream_key("partner:acme", KEY),
+        upstream_key("user:user-1", OTHER_KEY),
+        upstream_key("user:user-1", "order-1001"),
+    }
+
+    assert len(keys) == 5
+    assert KEY not in keys
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(("a:b", "c"), ("a", "b:c")), (("user:a", "b"), ("user:", "ab")), (('a", "b', "c"), ("a", 'b", "c'))],
+)
+def test_upstream_key_is_not_confusable(first: tuple[str, str], second: tuple[str, str]) -> None:
+    assert upstream_key(*first) != upstream_key(*second)

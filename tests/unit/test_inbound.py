@@ -1,0 +1,198 @@
+"""What the handler takes from an HTTP API event before any work: a JSON body within bounds, and the caller."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+from local_stack.gateway import Route, build_event
+from payout_links.inbound import frontend_caller, json_body
+from payout_links.problems import MalformedJson, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
+
+pytestmark = pytest.mark.unit
+
+LIMIT = 1_024
+ROUTE = Route("POST", "/payout-links", jwt_protected=True)
+BODY = b'{"amount": 2500, "user_id": "user-7"}'
+
+
+def event(
+    body: str | None = BODY.decode(),
+    *,
+    headers: dict[str, str] | None = None,
+    base64_encoded: bool = False,
+    claims: dict[str, str] | None = None,
+) -> APIGatewayProxyEventV2:
+    """A payload 2.0 event as API Gateway sends it, written out as a plain dict."""
+    raw: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "POST /payout-links",
+        "rawPath": "/payout-links",
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json"} if headers is None else headers,
+        "requestContext": {
+            "http": {"method": "POST", "path": "/payout-links", "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1"},
+            "requestId": "req-1",
+            "routeKey": "POST /payout-links",
+            "stage": "$default",
+        },
+        "isBase64Encoded": base64_encoded,
+    }
+    if body is not None:
+        raw["body"] = body
+    if claims is not None:
+        raw["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+    return APIGatewayProxyEventV2(raw)
+
+
+def gateway_event(body: bytes, content_type: str | None) -> APIGatewayProxyEventV2:
+    """The event the local gateway builds for the same request."""
+    headers = {} if content_type is None else {"content-type": content_type}
+    return APIGatewayProxyEventV2(build_event(ROUTE, {}, "POST", "/payout-links", "", headers, body, "127.0.0.1", "r"))
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/merge-patch+json",
+        "application/problem+json; charset=UTF-8",
+        " application/json ;charset=utf-8",
+    ],
+)
+def test_json_media_types_are_accepted(content_type: str) -> None:
+    assert json_body(event(headers={"content-type": content_type}), max_bytes=LIMIT) == BODY
+
+
+def test_the_content_type_header_name_is_case_insensitive() -> None:
+    assert json_body(event(headers={"Content-Type": "application/json"}), max_bytes=LIMIT) == BODY
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "text/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonp",
+        "application/xml",
+        "",
+        None,
+    ],
+)
+def test_other_media_types_are_refused_with_415(content_type: str | None) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+
+    with pytest.raises(UnsupportedMediaType) as caught:
+        json_body(event(headers=headers), max_bytes=LIMIT)
+
+    assert caught.value.status == 415
+
+
+def test_the_media_type_is_checked_before_the_size() -> None:
+    with pytest.raises(UnsupportedMediaType):
+        json_body(event("x" * (LIMIT + 1), headers={"content-type": "text/plain"}), max_bytes=LIMIT)
+
+
+def test_a_body_exactly_at_the_limit_is_accepted() -> None:
+    body = '{"memo": "' + "m" * (LIMIT - 12) + '"}'
+    assert len(body.encode()) == LIMIT
+
+    assert json_body(event(body), max_bytes=LIMIT) == body.encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["x" * (LIMIT + 1), "é" * (LIMIT // 2 + 1), "€" * (LIMIT // 3 + 1), "x" * (10 * LIMIT)],
+    ids=["one byte over", "two-byte characters", "three-byte characters", "far over"],
+)
+def test_a_body_over_the_limit_in_bytes_is_refused_with_413(body: str) -> None:
+    assert len(body.encode()) > LIMIT
+
+    with pytest.raises(PayloadTooLarge) as caught:
+        json_body(event(body), max_bytes=LIMIT)
+
+    assert caught.value.status == 413
+    assert str(LIMIT) in caught.value.detail
+
+
+def test_multi_byte_characters_count_in_bytes_not_characters() -> None:
+    body = "é" * (LIMIT // 2)
+
+    assert json_body(event(body), max_bytes=LIMIT) == body.encode()
+
+
+def test_a_base64_body_is_decoded() -> None:
+    encoded = base64.b64encode(BODY).decode()
+
+    assert json_body(event(encoded, base64_encoded=True), max_bytes=LIMIT) == BODY
+
+
+def test_a_base64_body_exactly_at_the_limit_is_accepted_and_above_refused() -> None:
+    at_limit = bytes(range(256)) * (LIMIT // 256)
+    assert len(at_limit) == LIMIT
+
+    assert json_body(event(base64.b64encode(at_limit).decode(), base64_encoded=True), max_bytes=LIMIT) == at_limit
+    with pytest.raises(PayloadTooLarge):
+        json_body(event(base64.b64encode(at_limit + b"x").decode(), base64_encoded=True), max_bytes=LIMIT)
+
+
+@pytest.mark.parametrize("encoded", ["not base64!", "eyJhIjox*Q==", "eyJhIjoxfQ", "eyJh\nIjoxfQ=="])
+def test_invalid_base64_is_refused_with_400(encoded: str) -> None:
+    with pytest.raises(MalformedJson) as caught:
+        json_body(event(encoded, base64_encoded=True), max_bytes=LIMIT)
+
+    assert caught.value.status == 400
+
+
+def test_a_missing_body_is_empty() -> None:
+    assert json_body(event(None), max_bytes=LIMIT) == b""
+
+
+def test_the_local_gateways_events_are_read_the_same_way() -> None:
+    binary = b'{"memo": "\xff"}'
+
+    assert json_body(gateway_event(BODY, "application/json"), max_bytes=LIMIT) == BODY
+    assert json_body(gateway_event(binary, "application/json"), max_bytes=LIMIT) == binary
+    with pytest.raises(UnsupportedMediaType):
+        json_body(gateway_event(BODY, None), max_bytes=LIMIT)
+
+
+@pytest.mark.parametrize(
+    ("claims", "caller"),
+    [
+        ({"sub": "user-1"}, "user:user-1"),
+        ({"sub": "user-1", "client_id": "app-9"}, "user:user-1"),
+        ({"client_id": "app-9"}, "client:app-9"),
+        ({"sub": "", "client_id": "app-9"}, "client:app-9"),
+    ],
+    ids=["sub", "sub wins over client_id", "client_id without sub", "empty sub"],
+)
+def test_the_caller_comes_from_the_verified_claims(claims: dict[str, str], caller: str) -> None:
+    assert frontend_caller(event(claims=claims)) == caller
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [None, {}, {"sub": ""}, {"scope": "payouts:write", "iss": "https://issuer.test"}],
+    ids=["no authorizer", "no claims", "empty sub", "neither sub nor client_id"],
+)
+def test_no_caller_is_a_401(claims: dict[str, str] | None) -> None:
+    with pytest.raises(Unauthenticated) as caught:
+        frontend_caller(event(claims=claims))
+
+    assert caught.value.status == 401
+
+
+def test_the_caller_is_never_taken_from_the_body() -> None:
+    body = '{"amount": 2500, "user_id": "user-7", "sub": "admin"}'
+
+    with pytest.raises(Unauthenticated):
+        frontend_caller(event(body, claims={}))
+    assert frontend_caller(event(body, claims={"sub": "user-1"})) == "user:user-1"

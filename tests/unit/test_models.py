@@ -1,0 +1,387 @@
+"""The request contract of POST /payout-links (DESIGN.md §1): what is accepted, what is refused, and where the
+refusal points; and the canonical request that is both forwarded upstream and fingerprinted for idempotency."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+
+from payout_links.models import PayoutLink, parse_create_request
+from payout_links.problems import MalformedJson, ValidationFailed
+
+pytestmark = pytest.mark.unit
+
+CAP = 1_000_000
+KEY = "0f8fad5b-d9cb-469f-a165-70867728950e"
+OTHER_KEY = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+PAYEE = {"country_code": "1", "phone_number": "5555550123"}
+PAYEE_WITH_EMAIL = {**PAYEE, "email": "ada@example.com"}
+ALL_STEPS = [
+    "compliance",
+    "id-verification",
+    "background-check",
+    "manage-payments",
+    "manage-payouts",
+    "payout",
+    "redirect",
+]
+LINK_KEYS = {
+    "id",
+    "created",
+    "link",
+    "amount",
+    "status",
+    "payee",
+    "delivery",
+    "tax_exempt",
+    "claimed_user_id",
+    "flow_id",
+    "metadata",
+}
+
+
+def with_user(**fields: Any) -> dict[str, Any]:
+    return {"amount": 2500, "user_id": "user-7", **fields}
+
+
+def with_payee(payee: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    return {"amount": 2500, "payee": PAYEE if payee is None else payee, **fields}
+
+
+def raw(body: dict[str, Any] | bytes) -> bytes:
+    return body if isinstance(body, bytes) else json.dumps(body).encode()
+
+
+def parse(body: dict[str, Any] | bytes):
+    return parse_create_request(raw(body), max_amount_cents=CAP)
+
+
+def fingerprint(body: dict[str, Any] | bytes) -> str:
+    """What an idempotency record is keyed on: the canonical JSON of the upstream payload."""
+    payload = parse(body).upstream_payload()
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def forwarded(body: dict[str, Any]) -> dict[str, Any]:
+    """What the caller set: no nulls, no default `false`, never the caller's own idempotency key."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict) and value is not body.get("metadata"):
+            return {k: clean(v) for k, v in value.items() if v is not None}
+        return value
+
+    return {
+        name: clean(value)
+        for name, value in body.items()
+        if value is not None
+        and name != "idempotency_key"
+        and not (name == "force_collect_compliance_information" and value is False)
+    }
+
+
+VALID_BODIES = {
+    "user_id only": with_user(),
+    "payee only": with_payee(),
+    "amount of one cent": with_user(amount=1),
+    "amount exactly at the cap": with_user(amount=CAP),
+    "payee with every field": with_payee(
+        {**PAYEE_WITH_EMAIL, "first_name": "Ada", "last_name": "Lovelace", "country_code": "44"}
+    ),
+    "three-digit country code, 4-digit phone": with_payee({"country_code": "123", "phone_number": "1234"}),
+    "15-digit phone": with_payee({"country_code": "1", "phone_number": "123456789012345"}),
+    "sms delivery with payee phone": with_payee(delivery={"method": "sms", "message": "Your payout is ready"}),
+    "email delivery with payee email": with_payee(PAYEE_WITH_EMAIL, delivery={"method": "email"}),
+    "all delivery with phone and email": with_payee(PAYEE_WITH_EMAIL, delivery={"method": "all"}),
+    "link delivery needs no payee": with_user(delivery={"method": "link"}),
+    "forced compliance collection": with_user(force_collect_compliance_information=True),
+    "explicit default compliance flag": with_user(force_collect_compliance_information=False),
+    "every additional step once": with_user(additional_steps=ALL_STEPS),
+    "tax exempt false": with_user(tax_exempt=False),
+    "tax exempt true": with_user(tax_exempt=True),
+    "metadata at its bounds": with_user(metadata={"k" * 40: "v" * 500, **{f"key{i}": str(i) for i in range(49)}}),
+    "memo at its bound": with_user(memo="m" * 500),
+    "body idempotency key": with_user(idempotency_key=KEY),
+    "body idempotency key in upper case": with_user(idempotency_key=KEY.upper()),
+    "fee paid by the user": with_user(payout_fee_party="user"),
+    "fee paid by the platform": with_user(payout_fee_party="platform"),
+    "both user_id and payee": with_payee(user_id="user-7"),
+}
+
+
+@pytest.mark.parametrize("body", list(VALID_BODIES.values()), ids=list(VALID_BODIES))
+def test_valid_bodies_are_accepted_and_forwarded_as_sent(body: dict[str, Any]) -> None:
+    request = parse(body)
+
+    assert request.amount == body["amount"]
+    assert request.upstream_payload() == forwarded(body)
+
+
+def test_body_idempotency_key_is_read_as_a_uuid_whatever_its_case() -> None:
+    assert str(parse(with_user(idempotency_key=KEY.upper())).idempotency_key) == KEY
+
+
+INVALID_BODIES = {
+    "fractional amount": (with_user(amount=10.5), ["#/amount"]),
+    "amount as a string": (with_user(amount="100"), ["#/amount"]),
+    "amount as a boolean": (with_user(amount=True), ["#/amount"]),
+    "zero amount": (with_user(amount=0), ["#/amount"]),
+    "negative amount": (with_user(amount=-1), ["#/amount"]),
+    "amount above the cap": (with_user(amount=CAP + 1), ["#/amount"]),
+    "huge amount": (with_user(amount=10**30), ["#/amount"]),
+    "null amount": (with_user(amount=None), ["#/amount"]),
+    "amount missing": ({"user_id": "user-7"}, ["#/amount"]),
+    "misspelled amount": ({"amout": 2500, "user_id": "user-7"}, ["#/amount", "#/amout"]),
+    "unknown top-level field": (with_user(note="hi"), ["#/note"]),
+    "neither user_id nor payee": ({"amount": 2500}, ["#/user_id"]),
+    "empty user_id": ({"amount": 2500, "user_id": ""}, ["#/user_id"]),
+    "numeric user_id": ({"amount": 2500, "user_id": 42}, ["#/user_id"]),
+    "phone with punctuation": (with_payee({**PAYEE, "phone_number": "555-0123"}), ["#/payee/phone_number"]),
+    "phone too short": (with_payee({**PAYEE, "phone_number": "123"}), ["#/payee/phone_number"]),
+    "phone as a number": (with_payee({**PAYEE, "phone_number": 5555550123}), ["#/payee/phone_number"]),
+    "phone with a trailing newline": (with_payee({**PAYEE, "phone_number": "5555550123\n"}), ["#/payee/phone_number"]),
+    "payee without phone": (with_payee({"country_code": "1"}), ["#/payee/phone_number"]),
+    "four-digit country code": (with_payee({**PAYEE, "country_code": "1234"}), ["#/payee/country_code"]),
+    "country code with plus": (with_payee({**PAYEE, "country_code": "+1"}), ["#/payee/country_code"]),
+    "malformed payee email": (with_payee({**PAYEE, "email": "ada.example.com"}), ["#/payee/email"]),
+    "unknown payee field": (with_payee({**PAYEE, "middle_name": "B"}), ["#/payee/middle_name"]),
+    "payee not an object": (with_payee("5555550123"), ["#/payee"]),
+    "unknown delivery method": (with_user(delivery={"method": "fax"}), ["#/delivery/method"]),
+    "delivery without method": (with_user(delivery={"message": "hi"}), ["#/delivery/method"]),
+    "delivery message not a string": (with_user(delivery={"method": "link", "message": 42}), ["#/delivery/message"]),
+    "sms delivery without payee": (with_user(delivery={"method": "sms"}), ["#/payee"]),
+    "email delivery without payee": (with_user(delivery={"method": "email"}), ["#/payee/email"]),
+    "email delivery, payee without email": (with_payee(delivery={"method": "email"}), ["#/payee/email"]),
+    "all delivery without payee": (with_user(delivery={"method": "all"}), ["#/payee", "#/payee/email"]),
+    "all delivery, payee without email": (with_payee(delivery={"method": "all"}), ["#/payee/email"]),
+    "compliance flag as a string": (
+        with_user(force_collect_compliance_information="yes"),
+        ["#/force_collect_compliance_information"],
+    ),
+    "compliance flag as 1": (
+        with_user(force_collect_compliance_information=1),
+        ["#/force_collect_compliance_information"],
+    ),
+    "duplicate step": (with_user(additional_steps=["payout", "payout"]), ["#/additional_steps/1"]),
+    "duplicate step later on": (
+        with_user(additional_steps=["compliance", "payout", "compliance"]),
+        ["#/additional_steps/2"],
+    ),
+    "unknown step": (with_user(additional_steps=["payout", "skydive"]), ["#/additional_steps/1"]),
+    "steps not an array": (with_user(additional_steps="payout"), ["#/additional_steps"]),
+    "tax_exempt as a string": (with_user(tax_exempt="true"), ["#/tax_exempt"]),
+    "metadata value not a string": (with_user(metadata={"order": 5}), ["#/metadata/order"]),
+    "metadata value too long": (with_user(metadata={"note": "v" * 501}), ["#/metadata/note"]),
+    "metadata key too long": (with_user(metadata={"k" * 41: "v"}), ["#/metadata/" + "k" * 41]),
+    "metadata key with / and ~, too long": (
+        with_user(metadata={"a/b~" + "x" * 40: "v"}),
+        ["#/metadata/a~1b~0" + "x" * 40],
+    ),
+    "too many metadata keys": (with_user(metadata={f"k{i}": "v" for i in range(51)}), ["#/metadata"]),
+    "metadata as an array": (with_user(metadata=["a"]), ["#/metadata"]),
+    "memo too long": (with_user(memo="m" * 501), ["#/memo"]),
+    "idempotency key not a uuid": (with_user(idempotency_key="order-1"), ["#/idempotency_key"]),
+    "unknown fee party": (with_user(payout_fee_party="both"), ["#/payout_fee_party"]),
+    "two mistakes at once": (
+        with_payee({**PAYEE, "phone_number": "x"}, amount=0),
+        ["#/amount", "#/payee/phone_number"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("body", "expected_pointers"), list(INVALID_BODIES.values()), ids=list(INVALID_BODIES))
+def test_invalid_bodies_are_refused_with_pointers_to_the_fields(
+    body: dict[str, Any], expected_pointers: list[str]
+) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        parse(body)
+
+    problem = caught.value
+    assert problem.status == 422
+    assert sorted(error.pointer for error in problem.errors) == expected_pointers
+    assert all(error.detail for error in problem.errors)
+    assert [error["pointer"] for error in problem.to_dict()["errors"]] == [error.pointer for error in problem.errors]
+
+
+def test_the_cap_is_the_one_configured() -> None:
+    assert parse_create_request(raw(with_user(amount=500)), max_amount_cents=500).amount == 500
+    with pytest.raises(ValidationFailed) as caught:
+        parse_create_request(raw(with_user(amount=501)), max_amount_cents=500)
+    assert [error.pointer for error in caught.value.errors] == ["#/amount"]
+    assert "500" in caught.value.errors[0].detail
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"",
+        b"\xff\xfe\x00{",
+        b'{"amount": 2500, "user_id": "\xff\xfe"}',
+        b'{"amount": 2500, "user_id": "user-7"',
+        b'{"amount": 2500, "user_id": "user-7",}',
+        b"{'amount': 2500}",
+    ],
+    ids=["text", "empty", "invalid UTF-8", "invalid UTF-8 inside a string", "truncated", "trailing comma", "quotes"],
+)
+def test_bodies_that_are_not_json_are_malformed_not_invalid(body: bytes) -> None:
+    with pytest.raises(MalformedJson) as caught:
+        parse(body)
+
+    assert caught.value.status == 400
+    assert "errors" not in caught.value.to_dict()
+
+
+@pytest.mark.parametrize("body", [b"[]", b'[{"amount": 2500, "user_id": "user-7"}]', b'"amount"', b"2500", b"null"])
+def test_json_that_is_not_an_object_is_invalid(body: bytes) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        parse(body)
+
+    assert caught.value.status == 422
+    assert [error.pointer for error in caught.value.errors] == ["#"]
+
+
+OPTIONAL_NULLS = {
+    "user_id (payee given)": (with_payee(), "user_id"),
+    "payee (user_id given)": (with_user(), "payee"),
+    "delivery": (with_user(), "delivery"),
+    "force_collect_compliance_information": (with_user(), "force_collect_compliance_information"),
+    "additional_steps": (with_user(), "additional_steps"),
+    "tax_exempt": (with_user(), "tax_exempt"),
+    "metadata": (with_user(), "metadata"),
+    "memo": (with_user(), "memo"),
+    "idempotency_key": (with_user(), "idempotency_key"),
+    "payout_fee_party": (with_user(), "payout_fee_party"),
+}
+
+
+@pytest.mark.parametrize(("body", "field"), list(OPTIONAL_NULLS.values()), ids=list(OPTIONAL_NULLS))
+def test_null_on_an_optional_field_means_absent(body: dict[str, Any], field: str) -> None:
+    assert parse({**body, field: None}).upstream_payload() == parse(body).upstream_payload()
+
+
+@pytest.mark.parametrize(
+    ("absent", "with_null"),
+    [
+        (with_payee(PAYEE), with_payee({**PAYEE, "first_name": None, "last_name": None, "email": None})),
+        (with_user(delivery={"method": "link"}), with_user(delivery={"method": "link", "message": None})),
+    ],
+    ids=["payee names and email", "delivery message"],
+)
+def test_null_on_an_optional_nested_field_means_absent(absent: dict[str, Any], with_null: dict[str, Any]) -> None:
+    assert parse(with_null).upstream_payload() == parse(absent).upstream_payload() == forwarded(absent)
+
+
+BASE_INTENT: dict[str, Any] = {
+    "amount": 2500,
+    "payee": {"country_code": "1", "phone_number": "5555550123", "first_name": "Ada", "email": "ada@example.com"},
+    "delivery": {"method": "sms", "message": "Your payout is ready"},
+    "metadata": {"order": "A-1001", "batch": "7"},
+    "additional_steps": ["compliance", "payout"],
+}
+
+
+def reordered(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: reordered(value[key]) for key in reversed(list(value))}
+    return value
+
+
+SAME_INTENT = {
+    "keys in another order": raw(reordered(BASE_INTENT)),
+    "other whitespace": json.dumps(BASE_INTENT, indent=4).replace(":", " :\t").encode(),
+    "explicit nulls": raw(
+        {
+            **BASE_INTENT,
+            "user_id": None,
+            "memo": None,
+            "tax_exempt": None,
+            "payout_fee_party": None,
+            "idempotency_key": None,
+            "payee": {**BASE_INTENT["payee"], "last_name": None},
+        }
+    ),
+    "compliance flag false": raw({**BASE_INTENT, "force_collect_compliance_information": False}),
+    "a body idempotency key": raw({**BASE_INTENT, "idempotency_key": KEY}),
+    "another body idempotency key": raw({**BASE_INTENT, "idempotency_key": OTHER_KEY}),
+}
+
+
+@pytest.mark.parametrize("variant", list(SAME_INTENT.values()), ids=list(SAME_INTENT))
+def test_bodies_asking_for_the_same_thing_have_one_fingerprint_and_payload(variant: bytes) -> None:
+    assert parse(variant).upstream_payload() == parse(BASE_INTENT).upstream_payload()
+    assert fingerprint(variant) == fingerprint(BASE_INTENT)
+
+
+DIFFERENT_INTENT = {
+    "amount": {**BASE_INTENT, "amount": 2501},
+    "payee phone": {**BASE_INTENT, "payee": {**BASE_INTENT["payee"], "phone_number": "5555550124"}},
+    "payee email": {**BASE_INTENT, "payee": {**BASE_INTENT["payee"], "email": "grace@example.com"}},
+    "payee added name": {**BASE_INTENT, "payee": {**BASE_INTENT["payee"], "last_name": "Lovelace"}},
+    "metadata value": {**BASE_INTENT, "metadata": {"order": "A-1002", "batch": "7"}},
+    "metadata key added": {**BASE_INTENT, "metadata": {**BASE_INTENT["metadata"], "extra": "x"}},
+    "delivery method": {**BASE_INTENT, "delivery": {"method": "link", "message": "Your payout is ready"}},
+    "compliance forced": {**BASE_INTENT, "force_collect_compliance_information": True},
+    "user_id added": {**BASE_INTENT, "user_id": "user-7"},
+    "memo added": {**BASE_INTENT, "memo": "thanks"},
+}
+
+
+@pytest.mark.parametrize("variant", list(DIFFERENT_INTENT.values()), ids=list(DIFFERENT_INTENT))
+def test_bodies_asking_for_something_else_have_another_fingerprint(variant: dict[str, Any]) -> None:
+    assert parse(variant).upstream_payload() != parse(BASE_INTENT).upstream_payload()
+    assert fingerprint(variant) != fingerprint(BASE_INTENT)
+
+
+def test_upstream_payload_never_carries_nulls_nor_the_callers_key() -> None:
+    body = {
+        **BASE_INTENT,
+        "idempotency_key": KEY,
+        "memo": None,
+        "payout_fee_party": None,
+        "payee": {**BASE_INTENT["payee"], "last_name": None},
+    }
+
+    payload = parse(body).upstream_payload()
+
+    assert "idempotency_key" not in payload
+    assert payload == forwarded(body)
+    assert "null" not in json.dumps(payload)
+
+
+def test_payout_link_json_has_exactly_the_contract_keys() -> None:
+    minimal = PayoutLink(
+        id="pl_1",
+        created=None,
+        link=None,
+        amount=None,
+        status=None,
+        payee=None,
+        delivery=None,
+        tax_exempt=None,
+        claimed_user_id=None,
+        flow_id=None,
+        metadata={},
+    )
+    full = PayoutLink(
+        id="pl_2",
+        created="2024-05-01T12:00:00.000Z",
+        link="https://pay.test/pl_2",
+        amount=2500,
+        status="sent",
+        payee={"first_name": "Ada", "last_name": None, "email": None, "country_code": "1", "phone_number": "5555"},
+        delivery={"method": "sms", "email": None, "country_code": "1", "phone_number": "5555"},
+        tax_exempt=False,
+        claimed_user_id=None,
+        flow_id="flow_1",
+        metadata={"order": "A-1"},
+    )
+
+    for link in (minimal, full):
+        assert set(json.loads(link.model_dump_json())) == LINK_KEYS
+        assert set(link.model_dump(mode="json")) == LINK_KEYS
+    assert json.loads(minimal.model_dump_json())["metadata"] == {}
+    assert set(full.model_dump()["payee"]) == {"first_name", "last_name", "email", "country_code", "phone_number"}
+    assert set(full.model_dump()["delivery"]) == {"method", "email", "country_code", "phone_number"}

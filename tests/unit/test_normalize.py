@@ -1,0 +1,327 @@
+"""Whatever shape the upstream answers with, callers get the one normalized payout link (DESIGN.md §1 and §3)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from payout_links.normalize import UnreadableAnswer, normalize_payout_link
+
+pytestmark = pytest.mark.unit
+
+LINK_KEYS = {
+    "id",
+    "created",
+    "link",
+    "amount",
+    "status",
+    "payee",
+    "delivery",
+    "tax_exempt",
+    "claimed_user_id",
+    "flow_id",
+    "metadata",
+}
+PAYEE_KEYS = {"first_name", "last_name", "email", "country_code", "phone_number"}
+DELIVERY_KEYS = {"method", "email", "country_code", "phone_number"}
+
+DOCUMENTED_ANSWER: dict[str, Any] = {
+    "id": "7e3c1c0e-6a35-4bd6-a6d5-1f3b1e1f8b2a",
+    "created": "2024-05-01T12:34:56.789Z",
+    "link": "https://pay.example/l/7e3c1c0e",
+    "amount": 2500,
+    "status": "created",
+    "payee": {
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "email": "ada@example.com",
+        "country_code": "1",
+        "phone_number": "5555550123",
+    },
+    "delivery": {"method": "sms", "email": None, "country_code": "1", "phone_number": "5555550123"},
+    "tax_exempt": False,
+    "claimed_user_id": None,
+    "flow_id": "flow_1",
+    "metadata": {"order": "A-1001"},
+}
+
+
+def field(name: str, value: Any) -> Any:
+    return normalize_payout_link({"id": "pl_1", name: value})[name]
+
+
+def test_a_documented_answer_comes_through_unchanged() -> None:
+    assert normalize_payout_link(DOCUMENTED_ANSWER) == DOCUMENTED_ANSWER
+
+
+@pytest.mark.parametrize(
+    ("amount", "expected"),
+    [
+        (2500, 2500),
+        (1000.0, 1000),
+        (1000.5, None),
+        (0.1, None),
+        ("1000", 1000),
+        ("1000.0", 1000),
+        ("ten", None),
+        (True, None),
+        (None, None),
+        (float("nan"), None),
+        (float("inf"), None),
+    ],
+    ids=[
+        "int",
+        "whole float",
+        "fractional float",
+        "sub-cent",
+        "string",
+        "whole float string",
+        "word",
+        "boolean",
+        "null",
+        "nan",
+        "inf",
+    ],
+)
+def test_amount_becomes_integer_cents_or_null(amount: Any, expected: int | None) -> None:
+    result = field("amount", amount)
+
+    assert result == expected
+    assert result is None or type(result) is int
+
+
+@pytest.mark.parametrize(
+    ("created", "expected"),
+    [
+        ("2024-05-01T12:34:56.123456", "2024-05-01T12:34:56.123Z"),
+        ("2024-05-01T12:34:56", "2024-05-01T12:34:56.000Z"),
+        ("2024-05-01 12:34:56.5", "2024-05-01T12:34:56.500Z"),
+        ("2024-05-01T12:34:56Z", "2024-05-01T12:34:56.000Z"),
+        ("2024-05-01T14:34:56.250+02:00", "2024-05-01T12:34:56.250Z"),
+        ("2024-05-01T07:04:56-05:30", "2024-05-01T12:34:56.000Z"),
+        ("2024-04-30T23:30:00-01:00", "2024-05-01T00:30:00.000Z"),
+        (1714566896, "2024-05-01T12:34:56.000Z"),
+        (1714566896.25, "2024-05-01T12:34:56.250Z"),
+        (1714566896123, "2024-05-01T12:34:56.123Z"),
+        ("yesterday", None),
+        ("", None),
+        ("2024-13-45T99:00:00", None),
+        (None, None),
+        (True, None),
+        ({"seconds": 1714566896}, None),
+        (10**20, None),
+    ],
+    ids=[
+        "zoneless with microseconds",
+        "zoneless",
+        "space separator",
+        "Z",
+        "positive offset",
+        "negative offset",
+        "offset crossing midnight",
+        "epoch seconds",
+        "fractional epoch seconds",
+        "epoch milliseconds",
+        "word",
+        "empty",
+        "impossible date",
+        "null",
+        "boolean",
+        "object",
+        "absurd epoch",
+    ],
+)
+def test_created_becomes_rfc3339_utc_with_z_or_null(created: Any, expected: str | None) -> None:
+    assert field("created", created) == expected
+
+
+@pytest.fixture
+def far_from_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A machine whose local time is not UTC."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("far_from_utc")
+def test_zoneless_timestamps_are_utc_whatever_the_machines_zone() -> None:
+    assert field("created", "2024-05-01T12:34:56.5") == "2024-05-01T12:34:56.500Z"
+    assert field("created", 1714566896) == "2024-05-01T12:34:56.000Z"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ({"order": "A-1"}, {"order": "A-1"}),
+        ('{"order": "A-1", "batch": "7"}', {"order": "A-1", "batch": "7"}),
+        ("{not json", {}),
+        ('["a"]', {}),
+        (None, {}),
+        ([], {}),
+        ({"count": 5, "paid": True, "ratio": 0.5}, {"count": "5", "paid": "true", "ratio": "0.5"}),
+        ('{"count": 5}', {"count": "5"}),
+    ],
+    ids=[
+        "object",
+        "JSON string",
+        "invalid JSON string",
+        "JSON string of an array",
+        "null",
+        "array",
+        "non-string values",
+        "JSON string with a non-string value",
+    ],
+)
+def test_metadata_becomes_an_object_of_strings(metadata: Any, expected: dict[str, str]) -> None:
+    result = field("metadata", metadata)
+
+    assert result == expected
+    assert all(isinstance(value, str) for value in result.values())
+
+
+def test_missing_metadata_is_an_empty_object() -> None:
+    assert normalize_payout_link({"id": "pl_1"})["metadata"] == {}
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("claimed", "claimed"),
+        ("DELIVERY_FAILED", "delivery_failed"),
+        (" Sent ", "sent"),
+        ("unknown_status", None),
+        ("paid", None),
+        (3, None),
+        (None, None),
+    ],
+)
+def test_status_is_a_known_lower_case_status_or_null(status: Any, expected: str | None) -> None:
+    assert field("status", status) == expected
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        "created",
+        "delivery_pending",
+        "delivery_failed",
+        "sent",
+        "delivered",
+        "claimed",
+        "reversed",
+        "canceled",
+        "expired",
+    ],
+)
+def test_every_documented_status_is_kept(status: str) -> None:
+    assert field("status", status) == status
+
+
+def test_the_legacy_v1_envelope_is_unwrapped() -> None:
+    answer = {"success": True, "payout_link": {**DOCUMENTED_ANSWER, "amount": 2500.0}}
+
+    assert normalize_payout_link(answer) == DOCUMENTED_ANSWER
+
+
+def test_fields_outside_the_contract_are_dropped() -> None:
+    answer = {**DOCUMENTED_ANSWER, "internal_ref": "x", "api_key": "should-never-leak", "payee_id": "u_1"}
+
+    link = normalize_payout_link(answer)
+
+    assert set(link) == LINK_KEYS
+    assert "should-never-leak" not in str(link)
+
+
+def test_payee_and_delivery_always_carry_all_their_sub_keys() -> None:
+    link = normalize_payout_link(
+        {
+            "id": "pl_1",
+            "payee": {"phone_number": 5555550123, "country_code": 1, "first_name": "", "nickname": "Ada"},
+            "delivery": {"method": "link", "message": "hello"},
+        }
+    )
+
+    assert link["payee"] == {
+        "first_name": None,
+        "last_name": None,
+        "email": None,
+        "country_code": "1",
+        "phone_number": "5555550123",
+    }
+    assert link["delivery"] == {"method": "link", "email": None, "country_code": None, "phone_number": None}
+
+
+@pytest.mark.parametrize("value", [None, "ada", ["x"], 5])
+def test_payee_and_delivery_that_are_not_objects_become_null(value: Any) -> None:
+    link = normalize_payout_link({"id": "pl_1", "payee": value, "delivery": value})
+
+    assert link["payee"] is None
+    assert link["delivery"] is None
+
+
+def test_empty_payee_and_delivery_objects_carry_all_sub_keys_as_null() -> None:
+    link = normalize_payout_link({"id": "pl_1", "payee": {}, "delivery": {}})
+
+    assert link["payee"] == dict.fromkeys(PAYEE_KEYS)
+    assert link["delivery"] == dict.fromkeys(DELIVERY_KEYS)
+
+
+def test_scalar_fields_of_the_wrong_type_become_null() -> None:
+    link = normalize_payout_link(
+        {"id": 42, "link": 7.5, "tax_exempt": "yes", "claimed_user_id": 17, "flow_id": "", "created": []}
+    )
+
+    assert link["id"] == "42"
+    assert link["link"] is None
+    assert link["tax_exempt"] is None
+    assert link["claimed_user_id"] == "17"
+    assert link["flow_id"] is None
+    assert link["created"] is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {},
+        {"id": None},
+        {"id": ""},
+        {"id": True},
+        {"id": 1.5},
+        {"id": {"value": "pl_1"}},
+        {"success": True, "payout_link": {"amount": 5}},
+        {"success": False, "error": "bad request"},
+    ],
+    ids=["empty", "null id", "empty id", "boolean id", "float id", "object id", "v1 without id", "v1 error"],
+)
+def test_an_answer_without_an_id_is_unreadable(answer: dict[str, Any]) -> None:
+    with pytest.raises(UnreadableAnswer):
+        normalize_payout_link(answer)
+
+
+@pytest.mark.parametrize("answer", [[], [DOCUMENTED_ANSWER], "pl_1", 42, None, True])
+def test_an_answer_that_is_not_an_object_is_unreadable(answer: Any) -> None:
+    with pytest.raises(UnreadableAnswer):
+        normalize_payout_link(answer)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"id": "pl_1"},
+        DOCUMENTED_ANSWER,
+        {**DOCUMENTED_ANSWER, "extra": {"nested": True}, "amount": "12.5", "created": "nope", "status": "LOST"},
+        {"success": True, "payout_link": {"id": 9, "metadata": "{}", "payee": None}},
+    ],
+    ids=["id only", "documented", "drifted", "v1"],
+)
+def test_the_result_always_has_exactly_the_contract_keys(answer: dict[str, Any]) -> None:
+    link = normalize_payout_link(answer)
+
+    assert set(link) == LINK_KEYS
+    assert isinstance(link["id"], str)
+    assert isinstance(link["metadata"], dict)
