@@ -8,12 +8,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-# A stuck dependency must surface as a 503 well before the function's deadline, not after boto3's 60-second
-# defaults; "standard" retries back off with jitter on throttling.
+# DynamoDB and Secrets Manager answer in milliseconds. A stuck or throttling dependency must surface as a 503
+# within the time the function keeps back to record a result (service.RESPONSE_RESERVE_SECONDS), not after
+# boto3's 60-second defaults: one retry, after standard mode's jittered backoff of at most a second.
 _CLIENT_CONFIG = Config(
-    connect_timeout=2,
-    read_timeout=3,
-    retries={"mode": "standard", "max_attempts": 3},
+    connect_timeout=1,
+    read_timeout=1,
+    retries={"mode": "standard", "max_attempts": 2},
     tcp_keepalive=True,
 )
 

@@ -21,8 +21,9 @@ from payout_links.models import CreatePayoutLinkRequest
 from payout_links.settings import get_settings
 from payout_links.upstream import PayoutApiClient
 
-# Time kept back from the function's deadline to record the result and answer after the upstream returns.
-RESPONSE_RESERVE_SECONDS = 1.5
+# Time kept back from the function's deadline to record the result and answer after the upstream returns:
+# a DynamoDB write, its one retry included (see aws.py).
+RESPONSE_RESERVE_SECONDS = 2.5
 
 
 @dataclass(frozen=True)
