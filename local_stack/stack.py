@@ -16,7 +16,7 @@ from local_stack.aws_resources import clients, ensure_secret, ensure_table, star
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator
 from local_stack.gateway import LocalHttpApi, routes_from_template
 from local_stack.template import function_settings
-from local_stack.workers import WorkerPool
+from local_stack.workers import WorkerPool, function_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTION = "PayoutLinksFunction"
@@ -143,12 +143,10 @@ class LocalStack:
         function_env["PAYOUT_API_BASE_URL"] = self.payout_api_base_url
 
         worker_env = {
-            **os.environ,
+            **function_environment(handler),
             **function_env,
             **aws_env,
             "AWS_LAMBDA_FUNCTION_NAME": "payout-link-proxy-local",
-            "LAMBDA_HANDLER": handler,
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
         }
         self._pool = WorkerPool(config.concurrency, worker_env, config.lambda_timeout_seconds or timeout)
         self._gateway = LocalHttpApi(config.port, routes_from_template(), self._pool.invoke)

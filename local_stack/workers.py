@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # Time a fresh process may take to import the handler before it counts as broken.
@@ -28,7 +28,8 @@ class InvocationFailed(Exception):
 
 
 class LambdaWorker:
-    def __init__(self, env: Mapping[str, str], timeout_seconds: float) -> None:
+    def __init__(self, env: Mapping[str, str], timeout_seconds: float, *, log: IO[str] | None = None) -> None:
+        """`log` receives the function's logs (its stdout and stderr); by default they go to our stderr."""
         self.timeout_seconds = timeout_seconds
         self.process = subprocess.Popen(
             [sys.executable, "-m", "local_stack.lambda_worker"],
@@ -36,6 +37,7 @@ class LambdaWorker:
             env={**env, "LAMBDA_TIMEOUT_SECONDS": str(timeout_seconds)},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=log,
             text=True,
             start_new_session=True,  # Ctrl-C reaches the runner, which stops the workers itself
         )
@@ -136,6 +138,11 @@ class WorkerPool:
             worker.stop()
 
 
-def function_environment() -> dict[str, str]:
-    """The environment a worker starts with: ours, with the function's package importable."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])}
+def function_environment(handler: str) -> dict[str, str]:
+    """What every execution environment starts with: our environment, the function's package importable, and
+    the handler to load."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
+        "LAMBDA_HANDLER": handler,
+    }

@@ -92,6 +92,11 @@ def function_env(upstream_url: str) -> dict[str, str]:
     return {**env, "PAYOUT_API_BASE_URL": upstream_url, "AWS_LAMBDA_FUNCTION_NAME": "payout-link-proxy-test"}
 
 
+# Powertools reads its settings when the function's modules are first imported, which may be while tests are
+# collected: the whole session runs with the template's POWERTOOLS_* values, as the function does in AWS.
+os.environ.update({name: value for name, value in function_env("").items() if name.startswith("POWERTOOLS_")})
+
+
 @pytest.fixture
 def function(aws_resources, upstream: DotsEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcessFunction]:
     """A cold container: settings, clients and caches are built anew on its first request."""

@@ -1,0 +1,34 @@
+"""Concurrent duplicates across processes: each process is a Lambda container with its own clients and caches;
+they share only the moto server and the upstream, as containers share DynamoDB and Dots."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.support import create_event, http_result, new_key
+
+pytestmark = pytest.mark.integration
+
+CONTAINERS = 8
+REQUESTS = 50
+
+
+def test_fifty_identical_requests_across_eight_containers_make_one_link(container_pool, upstream):
+    pool = container_pool(CONTAINERS)
+    assert len(set(pool.pids)) == CONTAINERS
+    event = create_event(key=new_key())
+    upstream.inject({"delay_seconds": 0.3})  # the first creation stays in flight while duplicates arrive
+
+    with ThreadPoolExecutor(max_workers=REQUESTS) as callers:
+        results = [http_result(r) for r in callers.map(lambda n: pool.invoke(event, f"dup-{n}"), range(REQUESTS))]
+
+    statuses = [result.status for result in results]
+    assert set(statuses) <= {201, 409}, statuses
+    created = [result for result in results if result.status == 201]
+    fresh = [result for result in created if "idempotent-replayed" not in result.headers]
+    assert len(fresh) == 1  # exactly one request made the link; every other 201 is a replay of it
+    assert {result.body for result in created} == {fresh[0].body}
+    assert all(result.is_problem() and "retry-after" in result.headers for result in results if result.status == 409)
+    assert upstream.stats()["links_created"] == 1

@@ -1,0 +1,309 @@
+"""Exactly once, at every point where a request can die.
+
+Each test breaks one thing with real components (a moto server over HTTP, the Dots emulator over HTTP, real
+function processes that are killed), checks what the caller sees, and ends with the number of payout links the
+upstream created for the intent: always 0 or 1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from local_stack.aws_resources import free_port
+from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID
+from local_stack.workers import InvocationFailed
+from tests.faults.aws_fault_proxy import SERVICE_UNAVAILABLE
+from tests.support import create_event, http_result, new_key
+
+pytestmark = pytest.mark.integration
+
+
+def links_created(upstream) -> int:
+    return upstream.stats()["links_created"]
+
+
+def only_link_id(upstream) -> str:
+    (link_id,) = upstream.stats()["links"].values()
+    return link_id
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+# -- the function dies -------------------------------------------------------------------------------------
+
+
+def test_process_killed_after_the_upstream_created_the_link(containers, upstream):
+    """The link exists upstream, the record still says INPROGRESS, and the process is gone."""
+    lock_seconds = 5.0  # the function's timeout: 2.5 s for the upstream after the reserve
+    first, second = containers(lock_seconds), containers(lock_seconds)
+    event = create_event(key=new_key())
+    upstream.inject({"delay_seconds": 2.0, "after_create": True})  # created, then the answer is slow
+    crashed: list[Exception] = []
+
+    def invoke_and_crash() -> None:
+        try:
+            first.invoke(event, "first")
+        except InvocationFailed as exc:
+            crashed.append(exc)
+
+    started = time.monotonic()
+    caller = threading.Thread(target=invoke_and_crash)
+    caller.start()
+    wait_until(lambda: links_created(upstream) == 1)
+    os.kill(first.pid, signal.SIGKILL)  # dies before it can record COMPLETED
+    caller.join()
+    assert crashed and not first.alive()
+
+    while_locked = http_result(second.invoke(event, "retry-1"))
+    assert while_locked.status == 409 and while_locked.is_problem()
+    assert int(while_locked.headers["Retry-After".lower()]) >= 1
+
+    time.sleep(max(0.0, started + lock_seconds + 0.3 - time.monotonic()))  # the lock expires with the function
+    after_expiry = http_result(second.invoke(event, "retry-2"))
+    assert after_expiry.status == 201
+    assert after_expiry.json()["id"] == only_link_id(upstream)
+    assert links_created(upstream) == 1
+
+
+# -- the upstream's answer is lost -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [({"drop": True, "after_create": True}, 502), ({"delay_seconds": 1.5, "after_create": True}, 504)],
+    ids=["connection-dropped", "answer-too-slow"],
+)
+def test_lost_answer_then_retry_gets_the_same_link(function, upstream, fault, status):
+    function.set_env(PAYOUT_API_TIMEOUT_SECONDS="0.5", PAYOUT_API_MAX_ATTEMPTS="1")
+    key = new_key()
+    upstream.inject(fault)
+
+    lost = function.create(key=key)
+    assert lost.status == status and lost.is_problem()
+    assert links_created(upstream) == 1  # made upstream, unknown to the caller
+
+    retry = function.create(key=key)
+    assert retry.status == 201 and "idempotent-replayed" not in retry.headers
+    assert retry.json()["id"] == only_link_id(upstream)
+    assert links_created(upstream) == 1
+
+
+def test_lost_answer_is_recovered_inside_the_request(function, upstream):
+    upstream.inject({"drop": True, "after_create": True})
+
+    result = function.create()
+
+    assert result.status == 201
+    assert result.json()["id"] == only_link_id(upstream)
+    assert upstream.stats()["requests"] == 2
+    assert links_created(upstream) == 1
+
+
+# -- DynamoDB ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("error", [None, SERVICE_UNAVAILABLE], ids=["throttled", "unavailable"])
+def test_dynamodb_failing_when_taking_the_lock(function, upstream, aws_faults, error):
+    key = new_key()
+    aws_faults.fail("DynamoDB_20120810.PutItem", **({"error": error} if error else {}))
+
+    refused = function.create(key=key)
+
+    assert refused.status == 503 and refused.is_problem()
+    assert int(refused.headers["retry-after"]) >= 1
+    assert upstream.stats()["requests"] == 0
+    aws_faults.heal()
+    assert function.create(key=key).status == 201  # nothing was half-done
+    assert links_created(upstream) == 1
+
+
+def test_dynamodb_unreachable_when_taking_the_lock(function, upstream):
+    function.set_env(AWS_ENDPOINT_URL_DYNAMODB=f"http://127.0.0.1:{free_port()}")
+
+    refused = function.create()
+
+    assert refused.status == 503 and "retry-after" in refused.headers
+    assert links_created(upstream) == 0
+
+
+def test_missing_table_is_a_503(function, upstream):
+    function.set_env(IDEMPOTENCY_TABLE_NAME="no-such-table")
+
+    refused = function.create()
+
+    assert refused.status == 503 and refused.is_problem()
+    assert links_created(upstream) == 0
+
+
+def test_dynamodb_failing_when_saving_the_result(function, upstream, aws_faults):
+    """The link was made, but the record cannot say so. In between, the caller sees 503, then 409 while the
+    lock lives; once it has expired, the retry reaches the upstream with the same derived key: same link."""
+    lock_seconds = 4.0
+    key = new_key()
+    aws_faults.fail("DynamoDB_20120810.UpdateItem")
+    started = time.monotonic()
+
+    failed = function.create(key=key, timeout_seconds=lock_seconds)
+    assert failed.status == 503 and failed.is_problem() and "retry-after" in failed.headers
+    assert links_created(upstream) == 1
+
+    aws_faults.heal()
+    in_between = function.create(key=key)
+    assert in_between.status == 409 and "retry-after" in in_between.headers
+
+    time.sleep(max(0.0, started + lock_seconds + 0.3 - time.monotonic()))
+    retry = function.create(key=key)
+    assert retry.status == 201
+    assert retry.json()["id"] == only_link_id(upstream)
+    assert links_created(upstream) == 1
+
+
+# -- Secrets Manager ---------------------------------------------------------------------------------------
+
+
+def test_secrets_manager_throttled(function, upstream, aws_faults):
+    key = new_key()
+    aws_faults.fail("secretsmanager.GetSecretValue")
+
+    refused = function.create(key=key)
+
+    assert refused.status == 503 and refused.is_problem() and "retry-after" in refused.headers
+    assert upstream.stats()["requests"] == 0
+    aws_faults.heal()
+    retry = function.create(key=key)
+    assert retry.status == 201 and "idempotent-replayed" not in retry.headers  # the key was released
+    assert links_created(upstream) == 1
+
+
+def test_secrets_manager_unreachable(function, upstream):
+    function.set_env(AWS_ENDPOINT_URL_SECRETS_MANAGER=f"http://127.0.0.1:{free_port()}")
+
+    refused = function.create()
+
+    assert refused.status == 503 and "retry-after" in refused.headers
+    assert links_created(upstream) == 0
+
+
+def test_secret_missing(function, upstream):
+    function.set_env(PAYOUT_API_SECRET_ID="payout-link-proxy/local/no-such-secret")
+
+    refused = function.create()
+
+    assert refused.status == 503 and refused.is_problem()
+    assert upstream.stats()["requests"] == 0
+    assert links_created(upstream) == 0
+
+
+# -- the upstream fails ------------------------------------------------------------------------------------
+
+
+def test_retries_after_5xx_never_make_a_second_link(function, upstream):
+    # Each failed attempt did create (or find) the link before answering 5xx: the retries reuse the same key.
+    upstream.inject({"status": 500, "after_create": True}, {"status": 502, "after_create": True})
+
+    result = function.create()
+
+    assert result.status == 201
+    assert result.json()["id"] == only_link_id(upstream)
+    assert upstream.stats()["requests"] == 3
+    assert links_created(upstream) == 1
+
+
+def test_connection_refused_is_retried(function, upstream):
+    function.set_env(PAYOUT_API_BASE_URL=f"http://127.0.0.1:{free_port()}/api")
+
+    result = function.create()
+
+    assert result.status == 502 and result.is_problem()
+    assert links_created(upstream) == 0
+
+
+def test_persistent_5xx_gives_502_and_releases_the_key(function, upstream):
+    key = new_key()
+    upstream.inject({"status": 500, "count": 3})
+
+    failed = function.create(key=key)
+    assert failed.status == 502 and failed.is_problem()
+    assert upstream.stats()["requests"] == 3 and links_created(upstream) == 0
+
+    retry = function.create(key=key)
+    assert retry.status == 201 and "idempotent-replayed" not in retry.headers
+    assert links_created(upstream) == 1
+
+
+def test_retries_stop_in_time_to_answer_before_the_deadline(function, upstream):
+    function.set_env(PAYOUT_API_MAX_ATTEMPTS="5")
+    timeout = 5.0  # at most 2.5 s for the upstream after the reserve
+    upstream.inject({"delay_seconds": 0.7, "status": 503, "count": 5})
+
+    started = time.monotonic()
+    result = function.create(timeout_seconds=timeout)
+    elapsed = time.monotonic() - started
+
+    assert result.status in (502, 504) and result.is_problem()
+    assert elapsed < timeout - 2.0  # the function kept its reserve to record and answer
+    assert 2 <= upstream.stats()["requests"] < 5  # the deadline, not the attempt cap, ended the retries
+    assert links_created(upstream) == 0
+
+
+def test_slow_upstream_is_cut_at_the_deadline(function, upstream):
+    key = new_key()
+    upstream.inject({"delay_seconds": 3, "count": 3})
+
+    result = function.create(key=key, timeout_seconds=4.0)  # 1.5 s for the upstream after the reserve
+
+    assert result.status == 504 and result.is_problem()
+    assert upstream.stats()["requests"] == 1
+    assert upstream.wait_idle()
+    assert links_created(upstream) == 1  # the emulator finished the slow request after we gave up
+    retry = function.create(key=key)
+    assert retry.status == 201 and retry.json()["id"] == only_link_id(upstream)
+    assert links_created(upstream) == 1
+
+
+@pytest.mark.parametrize(("retry_after", "expected"), [("7", "7"), (None, "5")])
+def test_upstream_rate_limit_is_passed_on(function, upstream, retry_after, expected):
+    upstream.inject({"status": 429, **({"retry_after": retry_after} if retry_after else {})})
+
+    result = function.create()
+
+    assert result.status == 429 and result.is_problem()
+    assert result.headers["retry-after"] == expected
+    assert upstream.stats()["requests"] == 1  # not retried inside the request: the caller decides
+    assert links_created(upstream) == 0
+
+
+def test_credentials_rejected_twice(function, upstream):
+    upstream.set_credentials("rotated-elsewhere", "not-yet-in-the-secret")
+    key = new_key()
+
+    result = function.create(key=key)
+
+    assert result.status == 502 and result.is_problem()
+    for secret in (DEMO_CLIENT_ID, DEMO_API_KEY, "rotated-elsewhere", "not-yet-in-the-secret"):
+        assert secret not in result.body.decode()
+    assert upstream.stats()["requests"] == 2  # the first answer, then once more after re-reading the secret
+    assert links_created(upstream) == 0
+
+
+def test_unreadable_answer_then_retry_reads_the_link(function, upstream):
+    key = new_key()
+    upstream.inject({"status": 201, "raw_body": "<html>oops</html>", "after_create": True})
+
+    failed = function.create(key=key)
+    assert failed.status == 502 and failed.is_problem()
+
+    retry = function.create(key=key)
+    assert retry.status == 201
+    assert retry.json()["id"] == only_link_id(upstream)
+    assert links_created(upstream) == 1
