@@ -7,10 +7,11 @@ PYTHON ?= $(shell for candidate in python3.13 $$(ls -d $$(pyenv root 2>/dev/null
 	$$candidate -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { echo $$candidate; break; }; done)
 VENV := .venv
 TOOLS_VENV := .venv-tools
+CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help dev tools run test unit integration e2e infra lint format clean
+.PHONY: help dev tools checkov run test unit integration e2e infra lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,24 +23,34 @@ $(VENV)/.installed: requirements-dev.txt layers/dependencies/requirements.txt
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements-dev.txt
 	touch $@
 
+# The tool venvs are built alike; one recipe, named by the venv and its requirements file.
+define tool_venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(1)/bin/uv pip install --quiet --python $(1)/bin/python -r $(2)
+	touch $(1)/.installed
+endef
+
 $(TOOLS_VENV)/.installed: requirements-tools.txt
-	$(PYTHON) -m venv $(TOOLS_VENV)
-	$(TOOLS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
-	$(TOOLS_VENV)/bin/uv pip install --quiet --python $(TOOLS_VENV)/bin/python -r requirements-tools.txt
-	touch $@
+	$(call tool_venv,$(TOOLS_VENV),$<)
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(call tool_venv,$(CHECKOV_VENV),$<)
 
 dev: $(VENV)/.installed  ## create the development environment (.venv)
 
 tools: $(TOOLS_VENV)/.installed  ## create the SAM tooling environment (.venv-tools)
 
+checkov: $(CHECKOV_VENV)/.installed  ## create the template scanner's environment (.venv-checkov)
+
 run: dev  ## run the proxy locally on http://127.0.0.1:$PORT (default 3000) with moto and the Dots emulator
 	$(PY) -m local_stack
 
-test: dev tools  ## run every test tier (unit, integration, e2e, infra) and the linter
+test: dev tools checkov  ## run every test tier (unit, integration, e2e, infra) and the linter
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-unit integration e2e infra: dev tools  ## run one test tier
+unit integration e2e infra: dev tools checkov  ## run one test tier
 	$(PY) -m pytest -m $@ $(PYTEST_ARGS)
 
 lint: dev  ## check style
@@ -51,4 +62,4 @@ format: dev  ## fix style
 	$(VENV)/bin/ruff format .
 
 clean:  ## remove the environments and build output
-	rm -rf $(VENV) $(TOOLS_VENV) .aws-sam .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .ruff_cache

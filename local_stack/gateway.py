@@ -3,7 +3,11 @@
 Routes come from `template.yaml`, so a route exists locally exactly when it exists in AWS. On routes behind the
 JWT authorizer, the bearer token is decoded and its claims passed at `requestContext.authorizer.jwt.claims`;
 its signature is NOT checked here (in AWS, API Gateway verifies it before the function runs). A missing,
-undecodable or expired token reaches the function without claims, and the function answers 401.
+undecodable or expired token reaches the function without claims, and the function answers 401. A decodable
+token without one of the route's authorization scopes gets API Gateway's own 403.
+
+The API's CorsConfiguration applies as in AWS: the gateway answers preflight requests itself and adds the
+CORS headers to every answer for an allowed origin, whatever the function sent.
 """
 
 from __future__ import annotations
@@ -13,14 +17,14 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from local_stack.template import load_template
+from local_stack.template import load_template, resolve
 
 # HTTP APIs refuse bodies over 10 MB before any integration runs.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
@@ -34,6 +38,8 @@ class Route:
     method: str
     path: str  # as in the template: /webhooks/{partner}/payout-links
     jwt_protected: bool
+    # A token needs one of these; a route is still named by its method, path and authorizer alone.
+    scopes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def route_key(self) -> str:
@@ -62,8 +68,72 @@ def routes_from_template(template: dict[str, Any] | None = None) -> list[Route]:
             api = apis[props["ApiId"]["Ref"]]
             default_authorizer = api["Properties"].get("Auth", {}).get("DefaultAuthorizer")
             authorizer = props.get("Auth", {}).get("Authorizer", default_authorizer)
-            routes.append(Route(props["Method"].upper(), props["Path"], authorizer not in (None, "NONE")))
+            scopes = resolve(props.get("Auth", {}).get("AuthorizationScopes", []), template)
+            routes.append(
+                Route(props["Method"].upper(), props["Path"], authorizer not in (None, "NONE"), tuple(scopes))
+            )
     return routes
+
+
+@dataclass(frozen=True)
+class Cors:
+    """An HTTP API's CorsConfiguration, applied as API Gateway applies it."""
+
+    allow_origins: tuple[str, ...]
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+
+    @classmethod
+    def from_template(
+        cls, template: dict[str, Any] | None = None, *, allow_origins: Sequence[str] | None = None
+    ) -> Cors | None:
+        """The CorsConfiguration of the template's HTTP API, None when it has none; `allow_origins` replaces
+        the configured origins (what a deployment does by setting the parameter they come from)."""
+        template = template or load_template()
+        for resource in template["Resources"].values():
+            if resource["Type"] == "AWS::Serverless::HttpApi" and "CorsConfiguration" in resource["Properties"]:
+                config = resolve(resource["Properties"]["CorsConfiguration"], template)
+                return cls(
+                    allow_origins=tuple(config.get("AllowOrigins", []) if allow_origins is None else allow_origins),
+                    allow_methods=tuple(config.get("AllowMethods", [])),
+                    allow_headers=tuple(config.get("AllowHeaders", [])),
+                    expose_headers=tuple(config.get("ExposeHeaders", [])),
+                    max_age=config.get("MaxAge"),
+                )
+        return None
+
+    def headers(self, origin: str | None, *, preflight: bool) -> dict[str, str]:
+        """What API Gateway adds for a request from `origin`: for a preflight, what the browser may send; for
+        any other answer, what it may read. Nothing for an origin that is not allowed."""
+        if origin is None or not ({"*", origin} & set(self.allow_origins)):
+            return {}
+        headers = {"access-control-allow-origin": "*" if "*" in self.allow_origins else origin}
+        if preflight:
+            listed = {
+                "access-control-allow-methods": self.allow_methods,
+                "access-control-allow-headers": self.allow_headers,
+            }
+            if self.max_age is not None:
+                headers["access-control-max-age"] = str(self.max_age)
+        else:
+            listed = {"access-control-expose-headers": self.expose_headers}
+        headers.update({name: ",".join(values) for name, values in listed.items() if values})
+        return headers
+
+
+def granted_scopes(claims: dict[str, Any]) -> set[str]:
+    """The scopes a token grants, from `scope` (space-separated) or `scp` (a list or a string), as API Gateway
+    reads them."""
+    granted: set[str] = set()
+    for claim in ("scope", "scp"):
+        value = claims.get(claim)
+        if isinstance(value, str):
+            granted.update(value.split())
+        elif isinstance(value, list):
+            granted.update(item for item in value if isinstance(item, str))
+    return granted
 
 
 def jwt_claims(authorization: str | None) -> dict[str, Any] | None:
@@ -160,15 +230,17 @@ def build_event(
 class LocalHttpApi(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, routes: list[Route], invoke: Invoke) -> None:
+    def __init__(self, port: int, routes: list[Route], invoke: Invoke, *, cors: Cors | None = None) -> None:
         self.routes = routes
         self.invoke = invoke
+        self.cors = cors
         super().__init__(("127.0.0.1", port), _Handler)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: LocalHttpApi
     protocol_version = "HTTP/1.1"
+    _cors_headers: dict[str, str]  # what API Gateway's CORS adds to the current answer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -176,12 +248,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         request_id = uuid.uuid4().hex[:16]
         url = urlsplit(self.path)
+        cors = self.server.cors
+        origin = self.headers.get("origin")
+        self._cors_headers = cors.headers(origin, preflight=False) if cors else {}
         length = int(self.headers.get("content-length") or 0)
         if length > MAX_PAYLOAD_BYTES:
             self._send(413, {"content-type": "application/json"}, b'{"message":"Request Entity Too Large"}', request_id)
             self.close_connection = True
             return
         body = self.rfile.read(length) if length else b""
+        if cors and self.command == "OPTIONS" and origin and self.headers.get("access-control-request-method"):
+            # A preflight: answered by the gateway, whatever the routes, and never seen by the function.
+            self._cors_headers = cors.headers(origin, preflight=True)
+            self._send(204, {}, b"", request_id)
+            return
         for route in self.server.routes:
             path_parameters = route.match(self.command, url.path)
             if path_parameters is not None:
@@ -193,6 +273,11 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in self.headers.items():  # repeated headers are joined with commas, as HTTP APIs do
             name = name.lower()
             headers[name] = f"{headers[name]},{value}" if name in headers else value
+        # A usable token without one of the route's scopes is refused here; no token at all reaches the function.
+        claims = jwt_claims(headers.get("authorization")) if route.scopes else None
+        if claims is not None and not granted_scopes(claims) & set(route.scopes):
+            self._send(403, {"content-type": "application/json"}, b'{"message":"Forbidden"}', request_id)
+            return
         event = build_event(
             route, path_parameters, self.command, url.path, url.query, headers, body, self.client_address[0], request_id
         )
@@ -214,6 +299,9 @@ class _Handler(BaseHTTPRequestHandler):
         self, status: int, headers: dict[str, str], body: bytes, request_id: str, cookies: list[str] = ()
     ) -> None:
         self.send_response(status)
+        if self.server.cors:  # API Gateway's CORS headers replace any the function sent
+            headers = {name: value for name, value in headers.items() if not name.startswith("access-control-")}
+            headers.update(self._cors_headers)
         for name, value in headers.items():
             if name not in ("content-length", "connection", "transfer-encoding"):
                 self.send_header(name, value)

@@ -1,6 +1,7 @@
 """Start and stop everything the proxy needs on this machine, honouring the local stack's names:
 PORT, AWS_ENDPOINT_URL, PAYOUT_API_BASE_URL, PAYOUT_API_CLIENT_ID, PAYOUT_API_KEY, PARTNER_WEBHOOK_SECRETS,
-PAYOUT_API_TIMEOUT_SECONDS, LAMBDA_TIMEOUT_SECONDS (and LOCAL_CONCURRENCY, the number of environments)."""
+PAYOUT_API_TIMEOUT_SECONDS, LAMBDA_TIMEOUT_SECONDS (and LOCAL_CONCURRENCY, the number of environments, and
+CORS_ALLOWED_ORIGINS, the browser origins the gateway allows instead of the template's default)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from local_stack.aws_resources import clients, ensure_secret, ensure_table, start_moto_server
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator
-from local_stack.gateway import LocalHttpApi, routes_from_template
+from local_stack.gateway import Cors, LocalHttpApi, routes_from_template
 from local_stack.template import function_settings
 from local_stack.workers import WorkerPool, function_environment
 
@@ -42,6 +43,7 @@ class StackConfig:
     function_overrides: dict[str, str] = field(default_factory=dict)
     lambda_timeout_seconds: float | None = None
     concurrency: int = 4
+    cors_allowed_origins: list[str] | None = None  # None: the template's default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StackConfig:
@@ -51,6 +53,8 @@ class StackConfig:
             payout_api_base_url=env.get("PAYOUT_API_BASE_URL") or None,
             concurrency=int(env.get("LOCAL_CONCURRENCY", "4")),
         )
+        if env.get("CORS_ALLOWED_ORIGINS"):
+            config.cors_allowed_origins = [origin.strip() for origin in env["CORS_ALLOWED_ORIGINS"].split(",")]
         if "PAYOUT_API_CLIENT_ID" in env or "PAYOUT_API_KEY" in env:
             config.client_id = env.get("PAYOUT_API_CLIENT_ID", DEMO_CLIENT_ID)
             config.api_key = env.get("PAYOUT_API_KEY", DEMO_API_KEY)
@@ -133,7 +137,12 @@ class LocalStack:
             {"client_id": config.client_id, "api_key": config.api_key},
             overwrite=config.credentials_given,
         )
-        ensure_secret(secrets, PARTNER_SECRETS_NAME, config.partner_secrets, overwrite=config.partner_secrets_given)
+        ensure_secret(
+            secrets,
+            function_env["PARTNER_WEBHOOK_SECRETS_ID"],
+            config.partner_secrets,
+            overwrite=config.partner_secrets_given,
+        )
 
         if config.payout_api_base_url:
             self.payout_api_base_url = config.payout_api_base_url
@@ -149,7 +158,8 @@ class LocalStack:
             "AWS_LAMBDA_FUNCTION_NAME": "payout-link-proxy-local",
         }
         self._pool = WorkerPool(config.concurrency, worker_env, config.lambda_timeout_seconds or timeout)
-        self._gateway = LocalHttpApi(config.port, routes_from_template(), self._pool.invoke)
+        cors = Cors.from_template(allow_origins=config.cors_allowed_origins)
+        self._gateway = LocalHttpApi(config.port, routes_from_template(), self._pool.invoke, cors=cors)
         self.config.port = self._gateway.server_address[1]
         threading.Thread(target=self._gateway.serve_forever, name="local-http-api", daemon=True).start()
 

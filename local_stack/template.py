@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,36 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
         return yaml.load(handle, Loader=_CloudFormationLoader)  # noqa: S506 - the loader is a SafeLoader subclass
 
 
+def resolve(value: Any, template: dict[str, Any] | None = None, physical_names: Mapping[str, str] | None = None) -> Any:
+    """A template value as CloudFormation would see it with every parameter at its default. A `!Ref` to a
+    parameter takes the parameter's default (a CommaDelimitedList's as a list of its items); a `!Ref` to a
+    resource takes its local name from `physical_names`; lists and mappings are resolved item by item."""
+    template = template or load_template()
+    physical_names = physical_names or {}
+    if isinstance(value, list):
+        return [resolve(item, template, physical_names) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if list(value) == ["Ref"]:
+        name = value["Ref"]
+        if name in physical_names:
+            return physical_names[name]
+        parameter = template.get("Parameters", {}).get(name, {})
+        if "Default" in parameter:
+            default = parameter["Default"]
+            if parameter.get("Type") == "CommaDelimitedList":
+                return [item.strip() for item in str(default).split(",")]
+            return default
+    if any(key == "Ref" or key.startswith("Fn::") for key in value):
+        raise ValueError(f"cannot resolve {value} locally; add it to the local stack's names")
+    return {key: resolve(item, template, physical_names) for key, item in value.items()}
+
+
 def function_settings(
     function: str, physical_names: dict[str, str], template: dict[str, Any] | None = None
 ) -> tuple[dict[str, str], float, str]:
     """The function's environment (Globals merged with its own), timeout and handler, as the template declares
-    them. A `!Ref` to a parameter takes the parameter's default; a `!Ref` to a resource takes its local name
-    from `physical_names`."""
+    them, resolved with `resolve`."""
     template = template or load_template()
     defaults = template.get("Globals", {}).get("Function", {})
     properties = template["Resources"][function]["Properties"]
@@ -48,17 +73,13 @@ def function_settings(
         **defaults.get("Environment", {}).get("Variables", {}),
         **properties.get("Environment", {}).get("Variables", {}),
     }
-    parameters = template.get("Parameters", {})
 
-    def resolve(name: str, value: Any) -> str:
-        if not isinstance(value, dict):
-            return str(value)
-        if "Ref" in value and value["Ref"] in physical_names:
-            return physical_names[value["Ref"]]
-        if "Ref" in value and "Default" in parameters.get(value["Ref"], {}):
-            return str(parameters[value["Ref"]]["Default"])
-        raise ValueError(f"{name}: cannot resolve {value} locally; add it to the local stack's names")
+    def variable(name: str, value: Any) -> str:
+        try:
+            return str(resolve(value, template, physical_names))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
 
-    environment = {name: resolve(name, value) for name, value in variables.items()}
+    environment = {name: variable(name, value) for name, value in variables.items()}
     timeout = float(properties.get("Timeout", defaults.get("Timeout", 3)))
     return environment, timeout, properties.get("Handler", defaults.get("Handler"))

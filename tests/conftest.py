@@ -36,7 +36,7 @@ from local_stack.aws_resources import clients, ensure_secret, ensure_table, free
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator  # noqa: E402
 from local_stack.stack import CREDENTIALS_SECRET_NAME, FUNCTION, PARTNER_SECRETS_NAME, TABLE_NAME  # noqa: E402
 from local_stack.template import function_settings  # noqa: E402
-from tests.support import InProcessFunction, RunningStack  # noqa: E402
+from tests.support import TEST_PARTNERS, InProcessFunction, RunningStack  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +61,8 @@ def aws_resources(aws_clients) -> dict[str, str]:
     ensure_secret(
         secrets, CREDENTIALS_SECRET_NAME, {"client_id": DEMO_CLIENT_ID, "api_key": DEMO_API_KEY}, overwrite=True
     )
-    return {"table": TABLE_NAME, "credentials_secret": CREDENTIALS_SECRET_NAME}
+    ensure_secret(secrets, PARTNER_SECRETS_NAME, TEST_PARTNERS, overwrite=True)
+    return {"table": TABLE_NAME, "credentials_secret": CREDENTIALS_SECRET_NAME, "partner_secrets": PARTNER_SECRETS_NAME}
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,27 @@
-"""Helpers the test tiers share: tokens, request bodies, and ways to call the function."""
+"""Helpers the test tiers share: tokens, signed webhooks, request bodies, and ways to call the function."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import io
 import json
+import logging
 import re
 import signal
 import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+from standardwebhooks import Webhook
 
+from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID
 from local_stack.gateway import build_event, routes_from_template
 from local_stack.lambda_worker import LocalLambdaContext
 
@@ -33,15 +41,121 @@ def new_key() -> str:
     return str(uuid.uuid4())
 
 
+def webhook_secret(seed: str) -> str:
+    return "whsec_" + base64.b64encode(seed.encode()).decode()
+
+
+# The partners the test session's Secrets Manager knows. acme is mid-rotation: it has a new and an old secret.
+PARTNER = "acme"
+PARTNER_SECRET = webhook_secret("acme-new-test-secret-not-real")
+PARTNER_OLD_SECRET = webhook_secret("acme-old-test-secret-not-real")
+OTHER_PARTNER = "globex"
+OTHER_PARTNER_SECRET = webhook_secret("globex-test-secret-not-real")
+TEST_PARTNERS = {PARTNER: [PARTNER_SECRET, PARTNER_OLD_SECRET], OTHER_PARTNER: [OTHER_PARTNER_SECRET]}
+
+
+def new_webhook_id() -> str:
+    return "msg_" + uuid.uuid4().hex
+
+
+def partner_event(data: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """A `payout_link.create` event in the Standard Webhooks envelope."""
+    event = {
+        "type": "payout_link.create",
+        "timestamp": "2026-11-24T23:50:00Z",
+        "data": payout_body() if data is None else data,
+    }
+    event.update(overrides)
+    return event
+
+
+@dataclass
+class SignedWebhook:
+    """A partner's request, signed by the standardwebhooks library: the reference implementation, not ours."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def signed_webhook(
+    event: dict[str, Any] | bytes | str | None = None,
+    *,
+    partner: str = PARTNER,
+    secret: str = PARTNER_SECRET,
+    webhook_id: str | None = None,
+    at: datetime | None = None,
+    header_prefix: str = "webhook-",
+    headers: dict[str, str] | None = None,
+) -> SignedWebhook:
+    if event is None:
+        event = partner_event()
+    body = json.dumps(event) if isinstance(event, dict) else event
+    text = body.decode() if isinstance(body, bytes) else body
+    webhook_id = webhook_id or new_webhook_id()
+    at = at or datetime.now(UTC)
+    all_headers = {
+        "content-type": "application/json",
+        f"{header_prefix}id": webhook_id,
+        f"{header_prefix}timestamp": str(int(at.timestamp())),
+        f"{header_prefix}signature": Webhook(secret).sign(webhook_id, at, text),
+    }
+    all_headers.update(headers or {})
+    return SignedWebhook(f"/webhooks/{partner}/payout-links", text.encode(), all_headers)
+
+
+PHONE, EMAIL = "5555550123", "ada@example.com"
+
+
 def payout_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "amount": 2500,
-        "payee": {"country_code": "1", "phone_number": "5555550123", "first_name": "Ada", "email": "ada@example.com"},
+        "payee": {"country_code": "1", "phone_number": PHONE, "first_name": "Ada", "email": EMAIL},
         "delivery": {"method": "sms", "message": "Your payout is ready"},
         "metadata": {"order": "A-1001"},
     }
     body.update(overrides)
     return body
+
+
+def never_logged(request_headers: dict[str, str]) -> list[str]:
+    """What must never reach a log line: the Dots credentials, every partner secret, and what the request
+    carried: its bearer token, its webhook signatures, the payee's phone number and email."""
+    webhook_secrets = [secret for secrets in TEST_PARTNERS.values() for secret in secrets]
+    values = [
+        PHONE,
+        EMAIL,
+        DEMO_API_KEY,
+        DEMO_CLIENT_ID,
+        base64.b64encode(f"{DEMO_CLIENT_ID}:{DEMO_API_KEY}".encode()).decode(),
+        *webhook_secrets,
+        *(secret.removeprefix("whsec_") for secret in webhook_secrets),
+    ]
+    headers = {name.lower(): value for name, value in request_headers.items()}
+    if "authorization" in headers:
+        values += [headers["authorization"], headers["authorization"].removeprefix("Bearer ")]
+    for name in ("webhook-signature", "svix-signature"):
+        if name in headers:
+            values += [headers[name], *(entry.partition(",")[2] for entry in headers[name].split())]
+    return [value for value in values if len(value) >= 6]
+
+
+@contextlib.contextmanager
+def function_logs() -> Iterator[io.StringIO]:
+    """What the function's logger writes (one JSON line per entry), exactly as CloudWatch would get it.
+
+    Powertools binds its handler to the stdout of the moment it was imported, before any capsys or capfd: the
+    handler's stream is swapped for this block instead."""
+    from payout_links.observability import logger
+
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)
 
 
 @dataclass
@@ -118,6 +232,7 @@ class InProcessFunction:
 
         settings.get_settings.cache_clear()
         service.get_service.cache_clear()
+        service.get_partner_secrets.cache_clear()
         aws.client.cache_clear()
 
     def set_env(self, **values: str) -> None:
@@ -154,6 +269,11 @@ class InProcessFunction:
     ) -> HttpResult:
         """POST /payout-links as a frontend; see `create_event`."""
         return self.invoke(create_event(body, key=key, sub=sub, headers=headers), timeout_seconds=timeout_seconds)
+
+    def webhook(self, event: dict[str, Any] | bytes | str | None = None, **signing: Any) -> HttpResult:
+        """POST /webhooks/{partner}/payout-links as a partner; see `signed_webhook`."""
+        request = signed_webhook(event, **signing)
+        return self.request("POST", request.path, body=request.body, headers=request.headers)
 
 
 @dataclass

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Callable
+from functools import partial
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
@@ -13,9 +16,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from payout_links import inbound
-from payout_links.idempotency import parse_key_header, resolve_key
-from payout_links.models import parse_create_request
+from payout_links import inbound, webhooks
+from payout_links.idempotency import frontend_key, webhook_key
+from payout_links.models import CreatePayoutLinkRequest, parse_create_request, parse_partner_event
 from payout_links.observability import MetricUnit, logger, metrics
 from payout_links.problems import (
     DependencyUnavailable,
@@ -24,7 +27,7 @@ from payout_links.problems import (
     Problem,
     RequestInProgress,
 )
-from payout_links.service import get_service
+from payout_links.service import get_partner_secrets, get_service
 from payout_links.settings import get_settings
 
 # Validation is done by the models in `parse_create_request` rather than by the resolver, so that
@@ -37,19 +40,37 @@ def create_payout_link() -> Response:
     event = app.current_event
     caller = inbound.frontend_caller(event)
     logger.append_keys(caller=caller)
-    return _create(
-        caller,
-        header_key=event.headers.get("idempotency-key"),
-        body=inbound.json_body(event, max_bytes=get_settings().max_body_bytes),
+    body = inbound.json_body(event, max_bytes=get_settings().max_body_bytes)
+    return _create(caller, body, parse_create_request, partial(frontend_key, event.headers.get("idempotency-key")))
+
+
+@app.post("/webhooks/<partner>/payout-links")
+def receive_partner_event(partner: str) -> Response:
+    # The name a request claims, until the signature proves it (the outcome says whether it did).
+    caller = f"partner:{partner}"
+    logger.append_keys(caller=caller)
+    delivery = webhooks.verified_delivery(
+        app.current_event, partner, get_partner_secrets(), max_bytes=get_settings().max_body_bytes
     )
+    logger.append_keys(webhook_id=delivery.webhook_id)
+    return _create(caller, delivery.body, _partner_request, partial(webhook_key, delivery.webhook_id))
 
 
-def _create(caller: str, *, header_key: str | None, body: bytes) -> Response:
-    settings = get_settings()
-    header_key = parse_key_header(header_key)
-    request = parse_create_request(body, max_amount_cents=settings.max_amount_cents)
-    key = resolve_key(header_key, request.idempotency_key)
+def _partner_request(body: bytes, *, max_amount_cents: int) -> CreatePayoutLinkRequest:
+    return parse_partner_event(body, max_amount_cents=max_amount_cents).data
+
+
+def _create(
+    caller: str,
+    body: bytes,
+    parse: Callable[..., CreatePayoutLinkRequest],
+    key_for: Callable[[uuid.UUID | None], str],
+) -> Response:
+    """What both routes share once the caller is known: validate the body, settle its idempotency key, and
+    create the link exactly once (or replay the first answer)."""
+    request = parse(body, max_amount_cents=get_settings().max_amount_cents)
     logger.append_keys(amount=request.amount)
+    key = key_for(request.idempotency_key)
 
     service = get_service()
     service.idempotency_config.register_lambda_context(app.lambda_context)
@@ -117,4 +138,5 @@ def _unexpected(exc: Exception) -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    logger.append_keys(caller="anonymous")  # until a route knows better
     return app.resolve(event, context)

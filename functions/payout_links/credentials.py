@@ -1,9 +1,13 @@
-"""The Dots Basic-auth credentials, read from one Secrets Manager secret and cached per container."""
+"""The secrets the function reads from Secrets Manager, each fetched lazily and cached per container:
+the Dots Basic-auth credentials, and the partners' Standard Webhooks signing secrets."""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +17,69 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from payout_links.observability import logger
 from payout_links.problems import DependencyUnavailable
+
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
+# A partner's name is a path segment and a log field: kept short and plain.
+PARTNER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class MalformedSecret(ValueError):
+    """The secret's value is not what the function expects; its content never goes into the message."""
+
+
+class CachedJsonSecret[T]:
+    """A JSON secret, fetched on first use, kept for `max_age_seconds`, re-read on demand (rotation).
+
+    `parse` turns the decoded JSON into the value callers get; it raises `MalformedSecret` (or `KeyError`,
+    `TypeError`, `ValueError`) for a value it cannot use. `label` names the secret in logs and in the 503.
+    """
+
+    def __init__(
+        self,
+        secrets_client: Any,
+        secret_id: str,
+        *,
+        max_age_seconds: float,
+        parse: Callable[[Any], T],
+        label: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = secrets_client
+        self._secret_id = secret_id
+        self._max_age = max_age_seconds
+        self._parse = parse
+        self._label = label
+        self._clock = clock
+        self._cached: T | None = None
+        self._fetched_at = 0.0
+        self.last_attempt = -math.inf  # clock time of the last fetch, successful or not
+
+    def get(self) -> T:
+        if self._cached is None or self._clock() - self._fetched_at >= self._max_age:
+            return self.refresh()
+        return self._cached
+
+    def refresh(self) -> T:
+        self.last_attempt = self._clock()
+        self._cached = self._fetch()
+        self._fetched_at = self._clock()
+        return self._cached
+
+    def _fetch(self) -> T:
+        unavailable = DependencyUnavailable(f"The {self._label} are unavailable; retry later.")
+        try:
+            secret = self._client.get_secret_value(SecretId=self._secret_id)
+        except (ClientError, BotoCoreError) as exc:
+            code = exc.response["Error"]["Code"] if isinstance(exc, ClientError) else type(exc).__name__
+            logger.error(f"{self._label} could not be read", extra={"secrets_error": code})
+            raise unavailable from None
+        try:
+            return self._parse(json.loads(secret["SecretString"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            # The value itself is never logged: it may hold a half-pasted key.
+            reason = str(exc) if isinstance(exc, MalformedSecret) else "not the expected JSON"
+            logger.error(f"{self._label} secret is malformed", extra={"secret_problem": reason})
+            raise unavailable from None
 
 
 @dataclass(frozen=True)
@@ -26,8 +93,12 @@ class PayoutApiCredentials:
         return f"Basic {token}"
 
 
-class CredentialsStore:
-    """Fetches the secret on first use, keeps it for `max_age_seconds`, and re-reads it on demand (rotation)."""
+def _payout_api_credentials(value: Any) -> PayoutApiCredentials:
+    return PayoutApiCredentials(client_id=value["client_id"], api_key=value["api_key"])
+
+
+class CredentialsStore(CachedJsonSecret[PayoutApiCredentials]):
+    """The Dots credentials: a secret `{"client_id": ..., "api_key": ...}`."""
 
     def __init__(
         self,
@@ -37,34 +108,82 @@ class CredentialsStore:
         max_age_seconds: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client = secrets_client
-        self._secret_id = secret_id
-        self._max_age = max_age_seconds
+        super().__init__(
+            secrets_client,
+            secret_id,
+            max_age_seconds=max_age_seconds,
+            parse=_payout_api_credentials,
+            label="payout credentials",
+            clock=clock,
+        )
+
+
+def decode_webhook_secret(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret: the base64 after `whsec_` (padding optional)."""
+    if not isinstance(secret, str) or not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        raise MalformedSecret("a webhook secret must start with whsec_")
+    encoded = secret.removeprefix(WEBHOOK_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedSecret("a webhook secret is not base64 after whsec_") from None
+    if not key:
+        raise MalformedSecret("a webhook secret is empty")
+    return key
+
+
+def _partner_keys(value: Any) -> dict[str, tuple[bytes, ...]]:
+    """`{"partner": "whsec_..."}` or `{"partner": ["whsec_new", "whsec_old"]}` → each partner's HMAC keys.
+
+    A partner whose entry is unusable is left out (and logged by name) rather than failing every partner."""
+    if not isinstance(value, dict):
+        raise MalformedSecret("the partner secrets must be a JSON object of partner name to secrets")
+    partners: dict[str, tuple[bytes, ...]] = {}
+    for partner, secrets in value.items():
+        listed = [secrets] if isinstance(secrets, str) else secrets
+        try:
+            if not PARTNER_NAME.fullmatch(partner):
+                raise MalformedSecret("the partner name must be 1-64 letters, digits, '.', '_' or '-'")
+            if not isinstance(listed, list) or not listed:
+                raise MalformedSecret("a partner needs a whsec_ secret or a list of them")
+            partners[partner] = tuple(decode_webhook_secret(secret) for secret in listed)
+        except MalformedSecret as exc:
+            logger.error("partner entry ignored", extra={"partner": partner[:64], "secret_problem": str(exc)})
+    return partners
+
+
+class PartnerSecrets:
+    """Each partner's webhook signing keys (several during a rotation), from one secret.
+
+    An unknown partner re-reads the secret, so that a partner added by an operator works without a cold start;
+    at most once per `unknown_partner_refresh_seconds`, so that requests naming made-up partners cannot turn
+    into one Secrets Manager call each."""
+
+    def __init__(
+        self,
+        secrets_client: Any,
+        secret_id: str,
+        *,
+        max_age_seconds: float,
+        unknown_partner_refresh_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._secret = CachedJsonSecret(
+            secrets_client,
+            secret_id,
+            max_age_seconds=max_age_seconds,
+            parse=_partner_keys,
+            label="partner webhook secrets",
+            clock=clock,
+        )
+        self._refresh_interval = unknown_partner_refresh_seconds
         self._clock = clock
-        self._cached: PayoutApiCredentials | None = None
-        self._fetched_at = 0.0
 
-    def get(self) -> PayoutApiCredentials:
-        if self._cached is None or self._clock() - self._fetched_at >= self._max_age:
-            return self.refresh()
-        return self._cached
-
-    def refresh(self) -> PayoutApiCredentials:
-        self._cached = self._fetch()
-        self._fetched_at = self._clock()
-        return self._cached
-
-    def _fetch(self) -> PayoutApiCredentials:
-        try:
-            secret = self._client.get_secret_value(SecretId=self._secret_id)
-        except (ClientError, BotoCoreError) as exc:
-            code = exc.response["Error"]["Code"] if isinstance(exc, ClientError) else type(exc).__name__
-            logger.error("payout credentials could not be read", extra={"secrets_error": code})
-            raise DependencyUnavailable("The payout credentials are unavailable; retry later.") from None
-        try:
-            values = json.loads(secret["SecretString"])
-            return PayoutApiCredentials(client_id=values["client_id"], api_key=values["api_key"])
-        except (KeyError, TypeError, ValueError):
-            # The value itself is never logged: it may hold a half-pasted key.
-            logger.error("payout credentials secret is not JSON with client_id and api_key")
-            raise DependencyUnavailable("The payout credentials are unavailable; retry later.") from None
+    def keys_for(self, partner: str) -> tuple[bytes, ...]:
+        """The partner's keys in the stored order; empty for a partner that does not exist."""
+        if not PARTNER_NAME.fullmatch(partner):
+            return ()
+        partners = self._secret.get()
+        if partner not in partners and self._clock() - self._secret.last_attempt >= self._refresh_interval:
+            partners = self._secret.refresh()
+        return partners.get(partner, ())

@@ -41,22 +41,44 @@ def parse_key_header(header: str | None) -> str | None:
     value = header.strip()
     if len(value) >= 2 and value[0] == value[-1] == '"':
         value = value[1:-1]
-    if not _VISIBLE_ASCII.fullmatch(value):
-        raise InvalidIdempotencyKey("The Idempotency-Key header must be 1 to 255 visible ASCII characters.")
-    return _canonical(value)
+    return _checked(value, "The Idempotency-Key header")
 
 
-def resolve_key(header_key: str | None, body_key: uuid.UUID | None) -> str:
+def resolve_key(
+    header_key: str | None,
+    body_key: uuid.UUID | None,
+    *,
+    header: str = "Idempotency-Key header",
+    body: str = "body's idempotency_key",
+) -> str:
     """The one key of the request: from the header, from the body, or from both when they agree."""
     if body_key is not None:
         if header_key is not None and header_key != str(body_key):
-            raise InvalidIdempotencyKey("The Idempotency-Key header and the body's idempotency_key differ.")
+            raise InvalidIdempotencyKey(f"The {header} and the {body} differ.")
         return str(body_key)
     if header_key is None:
         raise InvalidIdempotencyKey(
             "An idempotency key is required: send an Idempotency-Key header or a body idempotency_key."
         )
     return header_key
+
+
+def frontend_key(header: str | None, body_key: uuid.UUID | None) -> str:
+    """A frontend's key: the `Idempotency-Key` header or the body's `idempotency_key` (equal when both)."""
+    return resolve_key(parse_key_header(header), body_key)
+
+
+def webhook_key(webhook_id: str, body_key: uuid.UUID | None) -> str:
+    """A partner event's key: its `webhook-id`, which partners keep when they re-deliver. A `data.idempotency_key`
+    is optional and, when sent, must name the same key."""
+    key = _checked(webhook_id, "The webhook-id header")
+    return resolve_key(key, body_key, header="webhook-id header", body="event's data.idempotency_key")
+
+
+def _checked(key: str, source: str) -> str:
+    if not _VISIBLE_ASCII.fullmatch(key):
+        raise InvalidIdempotencyKey(f"{source} must be 1 to 255 visible ASCII characters.")
+    return _canonical(key)
 
 
 def _canonical(key: str) -> str:

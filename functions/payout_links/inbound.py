@@ -24,11 +24,20 @@ def frontend_caller(event: APIGatewayProxyEventV2) -> str:
 
 def json_body(event: APIGatewayProxyEventV2, *, max_bytes: int) -> bytes:
     """The raw body, once its media type and size are acceptable (415 and 413 come before any parsing)."""
+    require_json_media_type(event)
+    return raw_body(event, max_bytes=max_bytes)
+
+
+def require_json_media_type(event: APIGatewayProxyEventV2) -> None:
     media_type = (event.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not (
         media_type.startswith("application/") and media_type.endswith("+json")
     ):
         raise UnsupportedMediaType("Send the body as application/json.")
+
+
+def raw_body(event: APIGatewayProxyEventV2, *, max_bytes: int) -> bytes:
+    """The body's bytes exactly as sent (what a signature covers), refused with 413 over `max_bytes`."""
     body = event.body or ""
     # Cheap bound before decoding: UTF-8 needs at least a byte a character, base64 has 4 characters per 3 bytes.
     if len(body) > (-(-max_bytes // 3) * 4 if event.is_base64_encoded else max_bytes):

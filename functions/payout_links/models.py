@@ -7,10 +7,13 @@ The request model mirrors the Dots create-payout-link contract and is strict: JS
 
 from __future__ import annotations
 
+import re
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -116,10 +119,50 @@ class CreatePayoutLinkRequest(_StrictModel):
         return self.model_dump(mode="json", exclude_defaults=True, exclude={"idempotency_key"})
 
 
-def parse_create_request(body: str | bytes, *, max_amount_cents: int) -> CreatePayoutLinkRequest:
-    """Validate a JSON body; raise `MalformedJson` (400) or `ValidationFailed` (422) with pointers."""
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _rfc3339(value: str) -> str:
     try:
-        request = CreatePayoutLinkRequest.model_validate_json(body, context={"max_amount_cents": max_amount_cents})
+        if _RFC3339.fullmatch(value):
+            datetime.fromisoformat(value.upper())  # a real date and time, not only the right shape
+            return value
+    except ValueError:
+        pass
+    raise ValueError("must be an RFC 3339 date-time with a zone, such as 2026-11-24T23:50:00Z")
+
+
+class PartnerEvent(_StrictModel):
+    """The body of `POST /webhooks/{partner}/payout-links`: a Standard Webhooks envelope whose `data` is the
+    body of `POST /payout-links`, held to the same model and rules."""
+
+    type: Literal["payout_link.create"]
+    timestamp: Annotated[str, AfterValidator(_rfc3339)]
+    data: CreatePayoutLinkRequest
+
+    def consistency_errors(self) -> list[FieldError]:
+        return [
+            FieldError("#/data" + error.pointer.removeprefix("#"), error.detail)
+            for error in self.data.consistency_errors()
+        ]
+
+
+def parse_create_request(body: str | bytes, *, max_amount_cents: int) -> CreatePayoutLinkRequest:
+    """Validate the JSON body of `POST /payout-links`; raise `MalformedJson` (400) or `ValidationFailed` (422)
+    with pointers."""
+    return _parse(CreatePayoutLinkRequest, body, max_amount_cents=max_amount_cents)
+
+
+def parse_partner_event(body: str | bytes, *, max_amount_cents: int) -> PartnerEvent:
+    """Validate a partner's event the same way; pointers reach into the envelope (`#/data/amount`)."""
+    return _parse(PartnerEvent, body, max_amount_cents=max_amount_cents)
+
+
+def _parse[M: CreatePayoutLinkRequest | PartnerEvent](model: type[M], body: str | bytes, *, max_amount_cents: int) -> M:
+    try:
+        parsed = model.model_validate_json(body, context={"max_amount_cents": max_amount_cents})
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         if any(error["type"] == "json_invalid" for error in errors):
@@ -127,9 +170,9 @@ def parse_create_request(body: str | bytes, *, max_amount_cents: int) -> CreateP
         raise ValidationFailed(
             "One or more fields are invalid.", errors=tuple(_field_error(error) for error in errors)
         ) from None
-    if problems := request.consistency_errors():
+    if problems := parsed.consistency_errors():
         raise ValidationFailed("One or more fields are invalid.", errors=tuple(problems))
-    return request
+    return parsed
 
 
 def _field_error(error: Any) -> FieldError:

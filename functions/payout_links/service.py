@@ -1,7 +1,7 @@
 """The one workflow both routes share: create a payout link for a caller's intent, exactly once.
 
-`get_service()` is the composition root: it builds the clients once per container, on first use, so that
-importing the handler does no I/O and a warm request reuses every connection.
+`get_service()` and `get_partner_secrets()` are the composition root: they build the clients once per
+container, on first use, so that importing the handler does no I/O and a warm request reuses every connection.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import httpx
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
 from payout_links import aws
-from payout_links.credentials import CredentialsStore
+from payout_links.credentials import CredentialsStore, PartnerSecrets
 from payout_links.idempotency import Created, exactly_once, upstream_key
 from payout_links.models import CreatePayoutLinkRequest
 from payout_links.settings import get_settings
@@ -72,3 +72,14 @@ def get_service() -> PayoutLinkService:
         ttl_seconds=settings.idempotency_ttl_seconds,
     )
     return PayoutLinkService(payout_api=payout_api, idempotency_config=config, _create_once=create_once)
+
+
+@cache
+def get_partner_secrets() -> PartnerSecrets:
+    settings = get_settings()
+    return PartnerSecrets(
+        aws.client("secretsmanager"),
+        settings.required_partner_webhook_secrets_id(),
+        max_age_seconds=settings.credentials_max_age_seconds,
+        unknown_partner_refresh_seconds=settings.unknown_partner_refresh_seconds,
+    )

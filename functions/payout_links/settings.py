@@ -20,10 +20,18 @@ class Settings(BaseModel):
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
     max_body_bytes: int = Field(default=16_384, ge=1_024, le=1_048_576)
     credentials_max_age_seconds: int = Field(default=300, ge=0)
+    # Optional so that a deployment without partners needs no secret; the webhook route refuses to run without it.
+    partner_webhook_secrets_id: str | None = Field(default=None, min_length=1)
+    unknown_partner_refresh_seconds: float = Field(default=30, ge=0)
 
     @property
     def payout_links_url(self) -> str:
         return f"{str(self.payout_api_base_url).rstrip('/')}/v2/payout-links"
+
+    def required_partner_webhook_secrets_id(self) -> str:
+        if self.partner_webhook_secrets_id is None:
+            raise ConfigurationError("invalid or missing environment variables: PARTNER_WEBHOOK_SECRETS_ID")
+        return self.partner_webhook_secrets_id
 
 
 class ConfigurationError(RuntimeError):

@@ -157,6 +157,29 @@ def test_credentials_and_partner_secrets_are_written_to_the_given_endpoint(tmp_p
     assert stored_partners == partners
 
 
+def test_cors_allowed_origins_replace_the_templates_default(tmp_path):
+    running = start_stack(
+        tmp_path, LOCAL_CONCURRENCY="1", CORS_ALLOWED_ORIGINS="https://app.example.test, https://admin.example.test"
+    )
+    try:
+        answers = {
+            origin: httpx.options(
+                f"{running.url}/payout-links",
+                headers={"origin": origin, "access-control-request-method": "POST"},
+            )
+            for origin in ("https://app.example.test", "https://admin.example.test", "http://localhost:5173")
+        }
+    finally:
+        running.stop()
+
+    allowed = {origin: answer.headers.get("access-control-allow-origin") for origin, answer in answers.items()}
+    assert allowed == {
+        "https://app.example.test": "https://app.example.test",
+        "https://admin.example.test": "https://admin.example.test",
+        "http://localhost:5173": None,  # the template's default no longer applies
+    }
+
+
 def test_malformed_partner_secrets_are_refused_at_start():
     result = subprocess.run(
         [sys.executable, "-m", "local_stack"],

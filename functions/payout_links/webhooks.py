@@ -1,0 +1,123 @@
+"""Partner webhooks, signed per the Standard Webhooks spec (https://www.standardwebhooks.com).
+
+The signature is checked on the raw body before anything in it is parsed: an HMAC-SHA256, keyed with the
+partner's secret, of `"{webhook-id}.{webhook-timestamp}." + body`, sent base64 as `v1,<signature>` in the
+space-separated `webhook-signature` header. Any listed signature made with any of the partner's secrets passes
+(that is how rotation works); the timestamp must be within five minutes of now, either way, so that a captured
+request cannot be replayed later. The `svix-*` header names are accepted when the `webhook-*` ones are absent.
+
+Signatures and secrets are never logged; a refusal logs only which check failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+from payout_links import inbound
+from payout_links.credentials import PartnerSecrets
+from payout_links.observability import logger
+from payout_links.problems import Unauthenticated
+
+TOLERANCE_SECONDS = 300
+SIGNATURE_VERSION = "v1"
+_HEADER_PREFIXES = ("webhook-", "svix-")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_DIGEST_SIZE = hashlib.sha256().digest_size
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A partner's request whose signature checked out."""
+
+    webhook_id: str
+    body: bytes
+
+
+class SignatureRejected(Unauthenticated):
+    """Every webhook refusal tells the caller the same thing; `reason` (logged, never sent) tells operators."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("The webhook signature could not be verified.")
+        self.reason = reason
+
+
+def verified_delivery(
+    event: APIGatewayProxyEventV2,
+    partner: str,
+    partners: PartnerSecrets,
+    *,
+    max_bytes: int,
+    now: Callable[[], float] = time.time,
+) -> Delivery:
+    """The partner's request, checked in this order: the partner exists (before the body is read), the body is
+    within `max_bytes` (413), the signature is one of the partner's (401), and the body is JSON (415)."""
+    keys = partners.keys_for(partner)
+    if not keys:
+        raise _rejected("unknown-partner")
+    body = inbound.raw_body(event, max_bytes=max_bytes)
+    webhook_id = verify(body, event.headers, keys, now=now())
+    inbound.require_json_media_type(event)
+    return Delivery(webhook_id=webhook_id, body=body)
+
+
+def verify(body: bytes, headers: Mapping[str, str], keys: Sequence[bytes], *, now: float) -> str:
+    """The `webhook-id` of a request signed with one of `keys` at a time within the tolerance of `now`;
+    `SignatureRejected` otherwise. `headers` must look names up case-insensitively."""
+    webhook_id, timestamp, signatures = _signature_headers(headers)
+    if not _TIMESTAMP.fullmatch(timestamp):
+        raise _rejected("malformed-timestamp")
+    age = now - int(timestamp)
+    if age > TOLERANCE_SECONDS:
+        raise _rejected("stale-timestamp")
+    if age < -TOLERANCE_SECONDS:
+        raise _rejected("future-timestamp")
+    candidates = _signatures(signatures)
+    if not candidates:
+        raise _rejected("malformed-signature")
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    for key in keys:
+        expected = hmac.new(key, signed, hashlib.sha256).digest()
+        # Every candidate is compared, each in constant time: which one matched reveals nothing.
+        if any([hmac.compare_digest(expected, candidate) for candidate in candidates]):
+            return webhook_id
+    raise _rejected("bad-signature")
+
+
+def _signature_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:
+    for prefix in _HEADER_PREFIXES:
+        values = [headers.get(prefix + name) for name in ("id", "timestamp", "signature")]
+        if any(values):
+            if not all(values):
+                raise _rejected("missing-header")
+            return values[0], values[1], values[2]
+    raise _rejected("missing-header")
+
+
+def _signatures(header: str) -> list[bytes]:
+    """The decoded `v1` signatures of the header; other versions and malformed entries are skipped."""
+    decoded = []
+    for entry in header.split():
+        version, _, encoded = entry.partition(",")
+        if version != SIGNATURE_VERSION:
+            continue
+        try:
+            signature = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if len(signature) == _DIGEST_SIZE:
+            decoded.append(signature)
+    return decoded
+
+
+def _rejected(reason: str) -> SignatureRejected:
+    logger.info("webhook signature rejected", extra={"auth_failure": reason})
+    return SignatureRejected(reason)

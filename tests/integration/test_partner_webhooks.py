@@ -1,0 +1,286 @@
+"""POST /webhooks/{partner}/payout-links through the real handler, with the partner secrets in Secrets Manager
+(moto over HTTP) and the Dots emulator over HTTP. Every request is signed by the `standardwebhooks` library."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from local_stack.stack import PARTNER_SECRETS_NAME
+from payout_links.idempotency import UPSTREAM_KEY_NAMESPACE
+from tests.support import (
+    OTHER_PARTNER,
+    OTHER_PARTNER_SECRET,
+    PARTNER,
+    PARTNER_OLD_SECRET,
+    TEST_PARTNERS,
+    new_webhook_id,
+    partner_event,
+    payout_body,
+    signed_webhook,
+    token,
+    webhook_secret,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def links_created(upstream) -> int:
+    return upstream.stats()["links_created"]
+
+
+def assert_unauthenticated(result, upstream) -> None:
+    assert result.status == 401 and result.is_problem(), result.body
+    assert result.json()["type"].endswith(":unauthenticated")
+    assert result.json()["detail"] == "The webhook signature could not be verified."  # the same for every case
+    assert upstream.stats()["requests"] == 0
+
+
+# --- success, re-delivery, new events -----------------------------------------------------------------------
+
+
+def test_a_signed_event_creates_a_link_scoped_to_the_partner(function, upstream):
+    webhook_id = new_webhook_id()
+
+    result = function.webhook(webhook_id=webhook_id)
+
+    assert result.status == 201 and result.headers["content-type"] == "application/json"
+    assert result.json()["amount"] == 2500 and result.json()["id"] in upstream.stats()["links"].values()
+    sent = upstream.stats()["last_request"]["body"]
+    assert sent["idempotency_key"] == str(
+        uuid.uuid5(UPSTREAM_KEY_NAMESPACE, json.dumps([f"partner:{PARTNER}", webhook_id]))
+    )
+
+
+def test_a_re_delivered_event_gives_the_same_link_without_a_second_upstream_call(function, upstream):
+    webhook_id = new_webhook_id()
+    first = function.webhook(webhook_id=webhook_id)
+    calls = upstream.stats()["requests"]
+
+    # Partners re-sign each delivery: a later attempt carries a new timestamp and signature, the same id.
+    again = function.webhook(webhook_id=webhook_id, at=datetime.now(UTC) + timedelta(seconds=40))
+
+    assert first.status == again.status == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.body == first.body
+    assert upstream.stats()["requests"] == calls
+    assert links_created(upstream) == 1
+
+
+def test_a_new_event_id_is_a_new_intent(function, upstream):
+    first = function.webhook(webhook_id=new_webhook_id())
+    second = function.webhook(webhook_id=new_webhook_id())
+
+    assert first.status == second.status == 201
+    assert first.json()["id"] != second.json()["id"]
+    assert links_created(upstream) == 2
+
+
+def test_partners_do_not_share_event_ids(function, upstream):
+    webhook_id = new_webhook_id()
+    mine = function.webhook(webhook_id=webhook_id)
+    theirs = function.webhook(webhook_id=webhook_id, partner=OTHER_PARTNER, secret=OTHER_PARTNER_SECRET)
+
+    assert mine.status == theirs.status == 201
+    assert mine.json()["id"] != theirs.json()["id"]
+    assert "idempotent-replayed" not in theirs.headers
+
+
+def test_a_frontend_key_equal_to_a_webhook_id_is_another_callers_intent(function, upstream):
+    key = str(uuid.uuid4())
+    partner = function.webhook(webhook_id=key)
+    frontend = function.create(key=key)
+
+    assert partner.status == frontend.status == 201
+    assert partner.json()["id"] != frontend.json()["id"]
+
+
+def test_the_same_event_id_with_a_different_body_is_refused(function, upstream):
+    webhook_id = new_webhook_id()
+    function.webhook(webhook_id=webhook_id)
+
+    result = function.webhook(partner_event(payout_body(amount=9999)), webhook_id=webhook_id)
+
+    assert result.status == 422 and result.json()["type"].endswith(":idempotency-key-reused")
+    assert links_created(upstream) == 1
+
+
+def test_svix_header_names_are_accepted(function, upstream):
+    assert function.webhook(header_prefix="svix-").status == 201
+
+
+def test_the_previous_secret_still_works_during_a_rotation(function, upstream):
+    assert function.webhook(secret=PARTNER_OLD_SECRET).status == 201
+
+
+def test_a_partner_added_to_the_secret_works_without_a_cold_start(function, upstream, aws_clients):
+    _, secrets = aws_clients
+    function.set_env(UNKNOWN_PARTNER_REFRESH_SECONDS="0")
+    assert function.webhook().status == 201  # this container now caches the partner secrets
+    newcomer_secret = webhook_secret("initech-test-secret-not-real")
+    secrets.put_secret_value(
+        SecretId=PARTNER_SECRETS_NAME, SecretString=json.dumps({**TEST_PARTNERS, "initech": newcomer_secret})
+    )
+    try:
+        result = function.webhook(partner="initech", secret=newcomer_secret)
+    finally:
+        secrets.put_secret_value(SecretId=PARTNER_SECRETS_NAME, SecretString=json.dumps(TEST_PARTNERS))
+
+    assert result.status == 201
+
+
+@pytest.mark.parametrize("key", ["match", "upper-case"])
+def test_a_data_idempotency_key_equal_to_the_webhook_id_is_accepted(function, upstream, key):
+    webhook_id = str(uuid.uuid4())
+    body_key = webhook_id if key == "match" else webhook_id.upper()
+
+    result = function.webhook(partner_event(payout_body(idempotency_key=body_key)), webhook_id=webhook_id)
+
+    assert result.status == 201
+
+
+# --- every way to fail authentication: 401, before the upstream ------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+def test_a_missing_signature_header_is_a_401(function, upstream, header):
+    request = signed_webhook()
+    del request.headers[header]
+
+    assert_unauthenticated(function.request("POST", request.path, body=request.body, headers=request.headers), upstream)
+
+
+def test_a_bad_signature_is_a_401(function, upstream):
+    request = signed_webhook()
+    request.headers["webhook-signature"] = signed_webhook(webhook_id="msg_other").headers["webhook-signature"]
+
+    assert_unauthenticated(function.request("POST", request.path, body=request.body, headers=request.headers), upstream)
+
+
+def test_a_tampered_body_is_a_401(function, upstream):
+    request = signed_webhook()
+    tampered = request.body.replace(b'"amount": 2500', b'"amount": 250000')
+
+    assert_unauthenticated(function.request("POST", request.path, body=tampered, headers=request.headers), upstream)
+
+
+@pytest.mark.parametrize("signature", ["v1", "v1,not base64!", "garbage", "v1,", ","])
+def test_a_malformed_signature_is_a_401(function, upstream, signature):
+    request = signed_webhook(headers={"webhook-signature": signature})
+
+    assert_unauthenticated(function.request("POST", request.path, body=request.body, headers=request.headers), upstream)
+
+
+def test_an_unknown_partner_is_a_401(function, upstream):
+    assert_unauthenticated(function.webhook(partner="no-such-partner"), upstream)
+
+
+def test_another_partners_secret_is_a_401(function, upstream):
+    assert_unauthenticated(function.webhook(secret=OTHER_PARTNER_SECRET), upstream)
+
+
+def test_a_stale_timestamp_is_a_401(function, upstream):
+    assert_unauthenticated(function.webhook(at=datetime.now(UTC) - timedelta(minutes=6)), upstream)
+
+
+def test_a_timestamp_from_the_future_is_a_401(function, upstream):
+    assert_unauthenticated(function.webhook(at=datetime.now(UTC) + timedelta(minutes=6)), upstream)
+
+
+def test_a_frontend_token_is_no_webhook_credential(function, upstream):
+    request = signed_webhook(headers={"authorization": f"Bearer {token('user-1')}"})
+    del request.headers["webhook-signature"]
+
+    assert_unauthenticated(function.request("POST", request.path, body=request.body, headers=request.headers), upstream)
+
+
+# --- the order of the checks -------------------------------------------------------------------------------------
+
+
+def test_an_unknown_partner_is_refused_before_the_body_is_read(function, upstream):
+    oversized = "x" * 20_000  # over MAX_BODY_BYTES: reading it would have been a 413
+
+    assert function.webhook(oversized, partner="no-such-partner").status == 401
+
+
+def test_the_size_limit_comes_before_the_signature(function, upstream):
+    request = signed_webhook(partner_event(payout_body(memo="x" * 20_000)), headers={"webhook-signature": "v1,bad"})
+
+    result = function.request("POST", request.path, body=request.body, headers=request.headers)
+
+    assert result.status == 413 and result.is_problem()
+
+
+def test_the_signature_comes_before_the_content_type(function, upstream):
+    request = signed_webhook(headers={"content-type": "text/plain", "webhook-signature": "v1,bad"})
+
+    result = function.request("POST", request.path, body=request.body, headers=request.headers)
+
+    assert result.status == 401
+
+
+def test_a_signed_body_that_is_not_json_content_is_a_415(function, upstream):
+    assert function.webhook(headers={"content-type": "text/plain"}).status == 415
+
+
+def test_a_signed_body_that_is_not_json_is_a_400(function, upstream):
+    result = function.webhook('{"type": "payout_link.create", "data": {')
+
+    assert result.status == 400 and result.json()["type"].endswith(":malformed-json")
+
+
+@pytest.mark.parametrize(
+    ("event", "pointer"),
+    [
+        (partner_event(type="payout_link.updated"), "#/type"),
+        (partner_event(timestamp="yesterday"), "#/timestamp"),
+        (partner_event(timestamp="1795564200"), "#/timestamp"),
+        ({"type": "payout_link.create", "timestamp": "2026-11-24T23:50:00Z"}, "#/data"),
+        (partner_event(payout_body(amount=10.5)), "#/data/amount"),
+        (partner_event(payout_body(amount=1_000_001)), "#/data/amount"),
+        (
+            partner_event(payout_body(payee={"country_code": "1", "phone_number": "555-0123"})),
+            "#/data/payee/phone_number",
+        ),
+        (partner_event({"amount": 100}), "#/data/user_id"),
+        (partner_event(payout_body(amout=5)), "#/data/amout"),
+        (partner_event(extra="field"), "#/extra"),
+        ([partner_event()], "#"),
+    ],
+    ids=[
+        "wrong type",
+        "timestamp not RFC 3339",
+        "timestamp in seconds",
+        "no data",
+        "float amount",
+        "amount over cap",
+        "bad phone",
+        "no user or payee",
+        "unknown data field",
+        "unknown envelope field",
+        "not an object",
+    ],
+)
+def test_an_invalid_envelope_is_a_422_pointing_into_it(function, upstream, event, pointer):
+    result = function.webhook(json.dumps(event))
+
+    assert result.status == 422 and result.is_problem()
+    assert pointer in [error["pointer"] for error in result.json()["errors"]]
+    assert upstream.stats()["requests"] == 0
+
+
+def test_a_data_idempotency_key_other_than_the_webhook_id_is_a_400(function, upstream):
+    result = function.webhook(partner_event(payout_body(idempotency_key=str(uuid.uuid4()))))
+
+    assert result.status == 400 and result.json()["type"].endswith(":invalid-idempotency-key")
+    assert "webhook-id" in result.json()["detail"]
+
+
+def test_an_unusable_webhook_id_is_a_400_even_when_signed(function, upstream):
+    result = function.webhook(webhook_id="m" * 256)
+
+    assert result.status == 400 and result.json()["type"].endswith(":invalid-idempotency-key")
+    assert upstream.stats()["requests"] == 0

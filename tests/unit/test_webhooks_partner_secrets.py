@@ -1,0 +1,162 @@
+"""The partners' webhook secrets: read from one Secrets Manager secret, cached per container, re-read for a
+partner added since (without a cold start), and never turned into one Secrets Manager call per made-up name."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from payout_links.credentials import PartnerSecrets, decode_webhook_secret
+from payout_links.problems import DependencyUnavailable
+from tests.support import function_logs, webhook_secret
+
+pytestmark = pytest.mark.unit
+
+SECRET_ID = "payout-link-proxy/dev/partner-webhook-secrets"
+ACME_NEW, ACME_OLD = webhook_secret("acme-new-not-real"), webhook_secret("acme-old-not-real")
+GLOBEX = webhook_secret("globex-not-real")
+MAX_AGE, UNKNOWN_REFRESH = 300, 30
+
+
+class FakeSecrets:
+    """`get_secret_value` as Secrets Manager answers it: the current value, which a test may change."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.calls = 0
+
+    def get_secret_value(self, **kwargs: Any) -> dict[str, Any]:
+        assert kwargs == {"SecretId": SECRET_ID}
+        self.calls += 1
+        if isinstance(self.value, Exception):
+            raise self.value
+        return {
+            "Name": SECRET_ID,
+            "SecretString": self.value if isinstance(self.value, str) else json.dumps(self.value),
+        }
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def store(secrets: FakeSecrets, clock: Clock) -> PartnerSecrets:
+    return PartnerSecrets(
+        secrets, SECRET_ID, max_age_seconds=MAX_AGE, unknown_partner_refresh_seconds=UNKNOWN_REFRESH, clock=clock
+    )
+
+
+def keys(*secrets: str) -> tuple[bytes, ...]:
+    return tuple(decode_webhook_secret(secret) for secret in secrets)
+
+
+def test_a_partners_first_request_costs_one_fetch_and_later_ones_none(clock: Clock) -> None:
+    secrets = FakeSecrets({"acme": [ACME_NEW, ACME_OLD], "globex": GLOBEX})
+    partners = store(secrets, clock)
+
+    assert partners.keys_for("acme") == keys(ACME_NEW, ACME_OLD)
+    assert secrets.calls == 1
+    for _ in range(50):
+        clock.now += 5
+        assert partners.keys_for("acme") == keys(ACME_NEW, ACME_OLD)
+        assert partners.keys_for("globex") == keys(GLOBEX)  # a bare string is one secret
+    assert secrets.calls == 1
+
+
+def test_the_secrets_are_read_again_once_they_age(clock: Clock) -> None:
+    secrets = FakeSecrets({"acme": [ACME_OLD]})
+    partners = store(secrets, clock)
+    partners.keys_for("acme")
+    secrets.value = {"acme": [ACME_NEW, ACME_OLD]}  # the operator starts a rotation
+
+    clock.now += MAX_AGE
+    assert partners.keys_for("acme") == keys(ACME_NEW, ACME_OLD)
+    assert secrets.calls == 2
+
+
+def test_a_new_partner_works_without_a_cold_start(clock: Clock) -> None:
+    secrets = FakeSecrets({"acme": ACME_NEW})
+    partners = store(secrets, clock)
+    partners.keys_for("acme")
+    secrets.value = {"acme": ACME_NEW, "globex": GLOBEX}  # onboarded after this container cached the secret
+
+    clock.now += UNKNOWN_REFRESH
+    assert partners.keys_for("globex") == keys(GLOBEX)
+    assert secrets.calls == 2
+
+
+def test_unknown_partners_re_read_the_secret_at_most_once_per_interval(clock: Clock) -> None:
+    secrets = FakeSecrets({"acme": ACME_NEW})
+    partners = store(secrets, clock)
+
+    for name in (f"made-up-{n}" for n in range(200)):
+        assert partners.keys_for(name) == ()
+        clock.now += 0.1  # 200 names over 20 s
+    assert secrets.calls == 1  # the first fetch only: the interval had not passed since it
+
+    clock.now += UNKNOWN_REFRESH
+    assert partners.keys_for("made-up-again") == ()
+    assert partners.keys_for("and-again") == ()
+    assert secrets.calls == 2
+
+
+def test_a_failed_re_read_also_waits_for_the_interval(clock: Clock) -> None:
+    secrets = FakeSecrets({"acme": ACME_NEW})
+    partners = store(secrets, clock)
+    partners.keys_for("acme")
+    clock.now += UNKNOWN_REFRESH
+    secrets.value = ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "GetSecretValue")
+
+    with pytest.raises(DependencyUnavailable):
+        partners.keys_for("made-up")
+    assert partners.keys_for("made-up-too") == ()  # from the cache, without another call
+    assert secrets.calls == 2
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "x" * 65, "-leading-dash", "acme corp", "acmé", "../acme"])
+def test_names_no_partner_can_have_cost_no_fetch_at_all(clock: Clock, name: str) -> None:
+    secrets = FakeSecrets({"acme": ACME_NEW})
+
+    assert store(secrets, clock).keys_for(name) == ()
+    assert secrets.calls == 0
+
+
+def test_an_unusable_entry_leaves_the_other_partners_working(clock: Clock) -> None:
+    secrets = FakeSecrets({"acme": ACME_NEW, "broken": ["not-a-whsec-value"], "empty": [], "bad name!": GLOBEX})
+    partners = store(secrets, clock)
+
+    with function_logs() as logs:
+        assert partners.keys_for("acme") == keys(ACME_NEW)
+    assert partners.keys_for("broken") == ()
+    assert partners.keys_for("empty") == ()
+    logged = logs.getvalue()
+    assert '"partner":"broken"' in logged and '"partner":"empty"' in logged
+    assert "not-a-whsec-value" not in logged
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['["whsec_c2VjcmV0"]', "whsec_c2VjcmV0 pasted bare", "null", '"whsec_c2VjcmV0"'],
+    ids=["array", "not JSON", "null", "a string"],
+)
+def test_a_secret_that_is_not_a_json_object_is_a_503_that_never_shows_its_value(clock: Clock, value: str) -> None:
+    partners = store(FakeSecrets(value), clock)
+
+    with function_logs() as logs, pytest.raises(DependencyUnavailable) as caught:
+        partners.keys_for("acme")
+
+    assert caught.value.status == 503 and caught.value.headers() == {"Retry-After": "2"}
+    assert "secret is malformed" in logs.getvalue()
+    assert "c2VjcmV0" not in logs.getvalue() + json.dumps(caught.value.to_dict())
