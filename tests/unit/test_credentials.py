@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from payout_links.credentials import CredentialsStore, PayoutApiCredentials
 from payout_links.problems import DependencyUnavailable
+from tests.support import function_logs
 
 pytestmark = pytest.mark.unit
 
@@ -98,11 +99,11 @@ def test_an_unreadable_secret_is_a_503(failure: Exception) -> None:
     ["sk_half_pasted_key", json.dumps({"client_id": "id-1"}), json.dumps(["id-1", "sk_half_pasted_key"]), "null"],
     ids=["not JSON", "no api_key", "array", "null"],
 )
-def test_a_malformed_secret_is_a_503_that_never_shows_its_value(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_malformed_secret_is_a_503_that_never_shows_its_value(value: str) -> None:
     store = CredentialsStore(FakeSecrets(value), SECRET_ID, max_age_seconds=300, clock=Clock())
 
-    with pytest.raises(DependencyUnavailable) as caught:
+    with function_logs() as logs, pytest.raises(DependencyUnavailable) as caught:
         store.get()
 
-    logged = capsys.readouterr()
-    assert "sk_half_pasted_key" not in logged.out + logged.err + json.dumps(caught.value.to_dict())
+    assert "credentials" in logs.getvalue()  # the failure was logged...
+    assert "sk_half_pasted_key" not in logs.getvalue() + json.dumps(caught.value.to_dict())  # ...without the value
