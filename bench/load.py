@@ -19,6 +19,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -73,11 +74,19 @@ def free_port() -> int:
 def start_stack(upstream_url: str, concurrency: int, log_path: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_ENDPOINT_URL")}
-    env.update(PORT=str(port), PAYOUT_API_BASE_URL=upstream_url, LOCAL_CONCURRENCY=str(concurrency),
-               POWERTOOLS_LOG_LEVEL="WARNING")
+    env.update(
+        PORT=str(port),
+        PAYOUT_API_BASE_URL=upstream_url,
+        LOCAL_CONCURRENCY=str(concurrency),
+        POWERTOOLS_LOG_LEVEL="WARNING",
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "local_stack"], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=log_path.open("w"),
+        [sys.executable, "-m", "local_stack"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=log_path.open("w"),
     )
     assert process.stdout is not None
     for line in process.stdout:
@@ -102,8 +111,10 @@ def main() -> int:
     args = parser.parse_args()
 
     planned = plan(args.requests, args.reuse, args.other_body, random.Random(args.seed))
-    tokens = {caller: jwt.encode({"sub": caller}, SIGNING_KEY, algorithm="HS256") for caller in {p.caller for p in planned}}
-    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"payout-link-proxy-load-{os.getpid()}.log"
+    tokens = {
+        caller: jwt.encode({"sub": caller}, SIGNING_KEY, algorithm="HS256") for caller in {p.caller for p in planned}
+    }
+    log_path = Path(tempfile.gettempdir()) / f"payout-link-proxy-load-{os.getpid()}.log"
 
     with DotsEmulator(DEMO_CLIENT_ID, DEMO_API_KEY) as emulator:
         stack, url = start_stack(emulator.base_url, args.containers, log_path)
