@@ -11,7 +11,7 @@ CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help dev tools checkov run load test unit integration e2e infra lint format clean
+.PHONY: help dev tools checkov run bench load test unit integration e2e infra lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ test: dev tools checkov  ## run every test tier (unit, integration, e2e, infra) 
 
 unit integration e2e infra: dev tools checkov  ## run one test tier
 	$(PY) -m pytest -m $@ $(PYTEST_ARGS)
+
+bench: dev tools  ## measure cold start, warm CPU, round trips, size and memory against the floor (bench/perf.py)
+	$(PY) bench/perf.py
 
 load: dev  ## drive the local stack with 2,000 requests and check one link per intent (bench/load.py)
 	$(PY) bench/load.py

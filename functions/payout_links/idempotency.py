@@ -30,6 +30,7 @@ from payout_links.problems import InvalidIdempotencyKey
 # Fixed forever: changing it changes every derived upstream key, and with it the upstream's deduplication.
 UPSTREAM_KEY_NAMESPACE = uuid.UUID("5d0f7a52-1b8e-4c53-9a3e-2f6c1d9b7e40")
 RECORD_KEY_PREFIX = "payout-link"
+LOCAL_CACHE_ITEMS = 512  # a few hundred small JSON bodies: well under a megabyte
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,255}")
 _UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
@@ -132,6 +133,10 @@ def exactly_once(
         expires_after_seconds=ttl_seconds,
         hash_function="sha256",
         response_hook=_mark_replayed,
+        # A replay in the same container is then served from memory, with no DynamoDB call. Only COMPLETED
+        # records are cached, with their expiry, and a cached hit still has its fingerprint checked.
+        use_local_cache=True,
+        local_cache_max_items=LOCAL_CACHE_ITEMS,
     )
     persistence = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=dynamodb_client)
     wrapped = idempotent_function(

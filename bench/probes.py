@@ -1,0 +1,257 @@
+"""One measurement per process, started fresh by bench/perf.py; prints one JSON line.
+
+    python bench/probes.py cold-handler | cold-floor | cold-naive | warm
+
+The environment (AWS endpoint, table, secret, upstream URL, POWERTOOLS_*) is set by perf.py. The clock starts
+at the top of this file, before any import that the variant pays for: the interpreter's own start-up is the
+same for every variant and is left out.
+"""
+
+from __future__ import annotations
+
+import time
+
+STARTED = time.perf_counter()
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
+
+BODY = {"amount": 2500, "payee": {"country_code": "1", "phone_number": "5555550123"}, "metadata": {"order": "A-1"}}
+# A token the local gateway would pass on; the function reads only the claims API Gateway put in the event.
+CLAIMS = {"sub": "bench-user", "scope": "payouts:write"}
+
+
+def event(key: str) -> dict:
+    body = json.dumps(BODY)
+    return {
+        "version": "2.0",
+        "routeKey": "POST /payout-links",
+        "rawPath": "/payout-links",
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "idempotency-key": key},
+        "requestContext": {
+            "authorizer": {"jwt": {"claims": CLAIMS, "scopes": ["payouts:write"]}},
+            "http": {"method": "POST", "path": "/payout-links", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
+            "requestId": uuid.uuid4().hex,
+            "routeKey": "POST /payout-links",
+            "stage": "$default",
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+class Context:
+    function_name = "payout-link-proxy-bench"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:payout-link-proxy-bench"
+    aws_request_id = "bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 20_000
+
+
+def invoke(handler, key: str) -> dict:
+    response = handler(event(key), Context())
+    assert response["statusCode"] == 201, response
+    return response
+
+
+class Floor:
+    """What any proxy must do, and no more: the same clients and the same raw calls, without our code."""
+
+    def __init__(self) -> None:
+        import boto3
+        import httpx
+        import pydantic
+        from botocore.config import Config
+
+        class Body(pydantic.BaseModel):  # the validation any proxy does: one small model
+            amount: int
+            payee: dict
+            metadata: dict
+
+        self.model = Body
+        config = Config(connect_timeout=1, read_timeout=1, retries={"mode": "standard", "max_attempts": 2})
+        session = boto3.session.Session()
+        self.dynamodb = session.client("dynamodb", config=config)
+        self.secrets = session.client("secretsmanager", config=config)
+        self.http = httpx.Client()
+        self.table = os.environ["IDEMPOTENCY_TABLE_NAME"]
+        self.url = os.environ["PAYOUT_API_BASE_URL"].rstrip("/") + "/v2/payout-links"
+        self.authorization = ""
+
+    def fetch_credentials(self) -> None:
+        import base64
+
+        secret = json.loads(self.secrets.get_secret_value(SecretId=os.environ["PAYOUT_API_SECRET_ID"])["SecretString"])
+        token = base64.b64encode(f"{secret['client_id']}:{secret['api_key']}".encode()).decode()
+        self.authorization = f"Basic {token}"
+
+    # The same DynamoDB requests any correct idempotency layer makes (and Powertools makes): a conditional put
+    # that takes the lock or returns the record that holds it, and an update that stores the response.
+    _LOCK_CONDITION = (
+        "attribute_not_exists(#id) OR #expiry < :now OR "
+        "(#status = :inprogress AND attribute_exists(#in_progress_expiry) AND #in_progress_expiry < :now_in_millis)"
+    )
+
+    def _take_lock(self, key: str, request) -> None:
+        now = time.time()
+        self.dynamodb.put_item(
+            TableName=self.table,
+            Item={
+                "id": {"S": f"floor#{key}"},
+                "expiration": {"N": str(int(now) + 86400)},
+                "status": {"S": "INPROGRESS"},
+                "in_progress_expiration": {"N": str(int(now * 1000) + 20_000)},
+                "validation": {"S": hashlib.sha256(request.model_dump_json().encode()).hexdigest()},
+            },
+            ConditionExpression=self._LOCK_CONDITION,
+            ExpressionAttributeNames={
+                "#id": "id",
+                "#expiry": "expiration",
+                "#in_progress_expiry": "in_progress_expiration",
+                "#status": "status",
+            },
+            ExpressionAttributeValues={
+                ":now": {"N": str(int(now))},
+                ":now_in_millis": {"N": str(int(now * 1000))},
+                ":inprogress": {"S": "INPROGRESS"},
+            },
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+
+    def new_intent(self, key: str) -> None:
+        request = self.model.model_validate_json(json.dumps(BODY))
+        self._take_lock(key, request)
+        payload = {**request.model_dump(), "idempotency_key": str(uuid.uuid5(uuid.NAMESPACE_URL, key))}
+        link = self.http.post(self.url, json=payload, headers={"Authorization": self.authorization}).json()
+        self.dynamodb.update_item(
+            TableName=self.table,
+            Key={"id": {"S": f"floor#{key}"}},
+            UpdateExpression="SET #response_data = :response_data, #expiry = :expiry, #status = :status",
+            ExpressionAttributeNames={"#response_data": "data", "#expiry": "expiration", "#status": "status"},
+            ExpressionAttributeValues={
+                ":response_data": {"S": json.dumps(link)},
+                ":expiry": {"N": str(int(time.time()) + 86400)},
+                ":status": {"S": "COMPLETED"},
+            },
+        )
+
+    def replay(self, key: str) -> None:
+        from botocore.exceptions import ClientError
+
+        request = self.model.model_validate_json(json.dumps(BODY))
+        try:
+            self._take_lock(key, request)
+        except ClientError as exc:
+            json.loads(exc.response["Item"]["data"]["S"])
+
+
+def cold_handler() -> dict:
+    from payout_links.app import lambda_handler
+
+    imported = time.perf_counter()
+    invoke(lambda_handler, str(uuid.uuid4()))
+    return {"import_ms": (imported - STARTED) * 1000, "total_ms": (time.perf_counter() - STARTED) * 1000}
+
+
+def cold_naive() -> dict:
+    import bench.naive_handler as naive
+
+    imported = time.perf_counter()
+    invoke(naive.lambda_handler, str(uuid.uuid4()))
+    return {"import_ms": (imported - STARTED) * 1000, "total_ms": (time.perf_counter() - STARTED) * 1000}
+
+
+def cold_floor() -> dict:
+    floor = Floor()
+    imported = time.perf_counter()
+    floor.fetch_credentials()
+    floor.new_intent(str(uuid.uuid4()))
+    return {"import_ms": (imported - STARTED) * 1000, "total_ms": (time.perf_counter() - STARTED) * 1000}
+
+
+def cpu_ms(action, keys: list[str]) -> float:
+    """CPU time this process spends doing `action` for every key, in ms."""
+    started = time.process_time()
+    for key in keys:
+        action(key)
+    return (time.process_time() - started) * 1000
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def warm() -> dict:
+    """Warm CPU per request for the handler and the floor in this one process, round trips, and memory."""
+    import httpx
+
+    from payout_links import aws
+    from payout_links.app import lambda_handler
+
+    def handler(key: str) -> None:
+        invoke(lambda_handler, key)
+
+    for _ in range(10):
+        handler(str(uuid.uuid4()))
+    rss_10 = peak_rss_mb()
+    served = 10
+
+    # Round trips, counted where they happen: botocore's event hooks and the upstream emulator's counters.
+    aws_calls: list[str] = []
+    for service in ("dynamodb", "secretsmanager"):
+        aws.client(service).meta.events.register("before-call", lambda model, **_: aws_calls.append(model.name))
+    # One keep-alive connection for our own questions, opened before the first count is taken.
+    control = httpx.Client(base_url=os.environ["PAYOUT_API_BASE_URL"].rsplit("/api", 1)[0])
+
+    def round_trips(key: str) -> dict:
+        aws_calls.clear()
+        before = control.get("/_emulator/stats").json()
+        handler(key)
+        after = control.get("/_emulator/stats").json()
+        return {
+            "dynamodb": sum(name in {"PutItem", "GetItem", "UpdateItem", "DeleteItem"} for name in aws_calls),
+            "secretsmanager": aws_calls.count("GetSecretValue"),
+            "upstream": after["requests"] - before["requests"],
+            "new_connections": after["connections"] - before["connections"],
+        }
+
+    repeated = str(uuid.uuid4())
+    trips = {"new_intent": round_trips(repeated), "replay": round_trips(repeated)}
+    served += 2
+
+    floor = Floor()
+    floor.fetch_credentials()
+    floor.new_intent(str(uuid.uuid4()))
+    # Handler and floor take turns, a chunk at a time, so that whatever else the machine does falls on both.
+    rounds, chunk = int(os.environ.get("BENCH_WARM_ROUNDS", "200")), 20
+    cpu = dict.fromkeys(("handler_new_ms", "floor_new_ms", "handler_replay_ms", "floor_replay_ms"), 0.0)
+    for _ in range(rounds // chunk):
+        keys = [str(uuid.uuid4()) for _ in range(chunk)]
+        cpu["handler_new_ms"] += cpu_ms(handler, keys)
+        cpu["floor_new_ms"] += cpu_ms(floor.new_intent, keys)
+        cpu["handler_replay_ms"] += cpu_ms(handler, keys)
+        cpu["floor_replay_ms"] += cpu_ms(floor.replay, keys)
+    cpu = {name: total / (rounds // chunk * chunk) for name, total in cpu.items()}
+    served += 2 * (rounds // chunk * chunk)
+
+    for _ in range(1000 - served):
+        handler(str(uuid.uuid4()))
+    return {**cpu, "round_trips": trips, "rss_after_10_mb": rss_10, "rss_after_1000_mb": peak_rss_mb()}
+
+
+if __name__ == "__main__":
+    probes = {"cold-handler": cold_handler, "cold-floor": cold_floor, "cold-naive": cold_naive, "warm": warm}
+    result = probes[sys.argv[1]]()
+    # The function logs to stdout; the result goes to its own file.
+    Path(os.environ["BENCH_RESULT_FILE"]).write_text(json.dumps(result))
