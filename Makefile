@@ -8,10 +8,11 @@ PYTHON ?= $(shell for candidate in python3.13 $$(ls -d $$(pyenv root 2>/dev/null
 VENV := .venv
 TOOLS_VENV := .venv-tools
 CHECKOV_VENV := .venv-checkov
+SCHEMATHESIS_VENV := .venv-schemathesis
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help dev tools checkov run bench load test unit integration e2e infra lint format clean
+.PHONY: help dev tools checkov schemathesis openapi run bench load test unit integration e2e infra lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,20 +38,28 @@ $(TOOLS_VENV)/.installed: requirements-tools.txt
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	$(call tool_venv,$(CHECKOV_VENV),$<)
 
+$(SCHEMATHESIS_VENV)/.installed: requirements-schemathesis.txt
+	$(call tool_venv,$(SCHEMATHESIS_VENV),$<)
+
 dev: $(VENV)/.installed  ## create the development environment (.venv)
 
 tools: $(TOOLS_VENV)/.installed  ## create the SAM tooling environment (.venv-tools)
 
 checkov: $(CHECKOV_VENV)/.installed  ## create the template scanner's environment (.venv-checkov)
 
+schemathesis: $(SCHEMATHESIS_VENV)/.installed  ## create the API fuzzer's environment (.venv-schemathesis)
+
+openapi: dev  ## regenerate openapi.json (and the function's copy) from the models
+	$(PY) scripts/openapi.py
+
 run: dev  ## run the proxy locally on http://127.0.0.1:$PORT (default 3000) with moto and the Dots emulator
 	$(PY) -m local_stack
 
-test: dev tools checkov  ## run every test tier (unit, integration, e2e, infra) and the linter
+test: dev tools checkov schemathesis  ## run every test tier (unit, integration, e2e, infra) and the linter
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-unit integration e2e infra: dev tools checkov  ## run one test tier
+unit integration e2e infra: dev tools checkov schemathesis  ## run one test tier
 	$(PY) -m pytest -m $@ $(PYTEST_ARGS)
 
 bench: dev tools  ## measure cold start, warm CPU, round trips, size and memory against the floor (bench/perf.py)
@@ -68,4 +77,4 @@ format: dev  ## fix style
 	$(VENV)/bin/ruff format .
 
 clean:  ## remove the environments and build output
-	rm -rf $(VENV) $(TOOLS_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS_VENV) $(CHECKOV_VENV) $(SCHEMATHESIS_VENV) .aws-sam .pytest_cache .ruff_cache

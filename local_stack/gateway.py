@@ -293,7 +293,12 @@ class _Handler(BaseHTTPRequestHandler):
             headers_out[name.lower()] = ",".join(map(str, values))
         self._send(int(response.get("statusCode", 200)), headers_out, raw, request_id, response.get("cookies") or [])
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _dispatch
+    def __getattr__(self, name: str) -> Any:
+        # Every method (GET, TRACE, QUERY, ...) goes through the routes, as in API Gateway: a method no route has
+        # gets the gateway's 404, never http.server's 501.
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
 
     def _send(
         self, status: int, headers: dict[str, str], body: bytes, request_id: str, cookies: list[str] = ()

@@ -126,7 +126,9 @@ class LocalStack:
                 "PartnerWebhookSecretsSecret": PARTNER_SECRETS_NAME,
             },
         )
-        # A function variable set in our own environment wins over the template's value.
+        # Locally the API docs are served (in AWS the EnableApiDocs parameter decides, off by default).
+        function_env["API_DOCS_ENABLED"] = "true"
+        # A function variable set in our own environment wins over the template's and the local defaults.
         function_env.update({name: os.environ[name] for name in function_env if name in os.environ})
 
         dynamodb, secrets = clients(self.endpoint_url, aws_env["AWS_DEFAULT_REGION"])

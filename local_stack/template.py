@@ -39,7 +39,8 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
 def resolve(value: Any, template: dict[str, Any] | None = None, physical_names: Mapping[str, str] | None = None) -> Any:
     """A template value as CloudFormation would see it with every parameter at its default. A `!Ref` to a
     parameter takes the parameter's default (a CommaDelimitedList's as a list of its items); a `!Ref` to a
-    resource takes its local name from `physical_names`; lists and mappings are resolved item by item."""
+    resource takes its local name from `physical_names`; `!If` follows its condition, evaluated with the same
+    defaults; `!FindInMap` reads the template's Mappings; lists and mappings are resolved item by item."""
     template = template or load_template()
     physical_names = physical_names or {}
     if isinstance(value, list):
@@ -56,9 +57,38 @@ def resolve(value: Any, template: dict[str, Any] | None = None, physical_names: 
             if parameter.get("Type") == "CommaDelimitedList":
                 return [item.strip() for item in str(default).split(",")]
             return default
+    if list(value) == ["Fn::If"]:
+        condition, when_true, when_false = value["Fn::If"]
+        chosen = when_true if _condition(condition, template, physical_names) else when_false
+        return resolve(chosen, template, physical_names)
+    if list(value) == ["Fn::FindInMap"]:
+        mapping, top_key, second_key = resolve(value["Fn::FindInMap"], template, physical_names)
+        return template["Mappings"][mapping][top_key][second_key]
     if any(key == "Ref" or key.startswith("Fn::") for key in value):
         raise ValueError(f"cannot resolve {value} locally; add it to the local stack's names")
     return {key: resolve(item, template, physical_names) for key, item in value.items()}
+
+
+def _condition(name: str, template: dict[str, Any], physical_names: Mapping[str, str]) -> bool:
+    return _holds(template["Conditions"][name], template, physical_names)
+
+
+def _holds(expression: dict[str, Any], template: dict[str, Any], physical_names: Mapping[str, str]) -> bool:
+    """A condition function (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, `Condition`), evaluated locally."""
+    ((function, arguments),) = expression.items()
+    if function == "Condition":
+        return _condition(arguments, template, physical_names)
+    if function == "Fn::Equals":
+        left, right = resolve(arguments, template, physical_names)
+        return str(left) == str(right)  # CloudFormation compares parameters, numbers included, as strings
+    results = [_holds(argument, template, physical_names) for argument in arguments]
+    if function == "Fn::Not":
+        return not results[0]
+    if function == "Fn::And":
+        return all(results)
+    if function == "Fn::Or":
+        return any(results)
+    raise ValueError(f"cannot evaluate the condition function {function} locally")
 
 
 def function_settings(

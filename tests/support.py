@@ -107,6 +107,22 @@ def signed_webhook(
 PHONE, EMAIL = "5555550123", "ada@example.com"
 
 
+# The keys of every 201 body, as DESIGN.md lists them: always all present, nothing else.
+LINK_KEYS = {
+    "id",
+    "created",
+    "link",
+    "amount",
+    "status",
+    "payee",
+    "delivery",
+    "tax_exempt",
+    "claimed_user_id",
+    "flow_id",
+    "metadata",
+}
+
+
 def payout_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "amount": 2500,
@@ -158,6 +174,32 @@ def function_logs() -> Iterator[io.StringIO]:
         handler.setStream(previous)
 
 
+# Every metric the function emits (namespace PayoutLinkProxy): what tests/integration/test_observability.py observes,
+# and all that the template's alarms and dashboard may refer to.
+FUNCTION_METRICS = {
+    "PayoutLinkCreated": "Count",
+    "IdempotentReplay": "Count",
+    "IdempotencyConflict": "Count",
+    "ValidationRejected": "Count",
+    "CredentialsRefreshed": "Count",
+    "UpstreamLatency": "Milliseconds",
+    **{f"UpstreamError{outcome}": "Count" for outcome in ("4xx", "5xx", "Timeout", "Connection", "Unreadable")},
+    "ColdStart": "Count",
+}
+
+
+@contextlib.contextmanager
+def emitted_metrics() -> Iterator[list[dict[str, Any]]]:
+    """The CloudWatch EMF documents the function prints in this block, parsed. Powertools Metrics prints them to
+    whatever `sys.stdout` is when it flushes (at the end of each invocation), unlike the logger, whose stream was
+    bound at import; so redirecting stdout catches the metrics and nothing else."""
+    documents: list[dict[str, Any]] = []
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        yield documents
+    documents.extend(json.loads(line) for line in buffer.getvalue().splitlines())
+
+
 @dataclass
 class HttpResult:
     status: int
@@ -194,6 +236,20 @@ def http_event(
     raise AssertionError(f"no route {method} {path} in template.yaml")
 
 
+def frontend_headers(
+    *, key: str | None = "new", sub: str | None = "user-1", headers: dict[str, str] | None = None
+) -> dict[str, str]:
+    """A frontend's headers: JSON, a bearer token for `sub`, and `key` as Idempotency-Key ("new": a fresh one);
+    `headers` adds or overrides."""
+    all_headers = {"content-type": "application/json"}
+    if sub is not None:
+        all_headers["authorization"] = f"Bearer {token(sub)}"
+    if key is not None:
+        all_headers["idempotency-key"] = new_key() if key == "new" else key
+    all_headers.update(headers or {})
+    return all_headers
+
+
 def create_event(
     body: dict | bytes | str | None = None,
     *,
@@ -201,13 +257,8 @@ def create_event(
     sub: str | None = "user-1",
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """POST /payout-links as a frontend with a bearer token; `key="new"` sends a fresh Idempotency-Key."""
-    all_headers = {"content-type": "application/json"}
-    if sub is not None:
-        all_headers["authorization"] = f"Bearer {token(sub)}"
-    if key is not None:
-        all_headers["idempotency-key"] = new_key() if key == "new" else key
-    all_headers.update(headers or {})
+    """POST /payout-links as a frontend (see `frontend_headers`), as API Gateway would hand it to the function."""
+    all_headers = frontend_headers(key=key, sub=sub, headers=headers)
     return http_event("POST", "/payout-links", body=payout_body() if body is None else body, headers=all_headers)
 
 
@@ -227,9 +278,15 @@ class InProcessFunction:
         self.monkeypatch = monkeypatch
 
     def reset_container(self) -> None:
-        """Forget every per-container cache, as a new execution environment would start without them."""
+        """Forget every per-container cache, as a new execution environment would start without them, and let
+        the next invocation be a cold start for Powertools' logger and metrics too."""
+        from aws_lambda_powertools.logging import logger
+        from aws_lambda_powertools.metrics.provider import cold_start
+
         from payout_links import aws, service, settings
 
+        logger.is_cold_start = True
+        cold_start.reset_cold_start_flag()
         settings.get_settings.cache_clear()
         service.get_service.cache_clear()
         service.get_partner_secrets.cache_clear()

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from payout_links import inbound, webhooks
+from payout_links import api_docs, inbound, webhooks
 from payout_links.idempotency import frontend_key, webhook_key
 from payout_links.models import CreatePayoutLinkRequest, parse_create_request, parse_partner_event
 from payout_links.observability import MetricUnit, logger, metrics
@@ -33,6 +33,7 @@ from payout_links.settings import get_settings
 # Validation is done by the models in `parse_create_request` rather than by the resolver, so that
 # unreadable JSON (400) and invalid fields (422) stay distinct and the cold start skips the OpenAPI models.
 app = APIGatewayHttpResolver()
+_NO_SUCH_ROUTE = "No such route."
 
 
 @app.post("/payout-links")
@@ -54,6 +55,25 @@ def receive_partner_event(partner: str) -> Response:
     )
     logger.append_keys(webhook_id=delivery.webhook_id)
     return _create(caller, delivery.body, _partner_request, partial(webhook_key, delivery.webhook_id))
+
+
+@app.get("/openapi.json")
+def openapi_document() -> Response:
+    _require_api_docs()
+    return Response(status_code=200, content_type="application/json", body=api_docs.openapi_document())
+
+
+@app.get("/docs")
+def docs_page() -> Response:
+    _require_api_docs()
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=api_docs.PAGE)
+
+
+def _require_api_docs() -> None:
+    # The routes exist in every deployment (SAM routes cannot depend on a parameter): unless enabled, they answer
+    # exactly like a route that does not exist.
+    if not get_settings().api_docs_enabled:
+        raise NotFound(_NO_SUCH_ROUTE)
 
 
 def _partner_request(body: bytes, *, max_amount_cents: int) -> CreatePayoutLinkRequest:
@@ -94,8 +114,8 @@ def _create(
 
 @app.exception_handler(Problem)
 def _problem(problem: Problem) -> Response:
-    if problem.status in (400, 413, 415, 422):
-        metrics.add_metric(name="ValidationRejected", unit=MetricUnit.Count, value=1)
+    if problem.metric:
+        metrics.add_metric(name=problem.metric, unit=MetricUnit.Count, value=1)
     log = logger.error if problem.status >= 500 else logger.info
     log("request refused", extra={"outcome": problem.slug, "status": problem.status})
     return Response(
@@ -108,13 +128,11 @@ def _problem(problem: Problem) -> Response:
 
 @app.exception_handler(IdempotencyAlreadyInProgressError)
 def _in_progress(_: IdempotencyAlreadyInProgressError) -> Response:
-    metrics.add_metric(name="IdempotencyConflict", unit=MetricUnit.Count, value=1)
     return _problem(RequestInProgress("A request with this idempotency key is still being processed; retry later."))
 
 
 @app.exception_handler(IdempotencyValidationError)
 def _key_reused(_: IdempotencyValidationError) -> Response:
-    metrics.add_metric(name="IdempotencyConflict", unit=MetricUnit.Count, value=1)
     return _problem(IdempotencyKeyReused("This idempotency key was already used with a different request."))
 
 
@@ -126,7 +144,7 @@ def _store_unavailable(exc: IdempotencyPersistenceLayerError) -> Response:
 
 @app.not_found
 def _not_found(_: Exception) -> Response:
-    return _problem(NotFound("No such route."))
+    return _problem(NotFound(_NO_SUCH_ROUTE))
 
 
 @app.exception_handler(Exception)

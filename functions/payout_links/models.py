@@ -25,7 +25,7 @@ from pydantic import (
     field_validator,
 )
 
-from payout_links.problems import FieldError, MalformedJson, ValidationFailed
+from payout_links.problems import PROBLEM_TYPE_PREFIX, FieldError, MalformedJson, ValidationFailed
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")]
@@ -66,6 +66,19 @@ class Delivery(_StrictModel):
 
 class CreatePayoutLinkRequest(_StrictModel):
     """The body of `POST /payout-links`, and the `data` of a partner's `payout_link.create` event."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "amount": 2500,
+                    "payee": {"country_code": "1", "phone_number": "5555550123", "first_name": "Ada"},
+                    "delivery": {"method": "sms", "message": "Your payout is ready"},
+                    "metadata": {"order": "A-1001"},
+                }
+            ]
+        }
+    )
 
     amount: StrictInt = Field(gt=0, description="Amount in cents; at most the deployment's MAX_AMOUNT_CENTS.")
     user_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
@@ -138,8 +151,20 @@ class PartnerEvent(_StrictModel):
     """The body of `POST /webhooks/{partner}/payout-links`: a Standard Webhooks envelope whose `data` is the
     body of `POST /payout-links`, held to the same model and rules."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "payout_link.create",
+                    "timestamp": "2026-11-24T23:50:00Z",
+                    "data": {"amount": 2500, "user_id": "acme-user-42", "delivery": {"method": "link"}},
+                }
+            ]
+        }
+    )
+
     type: Literal["payout_link.create"]
-    timestamp: Annotated[str, AfterValidator(_rfc3339)]
+    timestamp: Annotated[str, AfterValidator(_rfc3339)] = Field(json_schema_extra={"format": "date-time"})
     data: CreatePayoutLinkRequest
 
     def consistency_errors(self) -> list[FieldError]:
@@ -183,7 +208,12 @@ def _field_error(error: Any) -> FieldError:
     return FieldError(pointer if location else "#", message)
 
 
-class LinkPayee(BaseModel):
+class _ResponseModel(BaseModel):
+    # Nothing but the listed keys is ever sent; the OpenAPI document says so.
+    model_config = ConfigDict(extra="forbid")
+
+
+class LinkPayee(_ResponseModel):
     first_name: str | None
     last_name: str | None
     email: str | None
@@ -191,14 +221,14 @@ class LinkPayee(BaseModel):
     phone_number: str | None
 
 
-class LinkDelivery(BaseModel):
+class LinkDelivery(_ResponseModel):
     method: str | None
     email: str | None
     country_code: str | None
     phone_number: str | None
 
 
-class PayoutLink(BaseModel):
+class PayoutLink(_ResponseModel):
     """The normalized 201 body: every key is always present, null when the upstream did not say."""
 
     id: str
@@ -212,3 +242,26 @@ class PayoutLink(BaseModel):
     claimed_user_id: str | None
     flow_id: str | None
     metadata: dict[str, str]
+
+
+# The problem body, for the OpenAPI document and the tests. The function renders problems from `Problem` itself,
+# so these schemas are only built when asked for (defer_build) and cost the cold start nothing.
+class ProblemFieldError(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    pointer: str = Field(description="JSON pointer into the request body, as a URI fragment", examples=["#/amount"])
+    detail: str
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem (`application/problem+json`): the body of every error the function answers."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    type: str = Field(pattern=f"^{PROBLEM_TYPE_PREFIX}[a-z-]+$", examples=[f"{PROBLEM_TYPE_PREFIX}validation-failed"])
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str
+    errors: list[ProblemFieldError] = Field(
+        default_factory=list, description="Present on field validation errors only: one entry per invalid field."
+    )

@@ -22,6 +22,8 @@ class Problem(Exception):
     slug: str = "internal-error"
     title: str = "Internal error"
     retry_after: int | None = None
+    # The metric (a Count) that tells the dashboard why requests are refused; upstream failures have their own.
+    metric: str | None = None
 
     def __init__(
         self,
@@ -53,10 +55,12 @@ class Problem(Exception):
 
 class MalformedJson(Problem):
     status, slug, title = 400, "malformed-json", "Body is not valid JSON"
+    metric = "ValidationRejected"
 
 
 class InvalidIdempotencyKey(Problem):
     status, slug, title = 400, "invalid-idempotency-key", "Missing or invalid idempotency key"
+    metric = "ValidationRejected"
 
 
 class Unauthenticated(Problem):
@@ -69,22 +73,27 @@ class NotFound(Problem):
 
 class RequestInProgress(Problem):
     status, slug, title, retry_after = 409, "request-in-progress", "A request with this key is in progress", 2
+    metric = "IdempotencyConflict"
 
 
 class PayloadTooLarge(Problem):
     status, slug, title = 413, "payload-too-large", "Body too large"
+    metric = "ValidationRejected"
 
 
 class UnsupportedMediaType(Problem):
     status, slug, title = 415, "unsupported-media-type", "Content type must be application/json"
+    metric = "ValidationRejected"
 
 
 class ValidationFailed(Problem):
     status, slug, title = 422, "validation-failed", "The request is invalid"
+    metric = "ValidationRejected"
 
 
 class IdempotencyKeyReused(Problem):
     status, slug, title = 422, "idempotency-key-reused", "Idempotency key reused with a different request"
+    metric = "IdempotencyConflict"
 
 
 class UpstreamRejected(Problem):

@@ -23,6 +23,8 @@ class Settings(BaseModel):
     # Optional so that a deployment without partners needs no secret; the webhook route refuses to run without it.
     partner_webhook_secrets_id: str | None = Field(default=None, min_length=1)
     unknown_partner_refresh_seconds: float = Field(default=30, ge=0)
+    # GET /openapi.json and /docs answer 404 unless the stack was deployed with EnableApiDocs=true.
+    api_docs_enabled: bool = False
 
     @property
     def payout_links_url(self) -> str:

@@ -94,12 +94,15 @@ class PayoutApiClient:
                 UpstreamFailed("The payout provider could not be reached; retry with the same key.")
             ) from None
         status = response.status_code
-        self._report(started, f"{status // 100}xx", status=status)
         if 200 <= status < 300:
             try:
-                return normalize_payout_link(response.json())
+                link = normalize_payout_link(response.json())
             except (ValueError, UnreadableAnswer):
+                self._report(started, "Unreadable", status=status)
                 raise UpstreamFailed(_UNREADABLE) from None
+            self._report(started, "2xx", status=status)
+            return link
+        self._report(started, f"{status // 100}xx", status=status)
         if status == 401:
             raise _CredentialsRejected
         if status == 429:
@@ -125,7 +128,7 @@ class PayoutApiClient:
 
     def _report(self, started: float, outcome: str, *, status: int | None = None, error: str | None = None) -> None:
         """One latency sample per attempt, and one `UpstreamError<class>` count per failed attempt
-        (4xx, 5xx, Timeout, Connection)."""
+        (4xx, 5xx, Timeout, Connection, Unreadable: an answer that cannot be read, 2xx included)."""
         elapsed_ms = (self._clock() - started) * 1000
         metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=elapsed_ms)
         if outcome != "2xx":

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.support import HttpResult, new_key, payout_body, token
+from tests.support import HttpResult, frontend_headers, new_key, payout_body, token
 
 pytestmark = pytest.mark.e2e
 
@@ -28,12 +28,7 @@ def post(
     headers: dict[str, str] | None = None,
     content: bytes | None = None,
 ) -> HttpResult:
-    all_headers = {"content-type": "application/json"}
-    if sub is not None:
-        all_headers["authorization"] = f"Bearer {token(sub)}"
-    if key is not None:
-        all_headers["idempotency-key"] = new_key() if key == "new" else key
-    all_headers.update(headers or {})
+    all_headers = frontend_headers(key=key, sub=sub, headers=headers)
     if content is None:
         response = api.post("/payout-links", json=payout_body() if body is None else body, headers=all_headers)
     else:
@@ -212,8 +207,9 @@ def test_the_same_request_succeeds_once_corrected(api, upstream):
     assert post(api, payout_body(amount=1050), key=key).status == 201
 
 
-def test_unknown_routes_are_404_like_api_gateway(api):
-    response = api.get("/payout-links")
+@pytest.mark.parametrize("method", ["GET", "TRACE", "QUERY"])
+def test_a_method_no_route_has_is_404_like_api_gateway(api, method):
+    response = api.request(method, "/payout-links")
 
     assert response.status_code == 404
     assert response.json() == {"message": "Not Found"}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,11 @@ LITERAL_VARIABLES = (
     "CREDENTIALS_MAX_AGE_SECONDS",
     "UNKNOWN_PARTNER_REFRESH_SECONDS",
 )
+# The secret the function reads: the stack's own, or the one whose ARN was given instead.
+SECRET_IN_USE = {
+    secret: {"Fn::If": [f"Create{secret}", {"Ref": secret}, {"Ref": f"Existing{secret}Arn"}]}
+    for secret in ("PayoutApiCredentialsSecret", "PartnerWebhookSecretsSecret")
+}
 # Imported by the function at run time; they must come from the layer.
 LAYER_PACKAGES = ("aws_lambda_powertools", "httpx", "pydantic", "pydantic_core", "jmespath")
 
@@ -105,23 +111,23 @@ def test_literal_settings_the_local_runner_reads(function: dict[str, Any]) -> No
         assert isinstance(value, str), f"{name} must be a literal string, not {value!r}"
         assert value.isdigit(), f"{name}={value!r}"
     assert variables["IDEMPOTENCY_TABLE_NAME"] == {"Ref": "IdempotencyTable"}
-    assert variables["PAYOUT_API_SECRET_ID"] == {"Ref": "PayoutApiCredentialsSecret"}
-    assert variables["PARTNER_WEBHOOK_SECRETS_ID"] == {"Ref": "PartnerWebhookSecretsSecret"}
+    assert variables["PAYOUT_API_SECRET_ID"] == SECRET_IN_USE["PayoutApiCredentialsSecret"]
+    assert variables["PARTNER_WEBHOOK_SECRETS_ID"] == SECRET_IN_USE["PartnerWebhookSecretsSecret"]
 
 
-def test_two_post_routes_one_behind_the_jwt_authorizer_with_a_scope(
-    template: dict[str, Any], function: dict[str, Any]
-) -> None:
+def test_routes_and_who_may_call_them(template: dict[str, Any], function: dict[str, Any]) -> None:
     api = template["Resources"]["HttpApi"]["Properties"]
     assert api["Auth"]["DefaultAuthorizer"] == "JwtAuthorizer"
     assert list(api["Auth"]["Authorizers"]) == ["JwtAuthorizer"]
     assert template["Parameters"]["RequiredScope"]["Default"] == "payouts:write"
-    common = {"ApiId": {"Ref": "HttpApi"}, "Method": "POST", "PayloadFormatVersion": "2.0"}
+    common = {"ApiId": {"Ref": "HttpApi"}, "PayloadFormatVersion": "2.0"}
+    no_jwt = {"Authorizer": "NONE"}
     assert function["Events"] == {
         "CreatePayoutLink": {
             "Type": "HttpApi",
             "Properties": {
                 **common,
+                "Method": "POST",
                 "Path": "/payout-links",
                 "Auth": {"Authorizer": "JwtAuthorizer", "AuthorizationScopes": [{"Ref": "RequiredScope"}]},
             },
@@ -129,9 +135,48 @@ def test_two_post_routes_one_behind_the_jwt_authorizer_with_a_scope(
         # Partners sign their requests instead: no JWT, and the function verifies the signature.
         "PartnerWebhook": {
             "Type": "HttpApi",
-            "Properties": {**common, "Path": "/webhooks/{partner}/payout-links", "Auth": {"Authorizer": "NONE"}},
+            "Properties": {**common, "Method": "POST", "Path": "/webhooks/{partner}/payout-links", "Auth": no_jwt},
         },
+        # Public, and answered only where EnableApiDocs is true.
+        "OpenApiDocument": {
+            "Type": "HttpApi",
+            "Properties": {**common, "Method": "GET", "Path": "/openapi.json", "Auth": no_jwt},
+        },
+        "ApiDocs": {"Type": "HttpApi", "Properties": {**common, "Method": "GET", "Path": "/docs", "Auth": no_jwt}},
     }
+
+
+def test_api_docs_are_off_unless_a_parameter_turns_them_on(template: dict[str, Any], function: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["EnableApiDocs"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("false", ["true", "false"])
+    assert function["Environment"]["Variables"]["API_DOCS_ENABLED"] == {"Ref": "EnableApiDocs"}
+    assert template["Outputs"]["ApiDocsUrl"]["Condition"] == "ApiDocsEnabled"
+
+
+def test_reserved_concurrency_is_a_parameter_and_zero_leaves_it_unreserved(
+    template: dict[str, Any], function: dict[str, Any]
+) -> None:
+    parameter = template["Parameters"]["ReservedConcurrency"]
+    assert (parameter["Type"], parameter["Default"], parameter["MinValue"]) == ("Number", 0, 0)
+    assert template["Conditions"]["ReserveConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ReservedConcurrency"}, "0"]}]
+    }
+    assert function["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["ReserveConcurrency", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+
+
+@pytest.mark.parametrize("secret", SECRET_IN_USE)
+def test_each_secret_is_created_or_taken_from_an_existing_arn(template: dict[str, Any], secret: str) -> None:
+    parameter_name = f"Existing{secret}Arn"
+    parameter = template["Parameters"][parameter_name]
+    assert parameter["Default"] == ""
+    assert re.fullmatch(parameter["AllowedPattern"], "")
+    assert re.fullmatch(parameter["AllowedPattern"], "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbC123")
+    condition = f"Create{secret}"
+    assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": parameter_name}, ""]}
+    assert template["Resources"][secret]["Condition"] == condition
+    assert template["Outputs"][f"{secret}Arn"]["Value"] == SECRET_IN_USE[secret]
 
 
 def test_the_webhook_route_is_throttled_on_its_own(template: dict[str, Any]) -> None:
@@ -187,10 +232,7 @@ def test_iam_grants_only_item_access_and_the_two_secrets(function: dict[str, Any
     for action in ITEM_ACTIONS:
         assert resources_by_action[action] == [{"Fn::GetAtt": "IdempotencyTable.Arn"}], action
     for action in SECRET_ACTIONS:
-        assert resources_by_action[action] == [
-            {"Ref": "PayoutApiCredentialsSecret"},
-            {"Ref": "PartnerWebhookSecretsSecret"},
-        ], action
+        assert resources_by_action[action] == list(SECRET_IN_USE.values()), action
 
 
 # --- the AWS tools -------------------------------------------------------------------------------
@@ -285,7 +327,7 @@ def _tree_size(root: Path) -> int:
     return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
 
 
-def test_sam_build(tmp_path: Path) -> None:
+def test_sam_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     build_dir = tmp_path / "build"
     # Run from tmp_path: a cached build keeps a .aws-sam/deps directory in the
     # working directory, which must not land in the work tree.
@@ -304,7 +346,8 @@ def test_sam_build(tmp_path: Path) -> None:
 
     layer = build_dir / "DependenciesLayer" / "python"
     function_dir = build_dir / "PayoutLinksFunction"
-    print(f"built sizes (unzipped): function {_tree_size(function_dir)} B, layer {_tree_size(layer.parent)} B")
+    with capsys.disabled():  # shown in every run, not only when the test fails
+        print(f"\nbuilt sizes (unzipped): function {_tree_size(function_dir)} B, layer {_tree_size(layer.parent)} B")
 
     # The layer holds Linux arm64 CPython 3.13 wheels, whatever machine built it.
     for package in LAYER_PACKAGES:
@@ -330,3 +373,5 @@ def test_sam_build(tmp_path: Path) -> None:
         assert not list(root.rglob("__pycache__")), f"__pycache__ in {root.name}"
 
     assert (function_dir / "payout_links" / "app.py").is_file()
+    # Served at /openapi.json where the docs are enabled.
+    assert (function_dir / "payout_links" / "openapi.json").read_bytes() == (REPO_ROOT / "openapi.json").read_bytes()

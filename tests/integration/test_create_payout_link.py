@@ -9,26 +9,11 @@ import uuid
 import pytest
 
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID
-from local_stack.lambda_worker import LocalLambdaContext
 from local_stack.stack import CREDENTIALS_SECRET_NAME
 from payout_links.idempotency import UPSTREAM_KEY_NAMESPACE
-from tests.support import ROOT, new_key, payout_body
+from tests.support import LINK_KEYS, new_key, payout_body
 
 pytestmark = pytest.mark.integration
-
-LINK_KEYS = {
-    "id",
-    "created",
-    "link",
-    "amount",
-    "status",
-    "payee",
-    "delivery",
-    "tax_exempt",
-    "claimed_user_id",
-    "flow_id",
-    "metadata",
-}
 
 
 def upstream_requests(upstream) -> int:
@@ -163,16 +148,3 @@ def test_every_upstream_answer_shape_is_normalized(function, upstream, shape):
     link = result.json()
     assert set(link) == LINK_KEYS
     assert link["amount"] == 2500 and link["metadata"] == {"order": "A-1001"} and link["status"] == "created"
-
-
-def test_the_sample_event_creates_a_link(function, upstream):
-    """`events/create-payout-link.json` is what `sam local invoke -e` would feed the handler."""
-    from payout_links.app import lambda_handler
-
-    event = json.loads((ROOT / "events" / "create-payout-link.json").read_text())
-
-    response = lambda_handler(event, LocalLambdaContext(20.0, "sample-event"))
-
-    assert response["statusCode"] == 201
-    assert json.loads(response["body"])["amount"] == 2500
-    assert upstream.stats()["links_created"] == 1

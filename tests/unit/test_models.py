@@ -11,6 +11,7 @@ import pytest
 
 from payout_links.models import PayoutLink, parse_create_request
 from payout_links.problems import MalformedJson, ValidationFailed
+from tests.support import LINK_KEYS
 
 pytestmark = pytest.mark.unit
 
@@ -28,19 +29,6 @@ ALL_STEPS = [
     "payout",
     "redirect",
 ]
-LINK_KEYS = {
-    "id",
-    "created",
-    "link",
-    "amount",
-    "status",
-    "payee",
-    "delivery",
-    "tax_exempt",
-    "claimed_user_id",
-    "flow_id",
-    "metadata",
-}
 
 
 def with_user(**fields: Any) -> dict[str, Any]:

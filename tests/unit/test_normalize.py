@@ -9,22 +9,10 @@ from typing import Any
 import pytest
 
 from payout_links.normalize import UnreadableAnswer, normalize_payout_link
+from tests.support import LINK_KEYS
 
 pytestmark = pytest.mark.unit
 
-LINK_KEYS = {
-    "id",
-    "created",
-    "link",
-    "amount",
-    "status",
-    "payee",
-    "delivery",
-    "tax_exempt",
-    "claimed_user_id",
-    "flow_id",
-    "metadata",
-}
 PAYEE_KEYS = {"first_name", "last_name", "email", "country_code", "phone_number"}
 DELIVERY_KEYS = {"method", "email", "country_code", "phone_number"}
 

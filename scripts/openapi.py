@@ -1,0 +1,272 @@
+"""Write `openapi.json`, the OpenAPI 3.1 description of the API, from the models that validate the requests and
+shape the answers (`payout_links.models`) and from the problems the function can answer (`payout_links.problems`).
+
+Offline only: the function serves the committed document and never imports this script, nor Powertools' OpenAPI
+models, which would cost its cold start. `make openapi` runs it; a unit test fails when the committed files are
+stale. It writes two identical files: `openapi.json` at the top of the repository, for readers and tools, and
+`functions/payout_links/openapi.json`, which `sam build` packages with the function (a build copies only
+`functions/`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "functions"))
+
+from pydantic.json_schema import models_json_schema  # noqa: E402
+
+from payout_links import problems  # noqa: E402
+from payout_links.credentials import PARTNER_NAME  # noqa: E402
+from payout_links.models import CreatePayoutLinkRequest, PartnerEvent, PayoutLink, ProblemDetails  # noqa: E402
+from payout_links.webhooks import TOLERANCE_SECONDS  # noqa: E402
+
+OUTPUTS = (ROOT / "openapi.json", ROOT / "functions" / "payout_links" / "openapi.json")
+
+PROBLEM_JSON = "application/problem+json"
+SCHEMAS = "#/components/schemas/"
+RESPONSES = "#/components/responses/"
+
+# Answers API Gateway gives itself, before or instead of the function, as `{"message": "..."}`.
+GATEWAY_ANSWERS = {
+    401: "API Gateway: no valid bearer token (`Unauthorized`).",
+    403: "API Gateway: the token lacks the required scope (`Forbidden`).",
+    413: "API Gateway: the body is over 10 MB.",
+    429: "API Gateway: the route's throttle is exceeded (`Too Many Requests`); no `Retry-After`.",
+    500: "API Gateway: the function crashed or timed out (`Internal Server Error`).",
+}
+# Statuses whose problems always carry `Retry-After`; API Gateway's own 429 has none.
+RETRY_AFTER_REQUIRED = {409, 503}
+
+# What the function can answer on either POST route (a partner's bad signature is a 401 too).
+CREATE_PROBLEMS = (400, 401, 409, 413, 415, 422, 429, 500, 502, 503, 504)
+
+
+def build_document() -> dict[str, Any]:
+    """The OpenAPI document, as a JSON-ready mapping."""
+    _, definitions = models_json_schema(
+        [
+            (CreatePayoutLinkRequest, "validation"),
+            (PartnerEvent, "validation"),
+            (PayoutLink, "serialization"),
+            (ProblemDetails, "serialization"),
+        ],
+        ref_template=SCHEMAS + "{model}",
+    )
+    schemas = {
+        **definitions["$defs"],
+        "GatewayMessage": {
+            "type": "object",
+            "description": "An answer of API Gateway itself, given before or instead of the function's.",
+            "properties": {"message": {"type": "string"}},
+            "required": ["message"],
+        },
+    }
+    responses: dict[str, Any] = {}  # filled as the operations refer to them
+    paths = {
+        "/payout-links": {"post": _create_operation(responses)},
+        "/webhooks/{partner}/payout-links": {"post": _partner_operation(responses)},
+        "/openapi.json": {
+            "get": _docs_operation("getOpenApiDocument", "This document.", "application/json", responses)
+        },
+        "/docs": {
+            "get": _docs_operation("getApiDocs", "Interactive documentation of this API.", "text/html", responses)
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "payout-link-proxy",
+            "version": _project_version(),
+            "description": (
+                "Creates Dots payout links exactly once per intent, for frontends (JWT) and partners (Standard "
+                "Webhooks signatures). Every error the function answers is RFC 9457 `application/problem+json`."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "securitySchemes": {
+                "bearerJwt": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": (
+                        "An access token from the deployment's issuer (`JwtIssuer`) for its audience (`JwtAudience`), "
+                        "with the scope `RequiredScope` (default `payouts:write`) in `scope` or `scp`; API Gateway "
+                        "verifies it."
+                    ),
+                }
+            },
+            "responses": dict(sorted(responses.items())),
+        },
+    }
+
+
+def _create_operation(components: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "operationId": "createPayoutLink",
+        "summary": "Create a payout link, exactly once per idempotency key (frontends).",
+        "security": [{"bearerJwt": []}],
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": (
+                    "1-255 visible ASCII characters, bare or as a quoted string. Required unless the body carries "
+                    "`idempotency_key`; when both are sent they must be equal. Keys are scoped by caller (the "
+                    "token's `sub`, or `client_id`)."
+                ),
+                "schema": {"type": "string", "pattern": r'^(?:[\x21-\x7e]{1,255}|"[\x21-\x7e]{1,255}")$'},
+                "example": "8e03978e-40d5-43e8-bc93-6894a57f9324",
+            }
+        ],
+        "requestBody": _json_body("CreatePayoutLinkRequest"),
+        # API Gateway's JWT authorizer answers 401 and 403 itself.
+        "responses": {"201": _created(), **_error_refs(CREATE_PROBLEMS, (401, 403, 413, 429, 500), components)},
+    }
+
+
+def _partner_operation(components: dict[str, Any]) -> dict[str, Any]:
+    def header(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"name": name, "in": "header", "required": True, "description": description, "schema": schema}
+
+    return {
+        "operationId": "receivePartnerEvent",
+        "summary": "Create a payout link from a partner's signed `payout_link.create` event.",
+        "description": (
+            "Signed per Standard Webhooks with one of the partner's secrets. The `svix-id`, `svix-timestamp` and "
+            "`svix-signature` names are accepted in place of the `webhook-*` ones. The idempotency key is the "
+            "`webhook-id`: re-deliver with the same id to get the same link."
+        ),
+        "security": [],
+        "parameters": [
+            {
+                "name": "partner",
+                "in": "path",
+                "required": True,
+                "description": "The partner's name, as onboarded.",
+                "schema": {"type": "string", "pattern": f"^{PARTNER_NAME.pattern}$"},
+            },
+            header("webhook-id", "The event's id; also its idempotency key.", {"type": "string"}),
+            header(
+                "webhook-timestamp",
+                f"Unix seconds; within {TOLERANCE_SECONDS // 60} minutes of the proxy's clock.",
+                {"type": "string", "pattern": "^[0-9]{1,12}$"},
+            ),
+            header(
+                "webhook-signature",
+                'Space-separated `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">` entries; any match passes.',
+                {"type": "string"},
+            ),
+        ],
+        "requestBody": _json_body("PartnerEvent"),
+        "responses": {"201": _created(), **_error_refs(CREATE_PROBLEMS, (413, 429, 500), components)},
+    }
+
+
+def _docs_operation(operation_id: str, summary: str, media_type: str, components: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object"} if media_type == "application/json" else {"type": "string"}
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": "Served only where the stack was deployed with `EnableApiDocs=true`; 404 otherwise.",
+        "security": [],
+        "responses": {
+            "200": {"description": summary, "content": {media_type: {"schema": schema}}},
+            **_error_refs((404,), (), components),
+        },
+    }
+
+
+def _json_body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": SCHEMAS + schema}}}}
+
+
+def _created() -> dict[str, Any]:
+    return {
+        "description": "The payout link, created now or (with `Idempotent-Replayed: true`) replayed.",
+        "headers": {
+            "Idempotent-Replayed": {
+                "description": "Present on a replay: the stored answer of the first request with this key.",
+                "required": False,
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        },
+        "content": {"application/json": {"schema": {"$ref": SCHEMAS + "PayoutLink"}}},
+    }
+
+
+def _error_refs(statuses: tuple[int, ...], gateway: tuple[int, ...], components: dict[str, Any]) -> dict[str, Any]:
+    """The error responses of an operation, as references to reusable responses that are added to `components`
+    on first use: `404` holds the function's problems with that status, `401-gateway` API Gateway's own answer
+    too."""
+    refs = {}
+    for status in sorted(set(statuses) | set(gateway)):
+        name = f"{status}-gateway" if status in gateway else str(status)
+        if name not in components:
+            components[name] = _error_response(status, gateway=status in gateway)
+        refs[str(status)] = {"$ref": RESPONSES + name}
+    return refs
+
+
+def _error_response(status: int, *, gateway: bool) -> dict[str, Any]:
+    classes = [problem for problem in problem_classes() if problem.status == status]
+    descriptions = [f"`{problem.slug}`: {problem.title}." for problem in classes]
+    content: dict[str, Any] = {}
+    if classes:
+        content[PROBLEM_JSON] = {"schema": {"$ref": SCHEMAS + "ProblemDetails"}}
+    if gateway:
+        descriptions.append(GATEWAY_ANSWERS[status])
+        content["application/json"] = {"schema": {"$ref": SCHEMAS + "GatewayMessage"}}
+    response: dict[str, Any] = {"description": " ".join(descriptions), "content": content}
+    if any(problem.retry_after is not None for problem in classes):
+        always = status in RETRY_AFTER_REQUIRED
+        response["headers"] = {
+            "Retry-After": {
+                "description": "Seconds to wait before retrying with the same idempotency key."
+                + ("" if always else " Absent on API Gateway's own throttling answer."),
+                "required": always,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
+    return response
+
+
+def problem_classes() -> list[type[problems.Problem]]:
+    """The problems the function raises: `Problem` (a 500) and its subclasses in `payout_links.problems`
+    (refinements elsewhere, like a webhook's `SignatureRejected`, share their parent's status and slug)."""
+    found, pending = [problems.Problem], [problems.Problem]
+    while pending:
+        for subclass in pending.pop().__subclasses__():
+            if subclass.__module__ == problems.__name__:
+                found.append(subclass)
+                pending.append(subclass)
+    return found
+
+
+def _project_version() -> str:
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        return tomllib.load(handle)["project"]["version"]
+
+
+def render() -> str:
+    return json.dumps(build_document(), indent=2) + "\n"
+
+
+def main() -> int:
+    text = render()
+    for path in OUTPUTS:
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

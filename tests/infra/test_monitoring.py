@@ -1,0 +1,189 @@
+"""The alarms and the dashboard of template.yaml: they watch the metrics the function really emits (names and
+units as tests/integration/test_observability.py observes them), under the namespace and service it emits them with,
+and every alarm reaches the alarm topic."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from local_stack.template import load_template, resolve
+from tests.support import FUNCTION_METRICS
+
+pytestmark = pytest.mark.infra
+
+ALARMS = {
+    "ApiServerErrorRateAlarm": {("AWS/ApiGateway", "5xx"), ("AWS/ApiGateway", "Count")},
+    "UpstreamErrorsAlarm": {
+        ("PayoutLinkProxy", f"UpstreamError{outcome}") for outcome in ("5xx", "Timeout", "Connection", "Unreadable")
+    },
+    "FunctionErrorsAlarm": {("AWS/Lambda", "Errors")},
+    "FunctionThrottlesAlarm": {("AWS/Lambda", "Throttles")},
+    "IdempotencyTableThrottlesAlarm": {("AWS/DynamoDB", "ReadThrottleEvents"), ("AWS/DynamoDB", "WriteThrottleEvents")},
+}
+# What an operator looks for on the dashboard (README, Operations).
+DASHBOARD_METRICS = {
+    ("PayoutLinkProxy", name)
+    for name in (
+        "PayoutLinkCreated",
+        "IdempotentReplay",
+        "IdempotencyConflict",
+        "ValidationRejected",
+        "UpstreamError4xx",
+        "UpstreamError5xx",
+        "UpstreamErrorTimeout",
+        "UpstreamErrorConnection",
+        "UpstreamErrorUnreadable",
+        "UpstreamLatency",
+        "CredentialsRefreshed",
+        "ColdStart",
+    )
+} | {
+    ("AWS/ApiGateway", "Count"),
+    ("AWS/ApiGateway", "4xx"),
+    ("AWS/ApiGateway", "5xx"),
+    ("AWS/Lambda", "Errors"),
+    ("AWS/Lambda", "Throttles"),
+    ("AWS/Lambda", "Duration"),
+    ("AWS/Lambda", "ConcurrentExecutions"),
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def powertools(template: dict[str, Any]) -> dict[str, str]:
+    """The namespace and service the function emits its metrics with, as its environment says."""
+    variables = resolve(template["Globals"]["Function"]["Environment"]["Variables"], template)
+    return {"namespace": variables["POWERTOOLS_METRICS_NAMESPACE"], "service": variables["POWERTOOLS_SERVICE_NAME"]}
+
+
+def alarm_metrics(template: dict[str, Any], properties: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each metric an alarm reads, resolved: {namespace, name, dimensions}."""
+    if "MetricName" in properties:
+        stats = [{"Metric": properties}]
+    else:
+        stats = [query["MetricStat"] for query in properties["Metrics"] if "MetricStat" in query]
+    return [
+        {
+            "namespace": resolve(stat["Metric"]["Namespace"], template),
+            "name": stat["Metric"]["MetricName"],
+            "dimensions": {
+                dimension["Name"]: resolve(dimension["Value"], template, _REFS)
+                for dimension in stat["Metric"]["Dimensions"]
+            },
+        }
+        for stat in stats
+    ]
+
+
+# Stand-ins for the physical names of the resources an alarm or widget is scoped to.
+_REFS = {"HttpApi": "<api>", "PayoutLinksFunction": "<function>", "IdempotencyTable": "<table>"}
+_DIMENSION_OF = {"AWS/ApiGateway": ("ApiId", "<api>"), "AWS/Lambda": ("FunctionName", "<function>")}
+
+
+@pytest.mark.parametrize("alarm", ALARMS)
+def test_each_alarm_watches_its_metrics_and_reaches_the_topic(template, powertools, alarm):
+    properties = template["Resources"][alarm]["Properties"]
+    watched = alarm_metrics(template, properties)
+
+    assert {(metric["namespace"], metric["name"]) for metric in watched} == ALARMS[alarm]
+    for metric in watched:
+        if metric["namespace"] == powertools["namespace"]:
+            assert metric["name"] in FUNCTION_METRICS
+            assert metric["dimensions"] == {"service": powertools["service"]}
+        elif metric["namespace"] == "AWS/DynamoDB":
+            assert metric["dimensions"] == {"TableName": "<table>"}
+        else:
+            assert metric["dimensions"] == dict([_DIMENSION_OF[metric["namespace"]]])
+    assert properties["AlarmActions"] == properties["OKActions"] == [{"Ref": "AlarmTopic"}]
+    assert properties["TreatMissingData"] == "notBreaching"
+    if "Metrics" in properties:
+        assert [query.get("ReturnData", True) for query in properties["Metrics"]].count(True) == 1
+
+
+def test_the_5xx_alarm_is_a_rate_with_a_minimum_of_requests(template):
+    properties = template["Resources"]["ApiServerErrorRateAlarm"]["Properties"]
+    (expression,) = [query["Expression"] for query in properties["Metrics"] if "Expression" in query]
+
+    assert expression == "IF(requests >= 20, 100 * FILL(errors, 0) / requests, 0)"
+    assert (properties["ComparisonOperator"], properties["Threshold"]) == ("GreaterThanThreshold", 5)
+    periods = {query["MetricStat"]["Period"] for query in properties["Metrics"] if "MetricStat" in query}
+    assert periods == {300}
+
+
+def test_there_is_one_alarm_per_failure_and_an_optional_email(template):
+    resources = template["Resources"]
+    alarms = {name for name, resource in resources.items() if resource["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms == set(ALARMS)
+    subscription = resources["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "SubscribeAlarmEmail"
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+    assert template["Parameters"]["AlarmEmail"]["Default"] == ""
+
+
+@pytest.fixture(scope="module")
+def dashboard(template) -> dict[str, Any]:
+    """The dashboard body with its `${...}` placeholders filled the way CloudFormation's !Sub fills them."""
+    body, variables = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    values = {name: resolve(value, template) for name, value in variables.items()}
+    values.update({"AWS::Region": "eu-west-1", **_REFS})
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in values:
+            return values[name]
+        resource, _, attribute = name.partition(".")
+        assert resource in template["Resources"], f"${{{name}}} names nothing in the template"
+        return f"<{resource}{'.' + attribute if attribute else ''}>"
+
+    return json.loads(re.sub(r"\$\{([^}]+)\}", fill, body))
+
+
+def test_the_dashboard_shows_what_operators_read(dashboard, powertools):
+    shown = set()
+    for widget in dashboard["widgets"]:
+        for metric in widget["properties"].get("metrics", []):
+            namespace, name, *rest = metric
+            dimensions = dict(zip(rest[0:-1:2], rest[1::2], strict=True))
+            shown.add((namespace, name))
+            if namespace == powertools["namespace"]:
+                assert name in FUNCTION_METRICS
+                expected = {"service": powertools["service"]}
+                if name == "ColdStart":  # Powertools adds the function's name to the cold start metric
+                    expected["function_name"] = "<function>"
+                assert dimensions == expected, name
+            else:
+                assert dimensions == dict([_DIMENSION_OF[namespace]]), name
+    assert shown == DASHBOARD_METRICS
+
+
+def test_the_dashboard_shows_latency_percentiles_causes_and_every_alarm(dashboard):
+    widgets = {widget["properties"]["title"]: widget for widget in dashboard["widgets"]}
+    latency = next(widget for title, widget in widgets.items() if title.startswith("Upstream latency"))
+    assert [metric[-1]["stat"] for metric in latency["properties"]["metrics"]] == ["p50", "p99"]
+    (alarms,) = [widget for widget in dashboard["widgets"] if widget["type"] == "alarm"]
+    assert alarms["properties"]["alarms"] == [f"<{alarm}.Arn>" for alarm in ALARMS]
+    queries = [widget["properties"]["query"] for widget in dashboard["widgets"] if widget["type"] == "log"]
+    # The function logs every refusal once, as "request refused" with its status and outcome.
+    assert any(
+        query.startswith("SOURCE '<PayoutLinksFunctionLogGroup>'")
+        and "filter message = 'request refused'" in query
+        and "by status, outcome" in query
+        for query in queries
+    )
+    assert any("<HttpApiAccessLogGroup>" in query for query in queries)
+
+
+def test_the_outputs_lead_to_the_api_and_the_dashboard(template):
+    outputs = template["Outputs"]
+    assert {"ApiUrl", "DashboardUrl", "AlarmTopicArn", "IdempotencyTableName", "PayoutLinksFunctionName"} <= set(
+        outputs
+    )
+    assert "${Dashboard}" in outputs["DashboardUrl"]["Value"]["Fn::Sub"]

@@ -1,0 +1,124 @@
+"""What an operator gets from the function: JSON log lines that carry the API Gateway request id and the cold start
+flag, and CloudWatch metrics (EMF) with the names, units, namespace and dimensions that the template's alarms and
+dashboard rely on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.support import FUNCTION_METRICS, create_event, emitted_metrics, function_logs, new_key
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE, SERVICE = "PayoutLinkProxy", "payout-link-proxy"
+
+
+def metrics_of(documents: list[dict[str, Any]]) -> dict[str, tuple[str, list[float], list[list[str]]]]:
+    """Metric name -> (unit, values, dimension sets), across the EMF documents of one invocation."""
+    found = {}
+    for document in documents:
+        (directive,) = document["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == NAMESPACE
+        for dimension_set in directive["Dimensions"]:
+            for dimension in dimension_set:
+                assert isinstance(document[dimension], str) and document[dimension]
+        for definition in directive["Metrics"]:
+            name = definition["Name"]
+            assert name not in found, f"{name} reported twice in one invocation"
+            values = document[name] if isinstance(document[name], list) else [document[name]]
+            found[name] = (definition["Unit"], values, directive["Dimensions"])
+    for name, (unit, _, _) in found.items():
+        assert FUNCTION_METRICS.get(name) == unit, f"{name} ({unit}) is not a metric the template knows"
+    return found
+
+
+def invoke(function, **create) -> tuple[Any, dict[str, tuple[str, list[float], list[list[str]]]]]:
+    with emitted_metrics() as documents:
+        result = function.create(**create)
+    return result, metrics_of(documents)
+
+
+def test_a_create_counts_one_link_and_one_upstream_latency_sample(function, upstream):
+    result, metrics = invoke(function)
+
+    assert result.status == 201
+    assert metrics["PayoutLinkCreated"][:2] == ("Count", [1.0])
+    unit, latencies, dimensions = metrics["UpstreamLatency"]
+    assert unit == "Milliseconds" and len(latencies) == 1 and latencies[0] > 0
+    assert dimensions == [["service"]]
+    # The container was cold: ColdStart comes in its own document, per function and service.
+    assert metrics["ColdStart"][:2] == ("Count", [1.0])
+    assert sorted(metrics["ColdStart"][2][0]) == ["function_name", "service"]
+    assert "IdempotentReplay" not in metrics and not any(name.startswith("UpstreamError") for name in metrics)
+
+
+def test_a_replay_counts_a_replay_and_calls_no_one(function, upstream):
+    key = new_key()
+    function.create(key=key)
+
+    result, metrics = invoke(function, key=key)
+
+    assert result.headers["idempotent-replayed"] == "true"
+    assert set(metrics) == {"IdempotentReplay"}  # no link created, no upstream call, no cold start
+    assert metrics["IdempotentReplay"][:2] == ("Count", [1.0])
+
+
+@pytest.mark.parametrize(
+    ("fault", "environment", "metric", "status"),
+    [
+        ({"status": 500, "count": 3}, {}, "UpstreamError5xx", 502),
+        ({"drop": True, "count": 3}, {}, "UpstreamErrorConnection", 502),
+        ({"delay_seconds": 0.6, "count": 3}, {"PAYOUT_API_TIMEOUT_SECONDS": "0.3"}, "UpstreamErrorTimeout", 504),
+        ({"status": 201, "raw_body": "<html>maintenance</html>", "count": 3}, {}, "UpstreamErrorUnreadable", 502),
+    ],
+    ids=["5xx", "connection", "timeout", "unreadable-2xx"],
+)
+def test_an_upstream_failure_counts_each_failed_attempt_by_class(
+    function, upstream, fault, environment, metric, status
+):
+    function.set_env(**environment)
+    upstream.inject(fault)
+
+    result, metrics = invoke(function)
+
+    assert result.status == status
+    unit, failures, dimensions = metrics[metric]
+    attempts = len(metrics["UpstreamLatency"][1])
+    assert unit == "Count" and failures == [1.0] * attempts and dimensions == [["service"]]
+    assert "PayoutLinkCreated" not in metrics
+
+
+def test_refusals_count_by_cause(function, upstream):
+    key = new_key()
+    function.create(key=key)  # also the container's cold start
+    _, invalid = invoke(function, body={"amount": "100"})
+    _, reused = invoke(function, body={"amount": 1, "user_id": "u-1"}, key=key)
+
+    assert set(invalid) == {"ValidationRejected"}
+    assert set(reused) == {"IdempotencyConflict"}
+
+
+def test_a_rotated_credential_is_counted_when_reread(function, upstream):
+    upstream.inject({"status": 401})
+
+    result, metrics = invoke(function)
+
+    assert result.status == 201
+    assert metrics["CredentialsRefreshed"][:2] == ("Count", [1.0])
+    assert metrics["UpstreamError4xx"][:2] == ("Count", [1.0])
+
+
+def test_each_log_line_is_json_with_the_request_id_and_the_cold_start_flag(function, upstream):
+    events = [create_event(), create_event()]
+    with function_logs() as logs:
+        for event in events:
+            function.invoke(event)
+
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    outcomes = [line for line in lines if line.get("outcome") == "created"]
+    assert [line["correlation_id"] for line in outcomes] == [event["requestContext"]["requestId"] for event in events]
+    assert [line["cold_start"] for line in outcomes] == [True, False]
+    assert {line["service"] for line in lines} == {SERVICE}
