@@ -17,6 +17,7 @@ import hashlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -233,17 +234,22 @@ def warm() -> dict:
     floor = Floor()
     floor.fetch_credentials()
     floor.new_intent(str(uuid.uuid4()))
-    # Handler and floor take turns, a chunk at a time, so that whatever else the machine does falls on both.
+    # Handler and floor take turns, a chunk at a time, so that whatever else the machine does falls on both; the
+    # median over chunks keeps a burst of noise in one chunk from deciding the figure.
     rounds, chunk = int(os.environ.get("BENCH_WARM_ROUNDS", "200")), 20
-    cpu = dict.fromkeys(("handler_new_ms", "floor_new_ms", "handler_replay_ms", "floor_replay_ms"), 0.0)
+    cases = ("handler_new", "floor_new", "handler_replay", "floor_replay")
+    samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(rounds // chunk):
         keys = [str(uuid.uuid4()) for _ in range(chunk)]
-        cpu["handler_new_ms"] += cpu_ms(handler, keys)
-        cpu["floor_new_ms"] += cpu_ms(floor.new_intent, keys)
-        cpu["handler_replay_ms"] += cpu_ms(handler, keys)
-        cpu["floor_replay_ms"] += cpu_ms(floor.replay, keys)
-    cpu = {name: total / (rounds // chunk * chunk) for name, total in cpu.items()}
+        samples["handler_new"].append(cpu_ms(handler, keys) / chunk)
+        samples["floor_new"].append(cpu_ms(floor.new_intent, keys) / chunk)
+        samples["handler_replay"].append(cpu_ms(handler, keys) / chunk)
+        samples["floor_replay"].append(cpu_ms(floor.replay, keys) / chunk)
     served += 2 * (rounds // chunk * chunk)
+    cpu = {f"{name}_ms": statistics.median(values) for name, values in samples.items()}
+    for case in ("new", "replay"):
+        ratios = [h / f for h, f in zip(samples[f"handler_{case}"], samples[f"floor_{case}"], strict=True)]
+        cpu[f"{case}_ratio"] = statistics.median(ratios)
 
     for _ in range(1000 - served):
         handler(str(uuid.uuid4()))
