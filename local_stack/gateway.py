@@ -123,16 +123,14 @@ class Cors:
         return headers
 
 
-def granted_scopes(claims: dict[str, Any]) -> set[str]:
-    """The scopes a token grants, from `scope` (space-separated) or `scp` (a list or a string), as API Gateway
-    reads them."""
-    granted: set[str] = set()
+def granted_scopes(claims: dict[str, Any]) -> list[str]:
+    """The scopes a token grants, in order and once each, from `scope` (space-separated) or `scp` (a list or a
+    string), as API Gateway reads them."""
+    granted: list[str] = []
     for claim in ("scope", "scp"):
         value = claims.get(claim)
-        if isinstance(value, str):
-            granted.update(value.split())
-        elif isinstance(value, list):
-            granted.update(item for item in value if isinstance(item, str))
+        items = value.split() if isinstance(value, str) else value if isinstance(value, list) else []
+        granted.extend(item for item in items if isinstance(item, str) and item not in granted)
     return granted
 
 
@@ -202,11 +200,10 @@ def build_event(
         "timeEpoch": int(now.timestamp() * 1000),
     }
     if route.jwt_protected and (claims := jwt_claims(headers.get("authorization"))) is not None:
-        scopes = claims.get("scope", "")
         request_context["authorizer"] = {
             "jwt": {
                 "claims": {name: _claim_as_string(value) for name, value in claims.items()},
-                "scopes": scopes.split() if isinstance(scopes, str) else None,
+                "scopes": granted_scopes(claims),  # the same scopes the route's check above granted
             }
         }
     event: dict[str, Any] = {
@@ -275,7 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         # A usable token without one of the route's scopes is refused here; no token at all reaches the function.
         claims = jwt_claims(headers.get("authorization")) if route.scopes else None
-        if claims is not None and not granted_scopes(claims) & set(route.scopes):
+        if claims is not None and not set(granted_scopes(claims)) & set(route.scopes):
             self._send(403, {"content-type": "application/json"}, b'{"message":"Forbidden"}', request_id)
             return
         event = build_event(
