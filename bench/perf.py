@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
 from local_stack.aws_resources import clients, ensure_secret, ensure_table, start_moto_server  # noqa: E402
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator  # noqa: E402
-from local_stack.stack import CREDENTIALS_SECRET_NAME, FUNCTION, PARTNER_SECRETS_NAME, TABLE_NAME  # noqa: E402
+from local_stack.stack import CREDENTIALS_SECRET_NAME, FUNCTION, LOCAL_NAMES, TABLE_NAME  # noqa: E402
 from local_stack.template import function_settings  # noqa: E402
 
 TOOLS_BIN = ROOT / ".venv-tools" / "bin"
@@ -119,11 +119,7 @@ def main() -> int:
         )
         function_env, _, _ = function_settings(
             FUNCTION,
-            {
-                "IdempotencyTable": TABLE_NAME,
-                "PayoutApiCredentialsSecret": CREDENTIALS_SECRET_NAME,
-                "PartnerWebhookSecretsSecret": PARTNER_SECRETS_NAME,
-            },
+            LOCAL_NAMES,
         )
         env = {
             **os.environ,

@@ -26,6 +26,12 @@ REGION = "us-east-1"
 TABLE_NAME = "payout-link-proxy-local-idempotency"
 CREDENTIALS_SECRET_NAME = "payout-link-proxy/local/dots-credentials"
 PARTNER_SECRETS_NAME = "payout-link-proxy/local/partner-webhook-secrets"
+# The template's resources, by logical id, as the local stack names them.
+LOCAL_NAMES = {
+    "IdempotencyTable": TABLE_NAME,
+    "PayoutApiCredentialsSecret": CREDENTIALS_SECRET_NAME,
+    "PartnerWebhookSecretsSecret": PARTNER_SECRETS_NAME,
+}
 # Obviously fake, for the local stack only: base64 of "demo-partner-secret-not-real!!".
 DEMO_PARTNER_SECRETS = {"demo-partner": ["whsec_ZGVtby1wYXJ0bmVyLXNlY3JldC1ub3QtcmVhbCEh"]}
 
@@ -120,11 +126,7 @@ class LocalStack:
 
         function_env, timeout, handler = function_settings(
             FUNCTION,
-            {
-                "IdempotencyTable": TABLE_NAME,
-                "PayoutApiCredentialsSecret": CREDENTIALS_SECRET_NAME,
-                "PartnerWebhookSecretsSecret": PARTNER_SECRETS_NAME,
-            },
+            LOCAL_NAMES,
         )
         # Locally the API docs are served (in AWS the EnableApiDocs parameter decides, off by default).
         function_env["API_DOCS_ENABLED"] = "true"

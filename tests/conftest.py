@@ -34,7 +34,13 @@ os.environ.update(
 
 from local_stack.aws_resources import clients, ensure_secret, ensure_table, free_port, start_moto_server  # noqa: E402
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator  # noqa: E402
-from local_stack.stack import CREDENTIALS_SECRET_NAME, FUNCTION, PARTNER_SECRETS_NAME, TABLE_NAME  # noqa: E402
+from local_stack.stack import (  # noqa: E402
+    CREDENTIALS_SECRET_NAME,
+    FUNCTION,
+    LOCAL_NAMES,
+    PARTNER_SECRETS_NAME,
+    TABLE_NAME,
+)
 from local_stack.template import function_settings  # noqa: E402
 from tests.support import TEST_PARTNERS, InProcessFunction, RunningStack  # noqa: E402
 
@@ -84,11 +90,7 @@ def function_env(upstream_url: str) -> dict[str, str]:
     """The function's environment exactly as the template declares it, with the local resource names."""
     env, _, _ = function_settings(
         FUNCTION,
-        {
-            "IdempotencyTable": TABLE_NAME,
-            "PayoutApiCredentialsSecret": CREDENTIALS_SECRET_NAME,
-            "PartnerWebhookSecretsSecret": PARTNER_SECRETS_NAME,
-        },
+        LOCAL_NAMES,
     )
     return {**env, "PAYOUT_API_BASE_URL": upstream_url, "AWS_LAMBDA_FUNCTION_NAME": "payout-link-proxy-test"}
 
