@@ -88,20 +88,16 @@ def test_the_port_answers_only_once_every_dependency_is_ready(tmp_path):
 def test_restart_keeps_idempotency_records_on_a_given_endpoint(tmp_path, aws_endpoint, aws_resources, dots):
     env = {"AWS_ENDPOINT_URL": aws_endpoint, "PAYOUT_API_BASE_URL": dots.base_url, "LOCAL_CONCURRENCY": "1"}
     key = new_key()
-    first_run = start_stack(tmp_path, **env)
-    try:
-        created = httpx.post(
-            f"{first_run.url}/payout-links", json=payout_body(), headers={**AUTH, "idempotency-key": key}
-        )
-    finally:
-        first_run.stop()
-    second_run = start_stack(tmp_path, **env)
-    try:
-        replayed = httpx.post(
-            f"{second_run.url}/payout-links", json=payout_body(), headers={**AUTH, "idempotency-key": key}
-        )
-    finally:
-        second_run.stop()
+    answers = []
+    for _ in range(2):  # the same request to a stack, then to a new stack on the same endpoint
+        running = start_stack(tmp_path, **env)
+        try:
+            answers.append(
+                httpx.post(f"{running.url}/payout-links", json=payout_body(), headers={**AUTH, "idempotency-key": key})
+            )
+        finally:
+            running.stop()
+    created, replayed = answers
 
     assert created.status_code == 201
     assert replayed.status_code == 201 and replayed.headers["idempotent-replayed"] == "true"
