@@ -1,7 +1,8 @@
 """An embedded emulator of the Dots payout-link API.
 
 The local stack uses it as the default upstream, and the tests use it as a real HTTP upstream
-whose answers can be delayed, replaced or dropped on demand (see `DotsEmulator.inject`).
+whose answers can be delayed, trickled a byte at a time, altered, replaced or dropped on demand
+(see `DotsEmulator.inject`).
 It only ever binds a loopback address: it accepts any request from anyone who can reach it.
 
 Run it alone with `python -m local_stack.dots_emulator --port 8090`.
@@ -85,7 +86,20 @@ class _ApiError(Exception):
 # Faults
 # ---------------------------------------------------------------------------------------------
 
-_FAULT_KEYS = frozenset({"status", "body", "retry_after", "raw_body", "delay_seconds", "drop", "after_create", "count"})
+_FAULT_KEYS = frozenset(
+    {
+        "status",
+        "body",
+        "retry_after",
+        "raw_body",
+        "delay_seconds",
+        "drop",
+        "after_create",
+        "trickle_seconds",
+        "link_overrides",
+        "count",
+    }
+)
 
 
 def _fault_field(spec: Json, key: str, kinds: tuple[type, ...], default: Any = None) -> Any:
@@ -110,6 +124,10 @@ class _Fault:
     delay_seconds: float
     drop: bool
     after_create: bool
+    # The real answer's body goes out one byte per `trickle_seconds`: every read is quick, the whole is slow.
+    trickle_seconds: float | None
+    # Top-level link fields replaced in the answer only: the stored link stays as created.
+    link_overrides: Json | None
     remaining: int
 
     @classmethod
@@ -127,6 +145,8 @@ class _Fault:
             delay_seconds=float(_fault_field(spec, "delay_seconds", (int, float), 0.0)),
             drop=_fault_field(spec, "drop", (bool,), False),
             after_create=_fault_field(spec, "after_create", (bool,), False),
+            trickle_seconds=_fault_field(spec, "trickle_seconds", (int, float)),
+            link_overrides=_fault_field(spec, "link_overrides", (dict,)),
             remaining=_fault_field(spec, "count", (int,), 1),
         )
         fault._check(spec)
@@ -140,14 +160,37 @@ class _Fault:
             raise ValueError("fault 'count' must be at least 1")
         if self.delay_seconds < 0:
             raise ValueError("fault 'delay_seconds' must not be negative")
+        if self.trickle_seconds is not None and self.trickle_seconds <= 0:
+            raise ValueError("fault 'trickle_seconds' must be greater than 0")
+        if self.link_overrides is not None:
+            self._check_link_overrides(self.link_overrides)
         if self.drop and self.status is not None:
             raise ValueError("a fault cannot both drop the connection and answer with a status")
+        if self._changes_real_answer() and (self.drop or self.status is not None):
+            raise ValueError(
+                "fault 'trickle_seconds' and 'link_overrides' act on the real answer: they exclude 'status' and 'drop'"
+            )
         if self.status is None and any(key in spec for key in ("body", "raw_body", "retry_after")):
             raise ValueError("fault 'body', 'raw_body' and 'retry_after' need a 'status'")
         if "body" in spec and "raw_body" in spec:
             raise ValueError("a fault takes 'body' or 'raw_body', not both")
-        if self.status is None and not self.drop and self.delay_seconds == 0:
-            raise ValueError("a fault needs 'status', 'drop' or 'delay_seconds'")
+        if self.status is None and not self.drop and self.delay_seconds == 0 and not self._changes_real_answer():
+            raise ValueError("a fault needs 'status', 'drop', 'delay_seconds', 'trickle_seconds' or 'link_overrides'")
+
+    @staticmethod
+    def _check_link_overrides(overrides: Json) -> None:
+        """Checked now, not when the answer is serialised mid-request, where a failure could only drop
+        the connection."""
+        if not overrides:
+            raise ValueError("fault 'link_overrides' must replace at least one field")
+        try:
+            json.dumps(overrides)
+        except (TypeError, ValueError):
+            raise ValueError("fault 'link_overrides' must be JSON-serialisable") from None
+
+    def _changes_real_answer(self) -> bool:
+        """Trickle and link overrides act on the real answer, so a fault with only them still does something."""
+        return self.trickle_seconds is not None or self.link_overrides is not None
 
     def reply(self) -> _Reply:
         assert self.status is not None
@@ -423,7 +466,9 @@ class DotsEmulator:
             self._in_flight -= 1
             self._idle.notify_all()
 
-    def _process_payout(self, authorization: str | None, body: Any) -> _Reply:
+    def _process_payout(self, authorization: str | None, body: Any, link_overrides: Json | None = None) -> _Reply:
+        """The real answer; `link_overrides` replace fields of the link in this answer only (a refusal has
+        no link and is answered unchanged)."""
         if not self._authorized(authorization):
             return _error(401, "Unauthorized")
         try:
@@ -431,7 +476,7 @@ class DotsEmulator:
         except _ApiError as error:
             return error.reply()
         link, shape = self._create_or_get(payout)
-        return _wrap(link, shape)
+        return _wrap({**link, **(link_overrides or {})}, shape)
 
     def _authorized(self, authorization: str | None) -> bool:
         with self._lock:
@@ -600,11 +645,16 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if fault is not None and not fault.after_create and self._disrupt(fault):
                 return
-            reply = self.emulator._process_payout(self.headers.get("Authorization"), body)
+            overrides = fault.link_overrides if fault is not None else None
+            reply = self.emulator._process_payout(self.headers.get("Authorization"), body, overrides)
             if fault is not None and fault.after_create and self._disrupt(fault):
                 return
-            self._send(reply)
+            if fault is not None and fault.trickle_seconds is not None:
+                self._trickle(reply, fault.trickle_seconds)
+            else:
+                self._send(reply)
         finally:
+            # After a trickle too: the request is in flight until its last byte is out or the client is gone.
             self.emulator._end_payout()
 
     def _disrupt(self, fault: _Fault) -> bool:
@@ -631,6 +681,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
     def _send(self, reply: _Reply) -> None:
+        self._send_head(reply)
+        self.wfile.write(reply.payload)
+
+    def _trickle(self, reply: _Reply, seconds_per_byte: float) -> None:
+        """Send the head at once, then the body one byte per `seconds_per_byte`, so that a client with a
+        per-read timeout never times out while the whole answer takes len(body) * seconds_per_byte.
+        A client that hung up makes the next write (or the one after) fail, which ends the trickle."""
+        try:
+            self._send_head(reply)
+            for index in range(len(reply.payload)):
+                time.sleep(seconds_per_byte)
+                self.wfile.write(reply.payload[index : index + 1])
+        except OSError:  # the client gave up or the emulator is stopping
+            self.close_connection = True
+
+    def _send_head(self, reply: _Reply) -> None:
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.payload)))
@@ -639,7 +705,6 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")  # so a keep-alive client does not reuse it
         self.end_headers()
-        self.wfile.write(reply.payload)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 AWS JSON-protocol calls (DynamoDB, Secrets Manager) name their operation in the `X-Amz-Target` header, so a
 rule such as `fail("DynamoDB_20120810.UpdateItem", count=3)` answers exactly those calls with an AWS error
-while every other call reaches moto unchanged. The function's boto3 clients are pointed at the proxy with
+while every other call reaches moto unchanged; `stall(...)` makes them slow instead, before or after moto
+has acted on them. The function's boto3 clients are pointed at the proxy with
 `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SECRETS_MANAGER`.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,10 +24,14 @@ SERVICE_UNAVAILABLE = ("ServiceUnavailable", 503)
 
 @dataclass
 class _Rule:
+    """What happens to the next `remaining` calls of `target`: an AWS `error` instead of moto's answer, or,
+    without one, moto's answer `stall_seconds` late (held after moto has acted when `stall_after_forward`)."""
+
     target: str
-    error: str
-    status: int
     remaining: int
+    error: tuple[str, int] | None = None
+    stall_seconds: float = 0.0
+    stall_after_forward: bool = False
 
 
 class AwsFaultProxy:
@@ -46,9 +52,17 @@ class AwsFaultProxy:
     def fail(self, target: str, *, count: int = 1_000_000, error: tuple[str, int] = THROTTLED) -> None:
         """Answer the next `count` calls of `target` (e.g. "DynamoDB_20120810.PutItem") with `error`."""
         with self._lock:
-            self._rules.append(_Rule(target, error[0], error[1], count))
+            self._rules.append(_Rule(target, count, error=error))
+
+    def stall(self, target: str, *, seconds: float, count: int = 1_000_000, forward: bool = False) -> None:
+        """Make the next `count` calls of `target` slow. By default a call waits `seconds` and then reaches
+        moto as usual (a slow dependency; the call still lands, even if its client gave up meanwhile); with
+        `forward` it reaches moto at once and its answer is held `seconds` (a write that landed, answered late)."""
+        with self._lock:
+            self._rules.append(_Rule(target, count, stall_seconds=seconds, stall_after_forward=forward))
 
     def heal(self) -> None:
+        """Drop every rule, failures and stalls alike."""
         with self._lock:
             self._rules.clear()
 
@@ -77,17 +91,35 @@ class AwsFaultProxy:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 rule = proxy._take_rule(self.headers.get("x-amz-target", ""))
-                if rule is not None:
-                    error = json.dumps({"__type": rule.error, "message": "injected by the test"}).encode()
-                    self._answer(rule.status, {"content-type": "application/x-amz-json-1.0"}, error)
-                    return
+                if rule is None:
+                    self._answer(*self._forward(body))
+                elif rule.error is not None:
+                    code, status = rule.error
+                    error = json.dumps({"__type": code, "message": "injected by the test"}).encode()
+                    self._answer(status, {"content-type": "application/x-amz-json-1.0"}, error)
+                elif rule.stall_after_forward:
+                    answer = self._forward(body)
+                    time.sleep(rule.stall_seconds)
+                    self._answer_if_still_wanted(*answer)
+                else:
+                    time.sleep(rule.stall_seconds)
+                    self._answer_if_still_wanted(*self._forward(body))
+
+            def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
                 connection = http.client.HTTPConnection(*proxy._upstream, timeout=10)
                 try:
                     connection.request("POST", self.path, body=body, headers=dict(self.headers.items()))
                     response = connection.getresponse()
-                    self._answer(response.status, dict(response.getheaders()), response.read())
+                    return response.status, dict(response.getheaders()), response.read()
                 finally:
                     connection.close()
+
+            def _answer_if_still_wanted(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                """After a stall the client may have given up and hung up: that is the point, not an error."""
+                try:
+                    self._answer(status, headers, body)
+                except OSError:
+                    self.close_connection = True
 
             def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
                 self.send_response(status)

@@ -237,7 +237,26 @@ def test_faults_are_served_in_order(emulator: DotsEmulator, client: httpx.Client
 
 @pytest.mark.parametrize(
     "spec",
-    [{"stauts": 500}, {"status": 500, "drop": True}, {"body": "x"}, {}, {"status": True}, {"count": 0, "drop": True}],
+    [
+        {"stauts": 500},
+        {"status": 500, "drop": True},
+        {"body": "x"},
+        {},
+        {"status": True},
+        {"count": 0, "drop": True},
+        {"trickle_seconds": 0},
+        {"trickle_seconds": -0.1},
+        {"trickle_seconds": True},
+        {"trickle_seconds": "0.1"},
+        {"trickle_seconds": 0.1, "drop": True},
+        {"trickle_seconds": 0.1, "status": 500},
+        {"trickle_seconds": 0.1, "body": "x"},
+        {"link_overrides": {}},
+        {"link_overrides": ["amount", 1.0]},
+        {"link_overrides": {"amount": 1.0}, "drop": True},
+        {"link_overrides": {"amount": 1.0}, "status": 201},
+        {"link_overrides": {"amount": 1.0}, "count": 0},
+    ],
 )
 def test_malformed_faults_are_refused(emulator: DotsEmulator, spec: dict[str, Any]) -> None:
     assert control(emulator, "faults", spec).status_code == 400
@@ -288,6 +307,105 @@ def test_drop_after_create_loses_only_the_response(emulator: DotsEmulator, clien
 
     assert retried.status_code == 201 and retried.json()["id"] == created_id
     assert emulator.stats()["links_created"] == 1
+
+
+def test_trickle_keeps_every_read_quick_but_the_whole_answer_slow(emulator: DotsEmulator) -> None:
+    seconds_per_byte = 0.004
+    emulator.inject({"trickle_seconds": seconds_per_byte})
+    # A per-read timeout far above the trickle interval, and far below the whole answer (about 1.6 s here).
+    per_read_timeout = 0.25
+    chunks: list[bytes] = []
+
+    with http_client(base_url=emulator.base_url, auth=AUTH, timeout=per_read_timeout) as http:
+        started = time.monotonic()
+        with http.stream("POST", PAYOUT_PATH, json={"amount": 5, "user_id": "user-1"}) as response:
+            head_after = time.monotonic() - started
+            chunks.extend(response.iter_raw())
+        total = time.monotonic() - started
+
+    body = b"".join(chunks)
+    assert response.status_code == 201
+    assert response.headers["content-length"] == str(len(body))
+    assert head_after < per_read_timeout  # the status line and headers are not held back
+    assert len(chunks) > 1  # the body arrived in pieces
+    assert total >= len(body) * seconds_per_byte > per_read_timeout
+    link = json.loads(body)
+    stats = emulator.stats()
+    assert stats["links_created"] == 1 and stats["links"] == {"<none>#1": link["id"]}
+    assert emulator.wait_idle(timeout=1)
+
+
+def test_trickle_loses_a_client_with_a_deadline_and_then_stops(emulator: DotsEmulator) -> None:
+    emulator.inject({"trickle_seconds": 0.05})  # about 30 s for the whole link
+    sent = payout()
+    received = 0
+
+    with http_client(base_url=emulator.base_url, auth=AUTH) as http:
+        deadline = time.monotonic() + 0.3
+        with http.stream("POST", PAYOUT_PATH, json=sent) as response:
+            for chunk in response.iter_raw():
+                received += len(chunk)
+                if time.monotonic() > deadline:
+                    break  # the caller gives up on the whole answer and hangs up
+        assert int(response.headers["content-length"]) > received
+
+    # The link was created, and the trickle noticed the hang-up instead of writing on for 30 s.
+    assert emulator.stats()["links"].keys() == {sent["idempotency_key"]}
+    assert emulator.wait_idle(timeout=2)
+
+
+def test_trickle_applies_to_the_next_count_requests(emulator: DotsEmulator, client: httpx.Client) -> None:
+    seconds_per_byte = 0.001
+    emulator.inject({"trickle_seconds": seconds_per_byte, "count": 2})
+
+    timings: list[tuple[float, int]] = []
+    for _ in range(3):
+        started = time.monotonic()
+        response = client.post(PAYOUT_PATH, json=payout())
+        assert response.status_code == 201
+        timings.append((time.monotonic() - started, len(response.content)))
+
+    assert all(elapsed >= size * seconds_per_byte for elapsed, size in timings[:2])
+    assert timings[2][0] < timings[2][1] * seconds_per_byte  # the third answer came in one piece
+    assert emulator.stats()["links_created"] == 3
+
+
+@pytest.mark.parametrize("shape", ["v2", "v2-200", "v1"])
+def test_link_overrides_change_the_answer_but_not_the_stored_link(
+    emulator: DotsEmulator, client: httpx.Client, shape: str
+) -> None:
+    emulator.set_shape(shape)
+    other_payee = {"country_code": "1", "phone_number": "5550000000"}
+    control(emulator, "faults", {"link_overrides": {"amount": 1.0, "payee": other_payee}, "count": 2})
+    sent = payout()
+
+    def link_of(response: httpx.Response) -> dict[str, Any]:
+        assert response.status_code == (201 if shape == "v2" else 200)
+        return response.json()["payout_link"] if shape == "v1" else response.json()
+
+    altered = [link_of(client.post(PAYOUT_PATH, json=sent)) for _ in range(2)]
+    replayed = link_of(client.post(PAYOUT_PATH, json=sent))  # same key, no fault left
+
+    assert altered[0] == altered[1]
+    assert (altered[0]["amount"], altered[0]["payee"]) == (1.0, other_payee)
+    assert (replayed["amount"], replayed["payee"]) == (1000.0, sent["payee"])
+    assert {**replayed, "amount": 1.0, "payee": other_payee} == altered[0]  # nothing else differs
+    stats = emulator.stats()
+    assert stats["links_created"] == 1 and stats["links"] == {sent["idempotency_key"]: replayed["id"]}
+
+
+def test_link_overrides_leave_a_refusal_alone(emulator: DotsEmulator) -> None:
+    emulator.inject({"link_overrides": {"amount": 1.0}})
+
+    with http_client(base_url=emulator.base_url, auth=("demo-client-id", "wrong-key")) as http:
+        response = http.post(PAYOUT_PATH, json=payout())
+
+    assert (response.status_code, response.json()) == (401, {"message": "Unauthorized"})
+
+
+def test_link_overrides_must_be_json(emulator: DotsEmulator) -> None:
+    with pytest.raises(ValueError, match="JSON"):
+        emulator.inject({"link_overrides": {"created": object()}})
 
 
 def test_rotated_credentials_replace_the_old_ones(emulator: DotsEmulator, client: httpx.Client) -> None:
