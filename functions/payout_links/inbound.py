@@ -25,7 +25,11 @@ def frontend_caller(event: APIGatewayProxyEventV2) -> str:
 def json_body(event: APIGatewayProxyEventV2, *, max_bytes: int) -> bytes:
     """The raw body, once its media type and size are acceptable (415 and 413 come before any parsing)."""
     require_json_media_type(event)
-    return raw_body(event, max_bytes=max_bytes)
+    body = event.body or ""
+    # Cheap bound before decoding: UTF-8 needs at least a byte a character, base64 has 4 characters per 3 bytes.
+    if len(body) > (-(-max_bytes // 3) * 4 if event.is_base64_encoded else max_bytes):
+        raise _too_large(max_bytes)
+    return within_limit(decoded_body(event), max_bytes=max_bytes)
 
 
 def require_json_media_type(event: APIGatewayProxyEventV2) -> None:
@@ -36,19 +40,24 @@ def require_json_media_type(event: APIGatewayProxyEventV2) -> None:
         raise UnsupportedMediaType("Send the body as application/json.")
 
 
-def raw_body(event: APIGatewayProxyEventV2, *, max_bytes: int) -> bytes:
-    """The body's bytes exactly as sent (what a signature covers), refused with 413 over `max_bytes`."""
+def decoded_body(event: APIGatewayProxyEventV2) -> bytes:
+    """The body's bytes exactly as sent (what a signature covers), whatever their number; `MalformedJson` (400)
+    when API Gateway's base64 does not decode."""
     body = event.body or ""
-    # Cheap bound before decoding: UTF-8 needs at least a byte a character, base64 has 4 characters per 3 bytes.
-    if len(body) > (-(-max_bytes // 3) * 4 if event.is_base64_encoded else max_bytes):
-        raise PayloadTooLarge(f"The body must be at most {max_bytes} bytes.")
-    if event.is_base64_encoded:
-        try:
-            raw = base64.b64decode(body, validate=True)
-        except binascii.Error:
-            raise MalformedJson("The body could not be decoded.") from None
-    else:
-        raw = body.encode("utf-8", errors="surrogatepass")
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"The body must be at most {max_bytes} bytes.")
-    return raw
+    if not event.is_base64_encoded:
+        return body.encode("utf-8", errors="surrogatepass")
+    try:
+        return base64.b64decode(body, validate=True)
+    except binascii.Error:
+        raise MalformedJson("The body could not be decoded.") from None
+
+
+def within_limit(body: bytes, *, max_bytes: int) -> bytes:
+    """`body`, refused with 413 over `max_bytes`."""
+    if len(body) > max_bytes:
+        raise _too_large(max_bytes)
+    return body
+
+
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The body must be at most {max_bytes} bytes.")

@@ -2,7 +2,8 @@
 
 The request model mirrors the Dots create-payout-link contract and is strict: JSON types must match exactly
 (`10.5`, `"100"` and `true` are not amounts) and unknown fields are rejected so that typos surface. An explicit
-`null` on an optional field means the same as leaving the field out.
+`null` on an optional field means the same as leaving the field out. No string that is forwarded may hold a
+control character or a line separator.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -27,12 +29,40 @@ from pydantic import (
 
 from payout_links.problems import PROBLEM_TYPE_PREFIX, FieldError, MalformedJson, ValidationFailed
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")]
-CountryCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$")]
-PhoneNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{4,15}$")]
-MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
-MetadataValue = Annotated[str, StringConstraints(max_length=500)]
+# C0 controls (tab and line breaks included), DEL, C1 controls, and the Unicode line and paragraph separators:
+# forwarded, they would reach the payee's SMS and email, where they end or start a line, or hide text.
+_CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+_CONTROL = re.compile(f"[{_CONTROLS}]")
+_PLAIN_TEXT = f"^[^{_CONTROLS}]*$"
+_EMAIL_CHARACTER = rf"[^@\s{_CONTROLS}]"
+
+
+def _refuse_controls(value: object) -> object:
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise ValueError("must not contain control characters or line separators")
+    return value
+
+
+# The last annotation of every string type that is forwarded upstream. A before-validator wraps the type's own
+# constraints, so it runs first and the error names the control character rather than a length or a format. The
+# patterns refuse them too: that is what the OpenAPI document shows, where a validator does not appear.
+NoControls = BeforeValidator(_refuse_controls)
+
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_PLAIN_TEXT), NoControls]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_PLAIN_TEXT), NoControls]
+Email = Annotated[
+    str,
+    StringConstraints(
+        max_length=254, pattern=rf"^{_EMAIL_CHARACTER}{{1,64}}@{_EMAIL_CHARACTER}+\.{_EMAIL_CHARACTER}+$"
+    ),
+    NoControls,
+]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$"), NoControls]
+PhoneNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{4,15}$"), NoControls]
+Message = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=_PLAIN_TEXT), NoControls]
+Memo = Annotated[str, StringConstraints(max_length=500, pattern=_PLAIN_TEXT), NoControls]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=_PLAIN_TEXT), NoControls]
+MetadataValue = Annotated[str, StringConstraints(max_length=500, pattern=_PLAIN_TEXT), NoControls]
 
 DeliveryMethod = Literal["sms", "link", "email", "all"]
 AdditionalStep = Literal[
@@ -61,7 +91,7 @@ class Payee(_StrictModel):
 
 class Delivery(_StrictModel):
     method: DeliveryMethod
-    message: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+    message: Message | None = None
 
 
 class CreatePayoutLinkRequest(_StrictModel):
@@ -81,14 +111,22 @@ class CreatePayoutLinkRequest(_StrictModel):
     )
 
     amount: StrictInt = Field(gt=0, description="Amount in cents; at most the deployment's MAX_AMOUNT_CENTS.")
-    user_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    user_id: UserId | None = None
     payee: Payee | None = None
     delivery: Delivery | None = None
     force_collect_compliance_information: StrictBool | None = False
     additional_steps: list[AdditionalStep] | None = None
     tax_exempt: StrictBool | None = None
-    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_KEYS)] | None = None
-    memo: Annotated[str, StringConstraints(max_length=500)] | None = None
+    # The keys' pattern becomes `patternProperties` in the JSON schema: only `additionalProperties: false` makes a
+    # key that does not match it invalid there, as it is here.
+    metadata: (
+        Annotated[
+            dict[MetadataKey, MetadataValue],
+            Field(max_length=MAX_METADATA_KEYS, json_schema_extra={"additionalProperties": False}),
+        ]
+        | None
+    ) = None
+    memo: Memo | None = None
     idempotency_key: uuid.UUID | None = None
     payout_fee_party: PayoutFeeParty | None = None
 

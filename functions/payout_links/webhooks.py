@@ -16,6 +16,7 @@ import binascii
 import hashlib
 import hmac
 import re
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,13 +26,16 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from payout_links import inbound
 from payout_links.credentials import PartnerSecrets
 from payout_links.observability import logger
-from payout_links.problems import Unauthenticated
+from payout_links.problems import MalformedJson, Unauthenticated
 
 TOLERANCE_SECONDS = 300
 SIGNATURE_VERSION = "v1"
 _HEADER_PREFIXES = ("webhook-", "svix-")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _DIGEST_SIZE = hashlib.sha256().digest_size
+# What a request naming an unknown partner is verified against: a key no one holds, made once per process, so that
+# such a request costs the work of a real partner's with one secret and fails the same way.
+_NOBODYS_KEYS = (secrets.token_bytes(_DIGEST_SIZE),)
 
 
 @dataclass(frozen=True)
@@ -58,13 +62,23 @@ def verified_delivery(
     max_bytes: int,
     now: Callable[[], float] = time.time,
 ) -> Delivery:
-    """The partner's request, checked in this order: the partner exists (before the body is read), the body is
-    within `max_bytes` (413), the signature is one of the partner's (401), and the body is JSON (415)."""
+    """The partner's request, checked in this order: the signature over the body as sent, whatever its size
+    (401); the body is within `max_bytes` (413); the body is JSON (415).
+
+    A stranger must not learn which partner names exist. So the signature comes first, and a request naming an
+    unknown partner is decoded and verified all the same, against a throwaway key, then refused with the one 401
+    every failed check gets: neither the answer nor the time taken sets real names apart, and only a request
+    signed by a real partner can learn the size limit or the media type. Hashing an oversized body costs little:
+    API Gateway and Lambda bound it. A base64 body that does not decode cannot be verified: a 401 too."""
     keys = partners.keys_for(partner)
+    try:
+        body = _decoded_body(event)
+        webhook_id = verify(body, event.headers, keys or _NOBODYS_KEYS, now=now())
+    except SignatureRejected as refusal:
+        raise _rejected(refusal.reason if keys else "unknown-partner") from None
     if not keys:
-        raise _rejected("unknown-partner")
-    body = inbound.raw_body(event, max_bytes=max_bytes)
-    webhook_id = verify(body, event.headers, keys, now=now())
+        raise _rejected("unknown-partner")  # signed with the throwaway key: never a way in
+    body = inbound.within_limit(body, max_bytes=max_bytes)
     inbound.require_json_media_type(event)
     return Delivery(webhook_id=webhook_id, body=body)
 
@@ -74,22 +88,22 @@ def verify(body: bytes, headers: Mapping[str, str], keys: Sequence[bytes], *, no
     `SignatureRejected` otherwise. `headers` must look names up case-insensitively."""
     webhook_id, timestamp, signatures = _signature_headers(headers)
     if not _TIMESTAMP.fullmatch(timestamp):
-        raise _rejected("malformed-timestamp")
+        raise SignatureRejected("malformed-timestamp")
     age = now - int(timestamp)
     if age > TOLERANCE_SECONDS:
-        raise _rejected("stale-timestamp")
+        raise SignatureRejected("stale-timestamp")
     if age < -TOLERANCE_SECONDS:
-        raise _rejected("future-timestamp")
+        raise SignatureRejected("future-timestamp")
     candidates = _signatures(signatures)
     if not candidates:
-        raise _rejected("malformed-signature")
+        raise SignatureRejected("malformed-signature")
     signed = f"{webhook_id}.{timestamp}.".encode() + body
     for key in keys:
         expected = hmac.new(key, signed, hashlib.sha256).digest()
         # Every candidate is compared, each in constant time: which one matched reveals nothing.
         if any([hmac.compare_digest(expected, candidate) for candidate in candidates]):
             return webhook_id
-    raise _rejected("bad-signature")
+    raise SignatureRejected("bad-signature")
 
 
 def _signature_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:
@@ -97,9 +111,9 @@ def _signature_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:
         values = [headers.get(prefix + name) for name in ("id", "timestamp", "signature")]
         if any(values):
             if not all(values):
-                raise _rejected("missing-header")
+                raise SignatureRejected("missing-header")
             return values[0], values[1], values[2]
-    raise _rejected("missing-header")
+    raise SignatureRejected("missing-header")
 
 
 def _signatures(header: str) -> list[bytes]:
@@ -116,6 +130,13 @@ def _signatures(header: str) -> list[bytes]:
         if len(signature) == _DIGEST_SIZE:
             decoded.append(signature)
     return decoded
+
+
+def _decoded_body(event: APIGatewayProxyEventV2) -> bytes:
+    try:
+        return inbound.decoded_body(event)
+    except MalformedJson:
+        raise SignatureRejected("undecodable-body") from None
 
 
 def _rejected(reason: str) -> SignatureRejected:

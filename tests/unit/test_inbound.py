@@ -9,7 +9,7 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from local_stack.gateway import Route, build_event
-from payout_links.inbound import frontend_caller, json_body
+from payout_links.inbound import decoded_body, frontend_caller, json_body, within_limit
 from payout_links.problems import MalformedJson, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
 
 pytestmark = pytest.mark.unit
@@ -153,6 +153,27 @@ def test_invalid_base64_is_refused_with_400(encoded: str) -> None:
 
 def test_a_missing_body_is_empty() -> None:
     assert json_body(event(None), max_bytes=LIMIT) == b""
+
+
+@pytest.mark.parametrize("base64_encoded", [False, True], ids=["text", "base64"])
+def test_the_decoded_body_has_no_size_limit(base64_encoded: bool) -> None:
+    """What a webhook signature is checked over, before the size: every byte as sent."""
+    body = b'{"memo": "' + "é".encode() * (10 * LIMIT) + b'"}'
+    sent = base64.b64encode(body).decode() if base64_encoded else body.decode()
+
+    assert decoded_body(event(sent, base64_encoded=base64_encoded)) == body
+
+
+def test_a_body_that_does_not_decode_is_malformed() -> None:
+    with pytest.raises(MalformedJson):
+        decoded_body(event("not base64!", base64_encoded=True))
+
+
+def test_the_limit_is_in_bytes_and_inclusive() -> None:
+    assert within_limit(b"x" * LIMIT, max_bytes=LIMIT) == b"x" * LIMIT
+    with pytest.raises(PayloadTooLarge) as caught:
+        within_limit(b"x" * (LIMIT + 1), max_bytes=LIMIT)
+    assert caught.value.status == 413 and str(LIMIT) in caught.value.detail
 
 
 def test_the_local_gateways_events_are_read_the_same_way() -> None:

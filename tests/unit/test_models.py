@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from payout_links.models import PayoutLink, parse_create_request
+from payout_links.models import CreatePayoutLinkRequest, PayoutLink, parse_create_request, parse_partner_event
 from payout_links.problems import MalformedJson, ValidationFailed
 from tests.support import LINK_KEYS
 
@@ -199,6 +201,112 @@ def test_the_cap_is_the_one_configured() -> None:
         parse_create_request(raw(with_user(amount=501)), max_amount_cents=500)
     assert [error.pointer for error in caught.value.errors] == ["#/amount"]
     assert "500" in caught.value.errors[0].detail
+
+
+CONTROL_DETAIL = "must not contain control characters or line separators"
+# C0 controls (tab and line breaks too), DEL, a C1 control, and the Unicode line and paragraph separators.
+CONTROL_CHARACTERS = {
+    "NUL": "\x00",
+    "line feed": "\n",
+    "carriage return": "\r",
+    "tab": "\t",
+    "bell": "\x07",
+    "DEL": "\x7f",
+    "next line (C1)": "\x85",
+    "line separator": "\u2028",
+    "paragraph separator": "\u2029",
+}
+# Every string of the body that is forwarded upstream: a body with `text` inside an otherwise valid value of the
+# field, and where the error must point.
+FORWARDED_STRINGS: dict[str, Callable[[str], tuple[dict[str, Any], str]]] = {
+    "user_id": lambda text: (with_user(user_id=f"user{text}7"), "#/user_id"),
+    "payee.first_name": lambda text: (with_payee({**PAYEE, "first_name": f"Ada{text}Bcc"}), "#/payee/first_name"),
+    "payee.last_name": lambda text: (with_payee({**PAYEE, "last_name": f"Love{text}lace"}), "#/payee/last_name"),
+    "payee.email": lambda text: (with_payee({**PAYEE, "email": f"ada{text}@example.com"}), "#/payee/email"),
+    "payee.country_code": lambda text: (with_payee({**PAYEE, "country_code": f"4{text}4"}), "#/payee/country_code"),
+    "payee.phone_number": lambda text: (
+        with_payee({**PAYEE, "phone_number": f"55555{text}50123"}),
+        "#/payee/phone_number",
+    ),
+    "delivery.message": lambda text: (
+        with_user(delivery={"method": "link", "message": f"Your payout{text}is ready"}),
+        "#/delivery/message",
+    ),
+    "memo": lambda text: (with_user(memo=f"thanks{text}again"), "#/memo"),
+    "metadata key": lambda text: (with_user(metadata={f"or{text}der": "A-1001"}), f"#/metadata/or{text}der"),
+    "metadata value": lambda text: (with_user(metadata={"order": f"A-{text}1001"}), "#/metadata/order"),
+}
+
+
+@pytest.mark.parametrize("character", list(CONTROL_CHARACTERS.values()), ids=list(CONTROL_CHARACTERS))
+@pytest.mark.parametrize("field", list(FORWARDED_STRINGS))
+def test_control_characters_are_refused_in_every_forwarded_string(field: str, character: str) -> None:
+    """Forwarded, they would end up in the payee's SMS and email: a NUL in an address, a CR/LF that starts a line
+    of the sender's choosing. The error names the character class, not the field's format."""
+    body, pointer = FORWARDED_STRINGS[field](character)
+
+    with pytest.raises(ValidationFailed) as caught:
+        parse(body)
+
+    assert [(error.pointer, error.detail) for error in caught.value.errors] == [(pointer, CONTROL_DETAIL)]
+
+
+@pytest.mark.parametrize("field", list(FORWARDED_STRINGS))
+def test_control_characters_in_a_partner_event_are_refused_pointing_into_its_data(field: str) -> None:
+    data, pointer = FORWARDED_STRINGS[field]("\r\n")
+    event = {"type": "payout_link.create", "timestamp": "2026-11-24T23:50:00Z", "data": data}
+
+    with pytest.raises(ValidationFailed) as caught:
+        parse_partner_event(raw(event), max_amount_cents=CAP)
+
+    assert [(error.pointer, error.detail) for error in caught.value.errors] == [
+        ("#/data" + pointer.removeprefix("#"), CONTROL_DETAIL)
+    ]
+
+
+@pytest.mark.parametrize(
+    "text", ["Zoë", "José Ñúñez", "日本語", "Łódź", "Ада", "🎉🙂", "O'Brien-Smith", "Ada\u00a0Lovelace"]
+)
+def test_ordinary_non_ascii_text_is_accepted_and_forwarded_as_sent(text: str) -> None:
+    body = with_payee(
+        {**PAYEE, "first_name": text, "last_name": text, "email": "zoë@exämple.com"},
+        user_id=text,
+        delivery={"method": "link", "message": text},
+        memo=text,
+        metadata={text: text},
+    )
+
+    assert parse(body).upstream_payload() == forwarded(body)
+
+
+def free_text_schemas(node: Any) -> Iterator[dict[str, Any]]:
+    """Every string schema under `node` that is neither a closed set (enum, const) nor a format (uuid)."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not {"enum", "const", "format"} & node.keys():
+            yield node
+        for value in node.values():
+            yield from free_text_schemas(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from free_text_schemas(value)
+
+
+def test_the_json_schema_says_that_control_characters_are_refused() -> None:
+    """What the OpenAPI document is generated from: every free-text string and every metadata key has a pattern
+    that refuses them inside an otherwise matching value."""
+    schema = CreatePayoutLinkRequest.model_json_schema()
+    metadata = next(option for option in schema["properties"]["metadata"]["anyOf"] if option["type"] == "object")
+    patterns = [node.get("pattern") for node in free_text_schemas(schema)] + list(metadata["patternProperties"])
+    assert metadata["additionalProperties"] is False  # a key that does not match is refused, not merely unchecked
+
+    for pattern in patterns:
+        assert pattern is not None
+        sample = next(
+            text for text in ("Ada Lovelace", "44", "5555550123", "ada@example.com") if re.search(pattern, text)
+        )
+        for character in CONTROL_CHARACTERS.values():
+            for at in (1, len(sample) - 1):
+                assert not re.search(pattern, sample[:at] + character + sample[at:]), (pattern, character)
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,16 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from standardwebhooks import Webhook
 
 from payout_links import webhooks
-from payout_links.credentials import MalformedSecret, decode_webhook_secret
-from payout_links.webhooks import TOLERANCE_SECONDS, SignatureRejected, verify
+from payout_links.credentials import MalformedSecret, PartnerSecrets, decode_webhook_secret
+from payout_links.problems import PayloadTooLarge, Problem, UnsupportedMediaType
+from payout_links.webhooks import TOLERANCE_SECONDS, Delivery, SignatureRejected, verified_delivery, verify
 from tests.support import webhook_secret
 
 pytestmark = pytest.mark.unit
@@ -217,3 +220,147 @@ def test_secrets_decode_to_the_key_the_reference_library_signs_with(secret: str)
 def test_unusable_secrets_are_refused(secret: str | None) -> None:
     with pytest.raises(MalformedSecret):
         decode_webhook_secret(secret)  # type: ignore[arg-type]
+
+
+# --- the whole request: the order of the checks, and what a stranger can learn ------------------------------------
+
+LIMIT = 16_384  # the deployment's MAX_BODY_BYTES
+UNKNOWN = "no-such-partner"
+# acme is mid-rotation (two keys), globex has one.
+STORED_PARTNERS = {"acme": [SECRET, OLD_SECRET], "globex": [OTHER_SECRET]}
+OVERSIZED = json.dumps({**json.loads(BODY), "padding": "x" * 17_000})  # 17 KB, over LIMIT
+
+
+class SecretsManager:
+    """The one call `PartnerSecrets` makes."""
+
+    def get_secret_value(self, SecretId: str) -> dict[str, str]:
+        return {"SecretString": json.dumps(STORED_PARTNERS)}
+
+
+def partner_request(
+    body: str = BODY,
+    headers: dict[str, str] | None = None,
+    *,
+    content_type: str = "application/json",
+    base64_encoded: bool = False,
+) -> APIGatewayProxyEventV2:
+    """POST /webhooks/{partner}/payout-links as API Gateway hands it over: headers lower-cased, the body base64
+    when the gateway could not pass it as text."""
+    raw: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "POST /webhooks/{partner}/payout-links",
+        "rawPath": "/webhooks/acme/payout-links",
+        "rawQueryString": "",
+        "headers": {"content-type": content_type, **(headers or {})},
+        "requestContext": {
+            "http": {"method": "POST", "path": "/webhooks/acme/payout-links", "protocol": "HTTP/1.1"},
+            "requestId": "req-1",
+            "stage": "$default",
+        },
+        "body": base64.b64encode(body.encode()).decode() if base64_encoded else body,
+        "isBase64Encoded": base64_encoded,
+    }
+    return APIGatewayProxyEventV2(raw)
+
+
+def deliver(partner: str, event: APIGatewayProxyEventV2) -> Delivery:
+    partners = PartnerSecrets(
+        SecretsManager(), "partner-secrets", max_age_seconds=300, unknown_partner_refresh_seconds=60
+    )
+    return verified_delivery(event, partner, partners, max_bytes=LIMIT, now=lambda: NOW)
+
+
+def refusal(partner: str, event: APIGatewayProxyEventV2) -> Problem:
+    with pytest.raises(Problem) as caught:
+        deliver(partner, event)
+    return caught.value
+
+
+def test_a_signed_request_is_delivered() -> None:
+    assert deliver("acme", partner_request(BODY, signed())) == Delivery(webhook_id=MSG_ID, body=BODY.encode())
+
+
+def test_a_base64_body_is_verified_as_the_bytes_it_decodes_to() -> None:
+    delivery = deliver("acme", partner_request(BODY, signed(), base64_encoded=True))
+
+    assert delivery.body == BODY.encode()
+
+
+UNVERIFIABLE = {
+    "unsigned, small": partner_request(BODY),
+    "unsigned, oversized": partner_request(OVERSIZED),
+    "unsigned, oversized, not JSON content": partner_request(OVERSIZED, content_type="text/plain"),
+    "unsigned, oversized, base64": partner_request(OVERSIZED, base64_encoded=True),
+    "another secret, oversized": partner_request(OVERSIZED, signed(OVERSIZED, secret=OTHER_SECRET)),
+    "stale, oversized": partner_request(OVERSIZED, signed(OVERSIZED, at=SIGNED_AT - timedelta(hours=1))),
+    "malformed signature, oversized": partner_request(OVERSIZED, {**signed(OVERSIZED), "webhook-signature": "v1"}),
+}
+
+
+@pytest.mark.parametrize("event", list(UNVERIFIABLE.values()), ids=list(UNVERIFIABLE))
+def test_an_unverifiable_request_is_the_same_401_whether_the_partner_exists_or_not(event) -> None:
+    """The size and the media type are checked only once the signature verifies: neither a 413 nor a 415 tells a
+    stranger that a partner name exists."""
+    known, unknown = refusal("acme", event), refusal(UNKNOWN, event)
+
+    assert known.status == unknown.status == 401
+    assert known.to_dict() == unknown.to_dict()
+    assert known.headers() == unknown.headers()
+    assert isinstance(unknown, SignatureRejected) and unknown.reason == "unknown-partner"
+
+
+def test_a_request_signed_with_a_real_partners_secret_is_refused_for_another_name() -> None:
+    assert refusal(UNKNOWN, partner_request(OVERSIZED, signed(OVERSIZED))).status == 401
+
+
+@pytest.mark.parametrize("base64_encoded", [False, True], ids=["text", "base64"])
+def test_an_oversized_body_is_a_413_once_its_signature_verifies(base64_encoded: bool) -> None:
+    problem = refusal("acme", partner_request(OVERSIZED, signed(OVERSIZED), base64_encoded=base64_encoded))
+
+    assert isinstance(problem, PayloadTooLarge) and problem.status == 413
+
+
+def test_the_size_comes_before_the_media_type_once_the_signature_verifies() -> None:
+    oversized = partner_request(OVERSIZED, signed(OVERSIZED), content_type="text/plain")
+    small = partner_request(BODY, signed(), content_type="text/plain")
+
+    assert isinstance(refusal("acme", oversized), PayloadTooLarge)
+    assert isinstance(refusal("acme", small), UnsupportedMediaType)
+
+
+@pytest.mark.parametrize("partner", ["acme", UNKNOWN])
+def test_a_base64_body_that_does_not_decode_cannot_be_verified_and_is_a_401(partner: str) -> None:
+    event = partner_request(BODY, signed(), base64_encoded=True)
+    event.raw_event["body"] = "not base64!"  # what API Gateway never sends: base64 that does not decode
+
+    problem = refusal(partner, event)
+
+    assert isinstance(problem, SignatureRejected) and problem.status == 401
+    assert problem.reason == ("undecodable-body" if partner == "acme" else "unknown-partner")
+
+
+def test_an_unknown_partner_costs_the_same_work_as_a_real_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request naming an unknown partner is verified too, against a throwaway key made once per process: as
+    many HMACs over the same bytes as for a partner with one secret, so the time taken does not single out the
+    real names."""
+    event = partner_request(OVERSIZED, signed(OVERSIZED))  # acme's secret: not globex's, nor anyone's elsewhere
+    computed: list[tuple[bytes, int]] = []
+    real = webhooks.hmac.new
+
+    def spy(key: bytes, message: bytes, digest: Any) -> Any:
+        computed.append((key, len(message)))
+        return real(key, message, digest)
+
+    monkeypatch.setattr(webhooks.hmac, "new", spy)
+    refusal(UNKNOWN, event)
+    refusal("other-unknown-partner", event)
+    unknown = list(computed)
+    computed.clear()
+    refusal("globex", event)
+
+    assert [size for _, size in unknown] == [size for _, size in computed] * 2
+    throwaway = unknown[0][0]
+    assert unknown[1][0] == throwaway  # made once, not per request
+    all_keys = {decode_webhook_secret(secret) for secrets in STORED_PARTNERS.values() for secret in secrets}
+    assert throwaway not in all_keys and len(throwaway) >= 32

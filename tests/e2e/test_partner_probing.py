@@ -1,0 +1,60 @@
+"""What a stranger can learn about the partner names by posting to the webhook route of the local stack: nothing.
+Without a valid signature every request gets the same 401, whatever the name and the body's size; the size limit
+(413) is only for a partner whose signature verified."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.support import OTHER_PARTNER_SECRET, PARTNER, partner_event, payout_body, signed_webhook
+
+pytestmark = pytest.mark.e2e
+
+UNKNOWN_PARTNER = "no-such-partner"
+SMALL = json.dumps(partner_event()).encode()
+OVERSIZED = json.dumps(partner_event(payout_body(memo="x" * 17_000))).encode()  # 17 KB: over MAX_BODY_BYTES (16 KiB)
+
+
+@pytest.fixture
+def api(stack, upstream):
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        yield client
+
+
+def unsigned(api: httpx.Client, partner: str, body: bytes) -> httpx.Response:
+    return api.post(f"/webhooks/{partner}/payout-links", content=body, headers={"content-type": "application/json"})
+
+
+@pytest.mark.parametrize("body", [OVERSIZED, SMALL], ids=["17 KB", "small"])
+def test_an_unsigned_body_gets_the_same_401_for_a_real_and_an_unknown_partner(api, upstream, body):
+    real, unknown = unsigned(api, PARTNER, body), unsigned(api, UNKNOWN_PARTNER, body)
+
+    assert real.status_code == unknown.status_code == 401
+    assert real.headers["content-type"] == unknown.headers["content-type"] == "application/problem+json"
+    assert real.json() == unknown.json()
+    assert real.content == unknown.content
+    assert upstream.stats()["requests"] == 0
+
+
+def test_an_oversized_body_signed_by_the_partner_is_a_413(api, upstream):
+    request = signed_webhook(OVERSIZED)
+
+    response = api.post(request.path, content=request.body, headers=request.headers)
+
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith(":payload-too-large")
+    assert upstream.stats()["requests"] == 0
+
+
+def test_a_small_body_signed_with_a_wrong_secret_is_a_401(api, upstream):
+    request = signed_webhook(SMALL, secret=OTHER_PARTNER_SECRET)
+
+    response = api.post(request.path, content=request.body, headers=request.headers)
+
+    assert response.status_code == 401
+    assert response.json() == unsigned(api, UNKNOWN_PARTNER, SMALL).json()
+    assert upstream.stats()["requests"] == 0
