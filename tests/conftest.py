@@ -114,13 +114,14 @@ def function(aws_resources, upstream: DotsEmulator, monkeypatch: pytest.MonkeyPa
 @pytest.fixture(scope="session")
 def stack(aws_resources, aws_endpoint: str, dots: DotsEmulator, tmp_path_factory) -> Iterator[RunningStack]:
     """The local stack against the session's moto server and emulator, with short timeouts so that the
-    timeout cases finish quickly: 1 s per upstream attempt, 6 s per invocation."""
+    timeout cases finish quickly: 1 s per upstream attempt, 12 s per invocation (which leaves a cold container
+    the time to read its credentials before the upstream deadline: the worst case of an AWS call)."""
     running = start_stack(
         tmp_path_factory.mktemp("stack"),
         AWS_ENDPOINT_URL=aws_endpoint,
         PAYOUT_API_BASE_URL=dots.base_url,
         PAYOUT_API_TIMEOUT_SECONDS="1",
-        LAMBDA_TIMEOUT_SECONDS="6",
+        LAMBDA_TIMEOUT_SECONDS="12",
     )
     yield running
     running.stop()

@@ -20,6 +20,7 @@ from payout_links import api_docs, inbound, webhooks
 from payout_links.idempotency import frontend_key, webhook_key
 from payout_links.models import CreatePayoutLinkRequest, parse_create_request, parse_partner_event
 from payout_links.observability import MetricUnit, logger, metrics
+from payout_links.outcomes import CreateFailed
 from payout_links.problems import (
     DependencyUnavailable,
     IdempotencyKeyReused,
@@ -124,6 +125,13 @@ def _problem(problem: Problem) -> Response:
         body=json.dumps(problem.to_dict(), separators=(",", ":")),
         headers=problem.headers(),
     )
+
+
+@app.exception_handler(CreateFailed)
+def _create_failed(failure: CreateFailed) -> Response:
+    # Whether a link may exist at the upstream: what an operator reconciles by (see outcomes.py).
+    logger.append_keys(create_outcome=failure.outcome)
+    return _problem(failure.problem)
 
 
 @app.exception_handler(IdempotencyAlreadyInProgressError)

@@ -9,12 +9,20 @@ import boto3
 from botocore.config import Config
 
 # DynamoDB and Secrets Manager answer in milliseconds. A stuck or throttling dependency must surface as a 503
-# within the time the function keeps back to record a result (service.RESPONSE_RESERVE_SECONDS), not after
-# boto3's 60-second defaults: one retry, after standard mode's jittered backoff of at most a second.
+# within the time the function keeps back to record a result, not after boto3's 60-second defaults.
+CONNECT_TIMEOUT_SECONDS = 0.5
+READ_TIMEOUT_SECONDS = 1.0
+TOTAL_ATTEMPTS = 2  # botocore counts the first call: one retry
+# Standard mode sleeps rand(0, 1) * base before the first retry: base is 1 s for throttling errors, 25-50 ms
+# for the others. (An `x-amz-retry-after` header could stretch that by up to 5 s; AWS is not known to send one.)
+MAX_RETRY_DELAY_SECONDS = 1.0
+# The longest one call can take, retry included: what a deadline must leave for a call that has to happen.
+WORST_CASE_CALL_SECONDS = TOTAL_ATTEMPTS * (CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS) + MAX_RETRY_DELAY_SECONDS
+
 _CLIENT_CONFIG = Config(
-    connect_timeout=1,
-    read_timeout=1,
-    retries={"mode": "standard", "max_attempts": 2},
+    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    read_timeout=READ_TIMEOUT_SECONDS,
+    retries={"mode": "standard", "total_max_attempts": TOTAL_ATTEMPTS},
     tcp_keepalive=True,
 )
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from payout_links import aws
 from payout_links.observability import logger
 from payout_links.problems import DependencyUnavailable
 
@@ -54,12 +55,17 @@ class CachedJsonSecret[T]:
         self._fetched_at = 0.0
         self.last_attempt = -math.inf  # clock time of the last fetch, successful or not
 
-    def get(self) -> T:
+    def get(self, *, deadline: float | None = None) -> T:
+        """The cached value, fetched first when missing or too old. A fetch must fit before `deadline` (a clock
+        time), so that reading a secret never eats the time the request keeps back to answer."""
         if self._cached is None or self._clock() - self._fetched_at >= self._max_age:
-            return self.refresh()
+            return self.refresh(deadline=deadline)
         return self._cached
 
-    def refresh(self) -> T:
+    def refresh(self, *, deadline: float | None = None) -> T:
+        if deadline is not None and deadline - self._clock() < aws.WORST_CASE_CALL_SECONDS:
+            logger.error(f"no time left to read the {self._label}")
+            raise DependencyUnavailable(f"The {self._label} could not be read in time; retry later.")
         self.last_attempt = self._clock()
         self._cached = self._fetch()
         self._fetched_at = self._clock()

@@ -1,19 +1,24 @@
 """Exactly one payout link per intent.
 
 An intent is (caller, idempotency key). Powertools idempotency keeps one DynamoDB record per intent: an
-INPROGRESS lock that expires with the function's remaining time, then the COMPLETED response for the TTL.
-The record's validation hash is the fingerprint of the request, so reusing a key for a different request
-is refused. Because a lock can expire while the upstream already created the link (a crash or timeout
-between the upstream's answer and our COMPLETED write), every attempt also sends the upstream a key derived
-from the intent: the upstream then answers a retry with the link it already made instead of a second one.
-"""
+INPROGRESS lock that expires with the function's remaining time, then the COMPLETED response for the TTL. The
+record's validation hash is the fingerprint of the request, so reusing a key for a different request is refused.
+`IntentStore` holds that record to the outcome rules of outcomes.py: a key whose create may have made a link stays
+bound to its fingerprint, even once its lock has expired.
+
+Every attempt also sends the upstream a key derived from (caller, key, fingerprint): a retry of the same request
+then gets the link the upstream already made instead of a second one, and a link made for one body can never be
+handed back for another, even after our record is gone."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import re
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,9 +27,13 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS, DataRecord
 from aws_lambda_powertools.utilities.idempotency.serialization.base import BaseIdempotencySerializer
+from botocore.exceptions import BotoCoreError, ClientError
 
+from payout_links.observability import logger
+from payout_links.outcomes import IntentState, Outcome, outcome_of
 from payout_links.problems import InvalidIdempotencyKey
 
 # Fixed forever: changing it changes every derived upstream key, and with it the upstream's deduplication.
@@ -32,7 +41,11 @@ UPSTREAM_KEY_NAMESPACE = uuid.UUID("5d0f7a52-1b8e-4c53-9a3e-2f6c1d9b7e40")
 RECORD_KEY_PREFIX = "payout-link"
 LOCAL_CACHE_ITEMS = 512  # a few hundred small JSON bodies: well under a megabyte
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,255}")
-_UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+_HYPHENATED_UUID = "(?i:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+# Exactly the spellings the body's `idempotency_key` accepts: hyphenated, 32 hex digits, braced, or a URN.
+_UUID_SPELLINGS = re.compile(
+    rf"{_HYPHENATED_UUID}|(?i:[0-9a-f]{{32}})|\{{{_HYPHENATED_UUID}\}}|urn:uuid:{_HYPHENATED_UUID}"
+)
 
 
 def parse_key_header(header: str | None) -> str | None:
@@ -83,14 +96,22 @@ def _checked(key: str, source: str) -> str:
 
 
 def _canonical(key: str) -> str:
-    """A UUID written the standard way, in lower case, so that the header and the body name the same intent
-    however cased. Other spellings stay as they are: they are distinct keys, not UUIDs."""
-    return key.lower() if _UUID_TEXT.fullmatch(key) else key
+    """A UUID, in any spelling the body accepts, becomes its one standard spelling (hyphenated, lower case), so
+    that the header and the body name the same intent however it was written. Other keys stay as they are."""
+    return str(uuid.UUID(key)) if _UUID_SPELLINGS.fullmatch(key) else key
 
 
-def upstream_key(caller: str, key: str) -> str:
-    """The idempotency key the upstream gets for an intent: the same for every attempt, distinct per caller."""
-    return str(uuid.uuid5(UPSTREAM_KEY_NAMESPACE, json.dumps([caller, key])))
+def fingerprint(request: dict[str, Any]) -> str:
+    """The request's fingerprint: sha256 of its canonical JSON, the same digest the idempotency record keeps as
+    its validation hash (Powertools hashes `json.dumps(..., sort_keys=True)` with the configured sha256)."""
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+
+def upstream_key(caller: str, key: str, request_fingerprint: str) -> str:
+    """The idempotency key the upstream gets for an intent: the same for every attempt, distinct per caller, and
+    distinct per request, so that a link made for one body is never handed back for another (the upstream
+    itself returns the first link for a known key whatever the new body says)."""
+    return str(uuid.uuid5(UPSTREAM_KEY_NAMESPACE, json.dumps([caller, key, request_fingerprint])))
 
 
 @dataclass(frozen=True)
@@ -111,6 +132,132 @@ class _CreatedSerializer(BaseIdempotencySerializer):
 
 def _mark_replayed(response: Created, record: DataRecord) -> Created:
     return replace(response, replayed=True)
+
+
+class IntentStore(DynamoDBPersistenceLayer):
+    """Powertools' DynamoDB persistence layer, held to the outcome rules of outcomes.py. Three changes:
+
+    1. An expired lock (a crash, a Lambda timeout, or an UNKNOWN outcome) may be taken over only by a request with
+       the same fingerprint. Powertools lets any request overwrite it, which would let another body take a key
+       whose link may exist; here that request reads the record and gets 422 instead.
+    2. Every lock write carries a fresh token. When the write lands but its answer is lost and botocore retries
+       it, the retry finds a record with our own token: the request holds the lock, it is not "in progress".
+    3. A create that fails releases (deletes) the record only when nothing was created for certain. Otherwise
+       the record keeps its fingerprint and only the lock is dropped, so the same body can retry at once.
+       Powertools deletes the record on any exception. Both changes apply only to our own lock (its token).
+    """
+
+    TOKEN_ATTR = "lock_token"  # noqa: S105 - an attribute name
+    OUTCOME_ATTR = "outcome"
+
+    def __init__(self, *, table_name: str, boto3_client: Any) -> None:
+        super().__init__(table_name=table_name, boto3_client=boto3_client)
+        self._token: str | None = None  # the token of the lock this container holds (one request at a time)
+
+    def _put_record(self, data_record: DataRecord) -> None:
+        token = uuid.uuid4().hex
+        item = {
+            **self._get_key(data_record.idempotency_key),
+            self.expiry_attr: {"N": str(data_record.expiry_timestamp)},
+            self.status_attr: {"S": data_record.status},
+            self.validation_key_attr: {"S": data_record.payload_hash},
+            self.TOKEN_ATTR: {"S": token},
+        }
+        if data_record.in_progress_expiry_timestamp is not None:
+            item[self.in_progress_expiry_attr] = {"N": str(data_record.in_progress_expiry_timestamp)}
+        now = time.time()
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression=(
+                    "attribute_not_exists(#id) OR #expiry < :now"
+                    " OR (#status = :inprogress AND #lock_expiry < :now_ms AND #validation = :validation)"
+                ),
+                ExpressionAttributeNames={
+                    "#id": self.key_attr,
+                    "#expiry": self.expiry_attr,
+                    "#status": self.status_attr,
+                    "#lock_expiry": self.in_progress_expiry_attr,
+                    "#validation": self.validation_key_attr,
+                },
+                ExpressionAttributeValues={
+                    ":now": {"N": str(int(now))},
+                    ":now_ms": {"N": str(int(now * 1000))},
+                    ":inprogress": {"S": STATUS_CONSTANTS["INPROGRESS"]},
+                    ":validation": {"S": data_record.payload_hash},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            existing = exc.response.get("Item")  # type: ignore[typeddict-item]
+            if existing is None:
+                raise IdempotencyItemAlreadyExistsError() from exc
+            if existing.get(self.TOKEN_ATTR) == {"S": token}:
+                self._token = token  # our own write, answered late and retried by botocore
+                return
+            record = self._item_to_data_record(existing)
+            self._validate_payload(data_payload=data_record, stored_data_record=record)  # another body: 422
+            self._save_to_cache(data_record=record)
+            raise IdempotencyItemAlreadyExistsError(old_data_record=record) from exc
+        self._token = token
+
+    def delete_record(self, data: dict[str, Any], exception: Exception) -> None:
+        """Called by Powertools when the create raised: RELEASED or UNKNOWN, by the one rule in outcomes.py."""
+        if outcome_of(exception) is Outcome.NOT_CREATED:
+            super().delete_record(data=data, exception=exception)
+            logger.info("idempotency key released", extra={"intent_state": IntentState.RELEASED})
+        else:
+            self._keep_bound(data)
+
+    def _delete_record(self, data_record: DataRecord) -> None:
+        with _unless_lock_lost():
+            self.client.delete_item(Key=self._get_key(data_record.idempotency_key), **self._if_own_lock())
+
+    def _keep_bound(self, data: dict[str, Any]) -> None:
+        """Drop the lock and keep the fingerprint. Should DynamoDB fail here, the lock still expires with the
+        function and the record stays bound all the same: the caller hears about the create, not about this."""
+        idempotency_key = self._get_hashed_idempotency_key(data=data)
+        assert idempotency_key is not None  # raise_on_no_idempotency_key is set
+        try:
+            with _unless_lock_lost():
+                self.client.update_item(
+                    Key=self._get_key(idempotency_key),
+                    UpdateExpression="SET #lock_expiry = :expired, #outcome = :unknown",
+                    **self._if_own_lock(
+                        names={"#lock_expiry": self.in_progress_expiry_attr, "#outcome": self.OUTCOME_ATTR},
+                        values={":expired": {"N": "0"}, ":unknown": {"S": Outcome.UNKNOWN.value}},
+                    ),
+                )
+        except (ClientError, BotoCoreError) as exc:
+            logger.error("the lock could not be dropped; it expires with the function", extra={"store_error": str(exc)})
+        logger.warning("idempotency key kept bound", extra={"intent_state": IntentState.UNKNOWN})
+
+    def _if_own_lock(self, *, names: dict[str, str] | None = None, values: dict[str, Any] | None = None) -> Any:
+        """The table and condition for a write that must only touch the lock this container holds: a lock that
+        expired and was taken by another request of the same intent is not ours to release."""
+        return {
+            "TableName": self.table_name,
+            "ConditionExpression": "#status = :inprogress AND #token = :token",
+            "ExpressionAttributeNames": {"#status": self.status_attr, "#token": self.TOKEN_ATTR, **(names or {})},
+            "ExpressionAttributeValues": {
+                ":inprogress": {"S": STATUS_CONSTANTS["INPROGRESS"]},
+                ":token": {"S": self._token or ""},
+                **(values or {}),
+            },
+        }
+
+
+@contextlib.contextmanager
+def _unless_lock_lost() -> Iterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        logger.warning("the lock was no longer this request's; the record is left as it is")
 
 
 def exactly_once(
@@ -138,11 +285,10 @@ def exactly_once(
         use_local_cache=True,
         local_cache_max_items=LOCAL_CACHE_ITEMS,
     )
-    persistence = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=dynamodb_client)
     wrapped = idempotent_function(
         create,
         data_keyword_argument="intent",
-        persistence_store=persistence,
+        persistence_store=IntentStore(table_name=table_name, boto3_client=dynamodb_client),
         config=config,
         output_serializer=_CreatedSerializer(),
         key_prefix=RECORD_KEY_PREFIX,

@@ -87,11 +87,12 @@ def _timestamp(value: Any) -> str | None:
             moment = datetime.fromisoformat(value.strip())
         else:
             return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)  # the upstream's zoneless timestamps are UTC
+        # Moving to UTC can leave the calendar (0001-01-01T00:00:00+01:00): such a time is unreadable, not an error.
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     except (ValueError, OverflowError, OSError):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)  # the upstream's zoneless timestamps are UTC
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _status(value: Any) -> str | None:
@@ -118,3 +119,23 @@ def _metadata(value: Any) -> dict[str, str]:
     return {
         str(key): item if isinstance(item, str) else json.dumps(item) for key, item in value.items() if item is not None
     }
+
+
+def mismatches(request: dict[str, Any], link: dict[str, Any]) -> list[str]:
+    """The fields where a normalized link contradicts the request it answers: the amount, which must be there,
+    and the payee and delivery details the upstream echoes, wherever both sides state them. A link the upstream
+    handed back for another request (or altered) must never reach the caller as theirs."""
+    wrong = [] if link["amount"] == request["amount"] else ["amount"]
+    asked_payee = request.get("payee") or {}
+    asked_delivery = {"method": (request.get("delivery") or {}).get("method"), **asked_payee}
+    for name, asked, echoed in (("payee", asked_payee, link["payee"]), ("delivery", asked_delivery, link["delivery"])):
+        for key, value in (echoed or {}).items():
+            if value is not None and asked.get(key) is not None and not _same(key, asked[key], value):
+                wrong.append(f"{name}.{key}")
+    return wrong
+
+
+def _same(key: str, asked: str, echoed: str) -> bool:
+    if key == "email":
+        return asked.casefold() == echoed.strip().casefold()
+    return asked == echoed.strip()

@@ -108,6 +108,11 @@ class UpstreamFailed(Problem):
     status, slug, title = 502, "upstream-failed", "The payout provider failed"
 
 
+class UpstreamMismatch(Problem):
+    status, slug, title = 502, "upstream-mismatch", "The payout provider's answer does not match the request"
+    metric = "UpstreamMismatch"
+
+
 class DependencyUnavailable(Problem):
     status, slug, title, retry_after = 503, "dependency-unavailable", "A dependency is unavailable", 2
 

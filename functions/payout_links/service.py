@@ -16,14 +16,15 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
 from payout_links import aws
 from payout_links.credentials import CredentialsStore, PartnerSecrets
-from payout_links.idempotency import Created, exactly_once, upstream_key
+from payout_links.deadlines import deadline_client
+from payout_links.idempotency import Created, exactly_once, fingerprint, upstream_key
 from payout_links.models import CreatePayoutLinkRequest
 from payout_links.settings import get_settings
 from payout_links.upstream import PayoutApiClient
 
-# Time kept back from the function's deadline to record the result and answer after the upstream returns:
-# a DynamoDB write, its one retry included (see aws.py).
-RESPONSE_RESERVE_SECONDS = 2.5
+# Time kept back from the function's deadline to record the result and answer after the upstream returns: the
+# longest a DynamoDB write can take, its retry included (see aws.py), and half a second to answer.
+RESPONSE_RESERVE_SECONDS = aws.WORST_CASE_CALL_SECONDS + 0.5
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def get_service() -> PayoutLinkService:
         settings.payout_api_secret_id,
         max_age_seconds=settings.credentials_max_age_seconds,
     )
-    http = httpx.Client(
+    http = deadline_client(
         headers={"Accept": "application/json", "User-Agent": "payout-link-proxy"},
         limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=30),
         follow_redirects=False,
@@ -62,7 +63,9 @@ def get_service() -> PayoutLinkService:
     )
 
     def create(*, intent: dict[str, Any], deadline: float) -> Created:
-        payload = {**intent["request"], "idempotency_key": upstream_key(intent["caller"], intent["key"])}
+        request = intent["request"]
+        derived_key = upstream_key(intent["caller"], intent["key"], fingerprint(request))
+        payload = {**request, "idempotency_key": derived_key}
         return Created(link=payout_api.create_payout_link(payload, deadline=deadline))
 
     config, create_once = exactly_once(

@@ -14,12 +14,15 @@ from typing import Any
 
 import httpx
 
+from payout_links import deadlines
 from payout_links.credentials import CredentialsStore
-from payout_links.normalize import UnreadableAnswer, normalize_payout_link
+from payout_links.normalize import mismatches, normalize_payout_link
 from payout_links.observability import MetricUnit, logger, metrics
+from payout_links.outcomes import CreateFailed, Outcome, answer_outcome, combined, transport_outcome
 from payout_links.problems import (
     Problem,
     UpstreamFailed,
+    UpstreamMismatch,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamTimedOut,
@@ -56,7 +59,15 @@ class PayoutApiClient:
         self._sleep = sleep
 
     def create_payout_link(self, payload: dict[str, Any], *, deadline: float) -> dict[str, Any]:
-        """POST the payload; return the normalized link or raise a `Problem` that says what went wrong."""
+        """POST the payload; return the normalized link once it is checked against the payload. Otherwise raise
+        `CreateFailed`: the problem to answer, and whether any attempt may have made the link."""
+        outcomes: list[Outcome] = []
+        try:
+            return self._create(payload, deadline, outcomes)
+        except Problem as problem:
+            raise CreateFailed(problem, combined(outcomes)) from None
+
+    def _create(self, payload: dict[str, Any], deadline: float, outcomes: list[Outcome]) -> dict[str, Any]:
         credentials_refreshed = False
         attempt = 0
         while True:
@@ -65,58 +76,74 @@ class PayoutApiClient:
             if time_left < MIN_ATTEMPT_SECONDS:
                 raise UpstreamTimedOut(_TIMED_OUT)
             try:
-                return self._attempt(payload, timeout=min(self._attempt_timeout, time_left))
-            except _CredentialsRejected:
-                if credentials_refreshed:
-                    raise UpstreamFailed("The payout provider rejected the proxy's credentials.") from None
-                credentials_refreshed = True
-                self._credentials.refresh()
-                metrics.add_metric(name="CredentialsRefreshed", unit=MetricUnit.Count, value=1)
-                attempt -= 1  # a rotation retry is not a failure of the upstream
-            except _Retryable as retryable:
-                if attempt >= self._max_attempts or not self._backoff(attempt, deadline):
-                    raise retryable.problem from None
+                return self._attempt(payload, seconds=min(self._attempt_timeout, time_left), deadline=deadline)
+            except _AttemptFailed as failed:
+                outcomes.append(failed.outcome)
+                if isinstance(failed, _CredentialsRejected) and not credentials_refreshed:
+                    credentials_refreshed = True
+                    self._credentials.refresh(deadline=deadline)
+                    metrics.add_metric(name="CredentialsRefreshed", unit=MetricUnit.Count, value=1)
+                    attempt -= 1  # a rotation retry is not a failure of the upstream
+                elif not (failed.retryable and attempt < self._max_attempts and self._backoff(attempt, deadline)):
+                    raise failed.problem from None
 
-    def _attempt(self, payload: dict[str, Any], *, timeout: float) -> dict[str, Any]:
-        headers = {"Authorization": self._credentials.get().authorization}
+    def _attempt(self, payload: dict[str, Any], *, seconds: float, deadline: float) -> dict[str, Any]:
+        """One POST that ends within `seconds`, wall clock, however slowly the upstream answers."""
+        headers = {"Authorization": self._credentials.get(deadline=deadline).authorization}
         started = self._clock()
         try:
-            response = self._http.post(self._url, json=payload, headers=headers, timeout=timeout)
-        except httpx.TimeoutException:
+            with deadlines.within(seconds):
+                response = self._http.post(self._url, json=payload, headers=headers, timeout=seconds)
+        except httpx.TimeoutException as exc:
             self._report(started, "Timeout")
-            raise _Retryable(UpstreamTimedOut(_TIMED_OUT)) from None
-        except httpx.DecodingError:
-            self._report(started, "Unreadable")
-            raise UpstreamFailed(_UNREADABLE) from None
+            raise _AttemptFailed(UpstreamTimedOut(_TIMED_OUT), transport_outcome(exc), retryable=True) from None
         except httpx.TransportError as exc:
             self._report(started, "Connection", error=type(exc).__name__)
-            raise _Retryable(
-                UpstreamFailed("The payout provider could not be reached; retry with the same key.")
-            ) from None
+            problem = UpstreamFailed("The payout provider could not be reached; retry with the same key.")
+            raise _AttemptFailed(problem, transport_outcome(exc), retryable=True) from None
+        except httpx.DecodingError:
+            self._report(started, "Unreadable")
+            raise _AttemptFailed(UpstreamFailed(_UNREADABLE), Outcome.UNKNOWN) from None
         status = response.status_code
         if 200 <= status < 300:
-            try:
-                link = normalize_payout_link(response.json())
-            except (ValueError, UnreadableAnswer):
-                self._report(started, "Unreadable", status=status)
-                raise UpstreamFailed(_UNREADABLE) from None
+            link = self._read_link(response, started)
             self._report(started, "2xx", status=status)
+            if wrong := mismatches(payload, link):
+                logger.error("upstream link does not match the request", extra={"mismatched_fields": wrong})
+                problem = UpstreamMismatch("The payout provider answered with a link that does not match the request.")
+                raise _AttemptFailed(problem, Outcome.UNKNOWN)
             return link
         self._report(started, f"{status // 100}xx", status=status)
+        raise self._refusal(response)
+
+    def _read_link(self, response: httpx.Response, started: float) -> dict[str, Any]:
+        try:
+            return normalize_payout_link(response.json())
+        except Exception:  # whatever a 2xx carries (RecursionError included), unreadable is UNKNOWN, never a 500
+            self._report(started, "Unreadable", status=response.status_code)
+            raise _AttemptFailed(UpstreamFailed(_UNREADABLE), Outcome.UNKNOWN) from None
+
+    @staticmethod
+    def _refusal(response: httpx.Response) -> _AttemptFailed:
+        """What a non-2xx answer means for the caller, and for the link."""
+        status = response.status_code
+        outcome = answer_outcome(status)
         if status == 401:
-            raise _CredentialsRejected
+            problem: Problem = UpstreamFailed("The payout provider rejected the proxy's credentials.")
+            return _CredentialsRejected(problem, outcome)
         if status == 429:
-            raise UpstreamRateLimited(
+            problem = UpstreamRateLimited(
                 "The payout provider is rate limiting requests; retry after the indicated delay.",
                 retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
             )
+            return _AttemptFailed(problem, outcome)
         if status >= 500:
-            raise _Retryable(
-                UpstreamFailed(f"The payout provider failed with status {status}; retry with the same key.")
-            )
+            problem = UpstreamFailed(f"The payout provider failed with status {status}; retry with the same key.")
+            return _AttemptFailed(problem, outcome, retryable=True)
         if status in (400, 422):
-            raise UpstreamRejected("The payout provider rejected the request; check the payee and amount.")
-        raise UpstreamFailed(f"The payout provider answered with unexpected status {status}.")
+            problem = UpstreamRejected("The payout provider rejected the request; check the payee and amount.")
+            return _AttemptFailed(problem, outcome)
+        return _AttemptFailed(UpstreamFailed(f"The payout provider answered with unexpected status {status}."), outcome)
 
     def _backoff(self, attempt: int, deadline: float) -> bool:
         """Sleep a jittered, exponentially growing delay; False when no further attempt fits before the deadline."""
@@ -147,14 +174,18 @@ class PayoutApiClient:
         )
 
 
-class _Retryable(Exception):
-    def __init__(self, problem: Problem) -> None:
+class _AttemptFailed(Exception):
+    """One attempt that gave no link: the problem it would answer, and what it says about the link."""
+
+    def __init__(self, problem: Problem, outcome: Outcome, *, retryable: bool = False) -> None:
         super().__init__(problem.detail)
         self.problem = problem
+        self.outcome = outcome
+        self.retryable = retryable
 
 
-class _CredentialsRejected(Exception):
-    pass
+class _CredentialsRejected(_AttemptFailed):
+    """A 401: worth one more attempt with the secret read again (it may have been rotated)."""
 
 
 def _retry_after_seconds(header: str | None) -> int | None:

@@ -17,8 +17,10 @@ import pytest
 from local_stack.aws_resources import free_port
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID
 from local_stack.workers import InvocationFailed
+from payout_links.aws import WORST_CASE_CALL_SECONDS
+from payout_links.service import RESPONSE_RESERVE_SECONDS
 from tests.faults.aws_fault_proxy import SERVICE_UNAVAILABLE
-from tests.support import create_event, http_result, new_key
+from tests.support import create_event, http_result, new_key, payout_body
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +34,15 @@ def only_link_id(upstream) -> str:
     return link_id
 
 
+def warmed(upstream, *invocations) -> None:
+    """Each invocation serves one create in its own container, which keeps the credentials it read; the upstream
+    then forgets those links. A short function timeout then leaves its whole upstream budget to the upstream,
+    not to reading a secret (which needs the worst case of an AWS call before the deadline)."""
+    for invoke in invocations:
+        assert invoke().status == 201
+    upstream.reset()
+
+
 def wait_until(condition, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -43,10 +54,14 @@ def wait_until(condition, timeout: float = 5.0) -> None:
 
 
 def test_process_killed_after_the_upstream_created_the_link(containers, upstream):
-    """The link exists upstream, the record still says INPROGRESS, and the process is gone."""
-    lock_seconds = 5.0  # the function's timeout: 2.5 s for the upstream after the reserve
+    """The link exists upstream, the record still says INPROGRESS, and the process is gone: while the lock lives
+    the same body gets 409, another body 422 at any time, and once the lock has expired the same body gets the
+    link that exists."""
+    # The function's timeout: a cold container must be able to read its credentials before the upstream deadline.
+    lock_seconds = RESPONSE_RESERVE_SECONDS + WORST_CASE_CALL_SECONDS + 1.0
     first, second = containers(lock_seconds), containers(lock_seconds)
-    event = create_event(key=new_key())
+    key = new_key()
+    event = create_event(key=key)
     upstream.inject({"delay_seconds": 2.0, "after_create": True})  # created, then the answer is slow
     crashed: list[Exception] = []
 
@@ -67,8 +82,13 @@ def test_process_killed_after_the_upstream_created_the_link(containers, upstream
     while_locked = http_result(second.invoke(event, "retry-1"))
     assert while_locked.status == 409 and while_locked.is_problem()
     assert int(while_locked.headers["Retry-After".lower()]) >= 1
+    other_body = http_result(second.invoke(create_event(payout_body(amount=9_999), key=key), "other-1"))
+    assert other_body.status == 422 and other_body.json()["type"].endswith("idempotency-key-reused")
 
-    time.sleep(max(0.0, started + lock_seconds + 0.3 - time.monotonic()))  # the lock expires with the function
+    # The lock expires with the function; wait for that moment, not a guessed one.
+    wait_until(lambda: time.monotonic() > started + lock_seconds + 0.2, timeout=lock_seconds + 5)
+    other_body_later = http_result(second.invoke(create_event(payout_body(amount=9_999), key=key), "other-2"))
+    assert other_body_later.status == 422  # the expired lock is not the other body's to take
     after_expiry = http_result(second.invoke(event, "retry-2"))
     assert after_expiry.status == 201
     assert after_expiry.json()["id"] == only_link_id(upstream)
@@ -148,7 +168,8 @@ def test_missing_table_is_a_503(function, upstream):
 def test_dynamodb_failing_when_saving_the_result(function, upstream, aws_faults):
     """The link was made, but the record cannot say so. In between, the caller sees 503, then 409 while the
     lock lives; once it has expired, the retry reaches the upstream with the same derived key: same link."""
-    lock_seconds = 4.0
+    lock_seconds = RESPONSE_RESERVE_SECONDS + 2.0
+    warmed(upstream, function.create)
     key = new_key()
     aws_faults.fail("DynamoDB_20120810.UpdateItem")
     started = time.monotonic()
@@ -161,7 +182,10 @@ def test_dynamodb_failing_when_saving_the_result(function, upstream, aws_faults)
     in_between = function.create(key=key)
     assert in_between.status == 409 and "retry-after" in in_between.headers
 
-    time.sleep(max(0.0, started + lock_seconds + 0.3 - time.monotonic()))
+    assert function.create(payout_body(amount=9_999), key=key).status == 422
+
+    wait_until(lambda: time.monotonic() > started + lock_seconds + 0.2, timeout=lock_seconds + 5)
+    assert function.create(payout_body(amount=9_999), key=key).status == 422
     retry = function.create(key=key)
     assert retry.status == 201
     assert retry.json()["id"] == only_link_id(upstream)
@@ -228,7 +252,7 @@ def test_connection_refused_is_retried(function, upstream):
     assert links_created(upstream) == 0
 
 
-def test_persistent_5xx_gives_502_and_releases_the_key(function, upstream):
+def test_persistent_5xx_gives_502_and_keeps_the_key_bound_to_its_body(function, upstream):
     key = new_key()
     upstream.inject({"status": 500, "count": 3})
 
@@ -236,6 +260,8 @@ def test_persistent_5xx_gives_502_and_releases_the_key(function, upstream):
     assert failed.status == 502 and failed.is_problem()
     assert upstream.stats()["requests"] == 3 and links_created(upstream) == 0
 
+    # A 5xx may come after the link was made: the key stays with the first body, which may retry at once.
+    assert function.create(payout_body(amount=9_999), key=key).status == 422
     retry = function.create(key=key)
     assert retry.status == 201 and "idempotent-replayed" not in retry.headers
     assert links_created(upstream) == 1
@@ -243,7 +269,8 @@ def test_persistent_5xx_gives_502_and_releases_the_key(function, upstream):
 
 def test_retries_stop_in_time_to_answer_before_the_deadline(function, upstream):
     function.set_env(PAYOUT_API_MAX_ATTEMPTS="5")
-    timeout = 5.0  # at most 2.5 s for the upstream after the reserve
+    timeout = RESPONSE_RESERVE_SECONDS + 2.5  # at most 2.5 s for the upstream after the reserve
+    warmed(upstream, function.create)
     upstream.inject({"delay_seconds": 0.7, "status": 503, "count": 5})
 
     started = time.monotonic()
@@ -251,16 +278,18 @@ def test_retries_stop_in_time_to_answer_before_the_deadline(function, upstream):
     elapsed = time.monotonic() - started
 
     assert result.status in (502, 504) and result.is_problem()
-    assert elapsed < timeout - 2.0  # the function kept its reserve to record and answer
+    assert elapsed < timeout - RESPONSE_RESERVE_SECONDS + 0.5  # the function kept its reserve to record and answer
     assert 2 <= upstream.stats()["requests"] < 5  # the deadline, not the attempt cap, ended the retries
     assert links_created(upstream) == 0
 
 
 def test_slow_upstream_is_cut_at_the_deadline(function, upstream):
+    warmed(upstream, function.create)
     key = new_key()
     upstream.inject({"delay_seconds": 3, "count": 3})
 
-    result = function.create(key=key, timeout_seconds=4.0)  # 1.5 s for the upstream after the reserve
+    # 1.5 s for the upstream after the reserve
+    result = function.create(key=key, timeout_seconds=RESPONSE_RESERVE_SECONDS + 1.5)
 
     assert result.status == 504 and result.is_problem()
     assert upstream.stats()["requests"] == 1

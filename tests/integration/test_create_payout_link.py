@@ -3,6 +3,7 @@ the Dots emulator over HTTP. Each test starts from a cold container."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 
@@ -38,8 +39,11 @@ def test_creates_a_normalized_link_and_forwards_only_what_the_caller_set(functio
     sent = upstream.stats()["last_request"]["body"]
     assert "memo" not in sent  # explicit null on an optional field is not forwarded
     assert sent["tax_exempt"] is True
-    # The upstream key is derived from (caller, key): a UUIDv5 the caller never sees.
-    assert sent["idempotency_key"] == str(uuid.uuid5(UPSTREAM_KEY_NAMESPACE, json.dumps(["user:user-1", key])))
+    # The upstream key is derived from (caller, key, fingerprint of what was sent): a UUIDv5 the caller never sees.
+    forwarded = {name: value for name, value in sent.items() if name != "idempotency_key"}
+    request_fingerprint = hashlib.sha256(json.dumps(forwarded, sort_keys=True).encode()).hexdigest()
+    derivation = json.dumps(["user:user-1", key, request_fingerprint])
+    assert sent["idempotency_key"] == str(uuid.uuid5(UPSTREAM_KEY_NAMESPACE, derivation))
 
 
 def test_replay_returns_the_same_body_without_calling_the_upstream(function, upstream):

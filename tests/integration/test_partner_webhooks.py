@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from local_stack.stack import PARTNER_SECRETS_NAME
-from payout_links.idempotency import UPSTREAM_KEY_NAMESPACE
+from payout_links.idempotency import fingerprint, upstream_key
 from tests.support import (
     OTHER_PARTNER,
     OTHER_PARTNER_SECRET,
@@ -50,9 +50,8 @@ def test_a_signed_event_creates_a_link_scoped_to_the_partner(function, upstream)
     assert result.status == 201 and result.headers["content-type"] == "application/json"
     assert result.json()["amount"] == 2500 and result.json()["id"] in upstream.stats()["links"].values()
     sent = upstream.stats()["last_request"]["body"]
-    assert sent["idempotency_key"] == str(
-        uuid.uuid5(UPSTREAM_KEY_NAMESPACE, json.dumps([f"partner:{PARTNER}", webhook_id]))
-    )
+    forwarded = {name: value for name, value in sent.items() if name != "idempotency_key"}
+    assert sent["idempotency_key"] == upstream_key(f"partner:{PARTNER}", webhook_id, fingerprint(forwarded))
 
 
 def test_a_re_delivered_event_gives_the_same_link_without_a_second_upstream_call(function, upstream):
@@ -200,18 +199,31 @@ def test_a_frontend_token_is_no_webhook_credential(function, upstream):
 # --- the order of the checks -------------------------------------------------------------------------------------
 
 
-def test_an_unknown_partner_is_refused_before_the_body_is_read(function, upstream):
-    oversized = "x" * 20_000  # over MAX_BODY_BYTES: reading it would have been a 413
-
-    assert function.webhook(oversized, partner="no-such-partner").status == 401
+OVERSIZED = partner_event(payout_body(memo="x" * 20_000))  # over MAX_BODY_BYTES
 
 
-def test_the_size_limit_comes_before_the_signature(function, upstream):
-    request = signed_webhook(partner_event(payout_body(memo="x" * 20_000)), headers={"webhook-signature": "v1,bad"})
+@pytest.mark.parametrize("partner", [PARTNER, "no-such-partner"])
+def test_an_oversized_body_that_is_not_signed_is_a_401_whatever_the_partner(function, upstream, partner):
+    """The signature comes before the size: a 413 would tell a stranger that the partner name exists."""
+    request = signed_webhook(OVERSIZED, partner=partner)
+    del request.headers["webhook-signature"]
 
-    result = function.request("POST", request.path, body=request.body, headers=request.headers)
+    assert_unauthenticated(function.request("POST", request.path, body=request.body, headers=request.headers), upstream)
+
+
+def test_an_oversized_body_signed_for_another_partner_name_is_a_401(function, upstream):
+    assert_unauthenticated(function.webhook(OVERSIZED, partner="no-such-partner"), upstream)
+
+
+def test_an_oversized_body_is_a_413_once_its_signature_verifies(function, upstream):
+    result = function.webhook(OVERSIZED)
 
     assert result.status == 413 and result.is_problem()
+    assert upstream.stats()["requests"] == 0
+
+
+def test_the_size_limit_comes_before_the_content_type(function, upstream):
+    assert function.webhook(OVERSIZED, headers={"content-type": "text/plain"}).status == 413
 
 
 def test_the_signature_comes_before_the_content_type(function, upstream):

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from payout_links.idempotency import parse_key_header, resolve_key, upstream_key
+from payout_links.idempotency import fingerprint, parse_key_header, resolve_key, upstream_key
 from payout_links.models import parse_create_request
 from payout_links.problems import InvalidIdempotencyKey
 
@@ -131,29 +131,35 @@ def test_resolve_with_neither_is_refused() -> None:
     assert "Idempotency-Key" in caught.value.detail
 
 
+FINGERPRINT = fingerprint({"amount": 2500, "user_id": "u-1"})
+
+
 def test_upstream_key_is_a_version_5_uuid() -> None:
-    derived = uuid.UUID(upstream_key("user:user-1", KEY))
+    derived = uuid.UUID(upstream_key("user:user-1", KEY, FINGERPRINT))
 
     assert derived.version == 5
-    assert str(derived) == upstream_key("user:user-1", KEY)
+    assert str(derived) == upstream_key("user:user-1", KEY, FINGERPRINT)
 
 
 def test_upstream_key_is_deterministic_and_fixed_forever() -> None:
-    # A link created before a deploy must be found by a retry after it: the derivation may never change.
-    assert upstream_key("user:user-1", KEY) == upstream_key("user:user-1", KEY)
-    assert upstream_key("user:user-1", KEY) == "86368ff7-0278-5d36-908c-0ac2fd48582f"
+    # A link created before a deploy must be found by a retry after it: the derivation may never change again.
+    assert upstream_key("user:user-1", KEY, FINGERPRINT) == upstream_key("user:user-1", KEY, FINGERPRINT)
+    # sha256 of '{"amount": 2500, "user_id": "u-1"}', then uuid5(namespace, '["user:user-1", KEY, fingerprint]').
+    assert FINGERPRINT == "58c131643266c9570bb92443515d8751cac15dc05dd695ae5835fcebacc7d520"
+    assert upstream_key("user:user-1", KEY, FINGERPRINT) == "036cae36-9383-5410-a864-f1b047bb6202"
 
 
-def test_upstream_key_differs_per_caller_and_per_key() -> None:
+def test_upstream_key_differs_per_caller_per_key_and_per_request() -> None:
     keys = {
-        upstream_key("user:user-1", KEY),
-        upstream_key("user:user-2", KEY),
-        upstream_key("partner:acme", KEY),
-        upstream_key("user:user-1", OTHER_KEY),
-        upstream_key("user:user-1", "order-1001"),
+        upstream_key("user:user-1", KEY, FINGERPRINT),
+        upstream_key("user:user-2", KEY, FINGERPRINT),
+        upstream_key("partner:acme", KEY, FINGERPRINT),
+        upstream_key("user:user-1", OTHER_KEY, FINGERPRINT),
+        upstream_key("user:user-1", "order-1001", FINGERPRINT),
+        upstream_key("user:user-1", KEY, fingerprint({"amount": 2501, "user_id": "u-1"})),
     }
 
-    assert len(keys) == 5
+    assert len(keys) == 6
     assert KEY not in keys
 
 
@@ -162,4 +168,59 @@ def test_upstream_key_differs_per_caller_and_per_key() -> None:
     [(("a:b", "c"), ("a", "b:c")), (("user:a", "b"), ("user:", "ab")), (('a", "b', "c"), ("a", 'b", "c'))],
 )
 def test_upstream_key_is_not_confusable(first: tuple[str, str], second: tuple[str, str]) -> None:
-    assert upstream_key(*first) != upstream_key(*second)
+    assert upstream_key(*first, FINGERPRINT) != upstream_key(*second, FINGERPRINT)
+
+
+def test_the_fingerprint_ignores_key_order_and_is_the_records_validation_hash() -> None:
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+
+    from payout_links.idempotency import IntentStore
+
+    request = {"amount": 2500, "payee": {"phone_number": "5555550123", "country_code": "1"}}
+    store = IntentStore(table_name="unused", boto3_client=_UnusedClient())
+    store.configure(
+        IdempotencyConfig(event_key_jmespath="key", payload_validation_jmespath="request", hash_function="sha256")
+    )
+
+    assert fingerprint(request) == fingerprint(dict(reversed(request.items())))
+    assert fingerprint(request) == store._get_hashed_payload({"key": "k", "request": request})
+
+
+class _UnusedClient:
+    """Stands in for the DynamoDB client of a store that is only asked to hash."""
+
+    meta = type("Meta", (), {"events": type("Events", (), {"register_first": staticmethod(lambda *a, **k: None)})()})()
+
+
+_UUID = "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        _UUID,
+        _UUID.upper(),
+        _UUID.replace("-", ""),
+        _UUID.replace("-", "").upper(),
+        "{" + _UUID + "}",
+        "{" + _UUID.upper() + "}",
+        "urn:uuid:" + _UUID,
+        "urn:uuid:" + _UUID.upper(),
+    ],
+    ids=["standard", "upper", "hyphenless", "hyphenless upper", "braced", "braced upper", "urn", "urn upper"],
+)
+def test_every_uuid_spelling_the_body_accepts_names_one_key_in_header_and_body(spelling: str) -> None:
+    body_key = parse_create_request(
+        f'{{"amount": 1, "user_id": "u", "idempotency_key": "{spelling}"}}', max_amount_cents=10
+    ).idempotency_key
+
+    assert parse_key_header(spelling) == _UUID
+    assert resolve_key(None, body_key) == _UUID
+    assert resolve_key(parse_key_header(spelling), body_key) == _UUID
+
+
+@pytest.mark.parametrize(
+    "spelling", ["URN:UUID:" + _UUID, "{" + _UUID.replace("-", "") + "}", _UUID[:8] + _UUID[9:], "{" + _UUID]
+)
+def test_spellings_the_body_refuses_stay_opaque_keys(spelling: str) -> None:
+    assert parse_key_header(spelling) == spelling

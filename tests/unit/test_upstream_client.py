@@ -19,9 +19,11 @@ import pytest
 
 from payout_links.credentials import PayoutApiCredentials
 from payout_links.observability import metrics
+from payout_links.outcomes import CreateFailed, Outcome
 from payout_links.problems import (
     Problem,
     UpstreamFailed,
+    UpstreamMismatch,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamTimedOut,
@@ -98,10 +100,10 @@ class RotatingCredentials:
         self.current = OLD
         self.refreshes = 0
 
-    def get(self) -> PayoutApiCredentials:
+    def get(self, *, deadline: float | None = None) -> PayoutApiCredentials:
         return self.current
 
-    def refresh(self) -> PayoutApiCredentials:
+    def refresh(self, *, deadline: float | None = None) -> PayoutApiCredentials:
         self.refreshes += 1
         self.current = NEW
         return self.current
@@ -159,14 +161,17 @@ class Harness:
     credentials: RotatingCredentials
     clock: FakeClock
     sleep: RecordingSleep
+    outcome: Outcome | None = None
 
     def create(self, *, seconds_left: float = 20.0) -> dict[str, Any]:
         return self.client.create_payout_link(dict(PAYLOAD), deadline=self.clock() + seconds_left)
 
     def fail(self, *, seconds_left: float = 20.0) -> Problem:
-        with pytest.raises(Problem) as caught:
+        """The problem a failed create answers; `outcome` then says whether a link may exist."""
+        with pytest.raises(CreateFailed) as caught:
             self.create(seconds_left=seconds_left)
-        return caught.value
+        self.outcome = caught.value.outcome
+        return caught.value.problem
 
 
 @pytest.fixture(autouse=True)
@@ -258,6 +263,7 @@ def test_a_second_401_is_a_502_that_reveals_no_credentials(upstream: Callable[..
     assert isinstance(problem, UpstreamFailed)
     assert problem.status == 502
     assert harness.credentials.refreshes == 1
+    assert harness.outcome is Outcome.NOT_CREATED
     assert len(harness.upstream.attempts) == 2
     rendered = json.dumps(problem.to_dict()) + str(problem) + repr(problem)
     for secret in (OLD.client_id, OLD.api_key, NEW.api_key, basic(OLD).split()[1], basic(NEW).split()[1]):
@@ -272,6 +278,7 @@ def test_a_429_passes_on_the_upstreams_retry_after(upstream: Callable[..., Harne
     assert isinstance(problem, UpstreamRateLimited)
     assert problem.status == 429
     assert problem.retry_after == 7
+    assert harness.outcome is Outcome.NOT_CREATED
     assert problem.headers() == {"Retry-After": "7"}
     assert len(harness.upstream.attempts) == 1  # a rate limit is not hammered with retries
 
@@ -344,6 +351,7 @@ def test_a_5xx_every_time_is_a_502_after_max_attempts(
     assert isinstance(problem, UpstreamFailed)
     assert problem.status == 502
     assert "NullPointerException" not in problem.detail
+    assert harness.outcome is Outcome.UNKNOWN
     assert len(harness.upstream.attempts) == max_attempts
     assert len(harness.sleep.delays) == max_attempts - 1
     assert all(0 <= delay <= BACKOFF_CAP_SECONDS for delay in harness.sleep.delays)
@@ -368,6 +376,7 @@ def test_a_timeout_every_time_is_a_504(upstream: Callable[..., Harness]) -> None
     assert isinstance(problem, UpstreamTimedOut)
     assert problem.status == 504
     assert harness.clock() <= START + 20.0
+    assert harness.outcome is Outcome.UNKNOWN
 
 
 def test_a_timeout_then_a_201_returns_the_link(upstream: Callable[..., Harness]) -> None:
@@ -378,19 +387,22 @@ def test_a_timeout_then_a_201_returns_the_link(upstream: Callable[..., Harness])
 
 
 @pytest.mark.parametrize(
-    ("error", "status"),
+    ("error", "status", "outcome"),
     [
-        (httpx.ConnectTimeout, 504),
-        (httpx.WriteTimeout, 504),
-        (httpx.PoolTimeout, 504),
-        (httpx.ReadError, 502),
-        (httpx.RemoteProtocolError, 502),
+        (httpx.ConnectTimeout, 504, Outcome.NOT_CREATED),
+        (httpx.WriteTimeout, 504, Outcome.UNKNOWN),
+        (httpx.PoolTimeout, 504, Outcome.NOT_CREATED),
+        (httpx.ReadError, 502, Outcome.UNKNOWN),
+        (httpx.RemoteProtocolError, 502, Outcome.UNKNOWN),
     ],
 )
 def test_other_transport_failures_map_to_504_or_502(
-    upstream: Callable[..., Harness], error: type[httpx.TransportError], status: int
+    upstream: Callable[..., Harness], error: type[httpx.TransportError], status: int, outcome: Outcome
 ) -> None:
-    assert upstream(error).fail().status == status
+    harness = upstream(error)
+
+    assert harness.fail().status == status
+    assert harness.outcome is outcome  # only a request that never left us certainly made no link
 
 
 def test_a_connect_error_is_a_502(upstream: Callable[..., Harness]) -> None:
@@ -401,6 +413,7 @@ def test_a_connect_error_is_a_502(upstream: Callable[..., Harness]) -> None:
     assert isinstance(problem, UpstreamFailed)
     assert problem.status == 502
     assert "scripted transport failure" not in problem.detail
+    assert harness.outcome is Outcome.NOT_CREATED
 
 
 def test_a_connect_error_then_a_201_returns_the_link(upstream: Callable[..., Harness]) -> None:
@@ -418,6 +431,7 @@ def test_no_attempt_starts_without_the_minimum_time_left(upstream: Callable[...,
     assert isinstance(problem, UpstreamTimedOut)
     assert problem.status == 504
     assert harness.upstream.attempts == []
+    assert harness.outcome is Outcome.NOT_CREATED
 
 
 def test_an_attempt_starts_with_just_over_the_minimum_left(upstream: Callable[..., Harness]) -> None:
@@ -434,6 +448,7 @@ def test_no_retry_starts_when_the_deadline_is_too_close(upstream: Callable[..., 
     assert problem.status == 502
     assert len(harness.upstream.attempts) == 1
     assert harness.sleep.delays == []
+    assert harness.outcome is Outcome.UNKNOWN
 
 
 def test_an_attempt_gets_the_configured_timeout_when_time_allows(upstream: Callable[..., Harness]) -> None:
@@ -456,9 +471,10 @@ def test_each_attempts_timeout_fits_in_the_time_left(upstream: Callable[..., Har
     harness = upstream((8.0, httpx.ReadTimeout), attempt_timeout=8.0, max_attempts=5)
     deadline = harness.clock() + 20.0
 
-    with pytest.raises(UpstreamTimedOut):
+    with pytest.raises(CreateFailed) as caught:
         harness.client.create_payout_link(dict(PAYLOAD), deadline=deadline)
 
+    assert isinstance(caught.value.problem, UpstreamTimedOut)
     attempts = harness.upstream.attempts
     assert len(attempts) >= 2
     for attempt in attempts:
@@ -477,6 +493,7 @@ def test_a_refused_request_is_a_422_without_the_upstreams_text(upstream: Callabl
     assert problem.status == 422
     assert "5555550123" not in json.dumps(problem.to_dict())
     assert len(harness.upstream.attempts) == 1
+    assert harness.outcome is Outcome.NOT_CREATED
 
 
 @pytest.mark.parametrize("status", [403, 404, 409, 302])
@@ -488,6 +505,7 @@ def test_an_unexpected_status_is_a_502_without_retry(upstream: Callable[..., Har
     assert isinstance(problem, UpstreamFailed)
     assert problem.status == 502
     assert len(harness.upstream.attempts) == 1
+    assert harness.outcome is Outcome.UNKNOWN  # not one of the answers that say "nothing was made"
 
 
 @pytest.mark.parametrize(
@@ -502,16 +520,91 @@ def test_an_unreadable_2xx_answer_is_a_502(upstream: Callable[..., Harness], bod
 
     assert isinstance(problem, UpstreamFailed)
     assert problem.status == 502
+    assert harness.outcome is Outcome.UNKNOWN
 
 
 def test_a_2xx_answer_with_a_corrupt_compressed_body_is_a_502(upstream: Callable[..., Harness]) -> None:
     # Declared gzip, sent plain: httpx fails while reading the body, after the upstream may have created the link.
     answer = httpx.Response(201, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(b'{"id": "pl_1"}'))
 
-    problem = upstream(answer).fail()
+    harness = upstream(answer)
+    problem = harness.fail()
 
     assert isinstance(problem, UpstreamFailed)
     assert problem.status == 502
+    assert harness.outcome is Outcome.UNKNOWN
+
+
+def test_a_2xx_answer_nested_too_deeply_to_parse_is_a_502_not_a_crash(upstream: Callable[..., Harness]) -> None:
+    harness = upstream(respond(201, b'{"id": "pl_1", "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"))
+
+    problem = harness.fail()
+
+    assert isinstance(problem, UpstreamFailed)
+    assert problem.status == 502
+    assert harness.outcome is Outcome.UNKNOWN
+
+
+def test_a_2xx_answer_whose_time_leaves_the_calendar_in_utc_is_a_link_without_a_time(
+    upstream: Callable[..., Harness],
+) -> None:
+    harness = upstream(respond(201, {**CREATED, "created": "0001-01-01T00:00:00+01:00"}))
+
+    assert harness.create() == {**NORMALIZED, "created": None}
+
+
+def test_an_ambiguous_attempt_keeps_the_outcome_unknown_whatever_follows(upstream: Callable[..., Harness]) -> None:
+    # The 500 may have come after the upstream made the link; the 422 that follows does not undo that.
+    harness = upstream(respond(500), respond(422))
+
+    assert harness.fail().status == 422
+    assert harness.outcome is Outcome.UNKNOWN
+
+
+def test_attempts_that_never_reached_the_upstream_leave_nothing_created(upstream: Callable[..., Harness]) -> None:
+    harness = upstream(httpx.ConnectError, respond(429))
+
+    assert harness.fail().status == 429
+    assert harness.outcome is Outcome.NOT_CREATED
+
+
+@pytest.mark.parametrize(
+    ("answered", "field"),
+    [
+        ({"amount": 2499.0}, "amount"),
+        ({"amount": None}, "amount"),
+        ({"amount": 2500.5}, "amount"),
+        ({"payee": {"country_code": "1", "phone_number": "5555550999"}}, "payee.phone_number"),
+        ({"payee": {"country_code": "44", "phone_number": "5555550123"}}, "payee.country_code"),
+        ({"delivery": {"method": "sms", "phone_number": "5555550999"}}, "delivery.phone_number"),
+    ],
+    ids=["other amount", "no amount", "fractional amount", "other phone", "other country", "other delivery phone"],
+)
+def test_a_2xx_link_that_contradicts_the_request_is_a_502_mismatch_and_never_retried(
+    upstream: Callable[..., Harness], answered: dict[str, Any], field: str
+) -> None:
+    harness = upstream(respond(201, {**CREATED, **answered}), respond(201, CREATED))
+
+    problem = harness.fail()
+
+    assert isinstance(problem, UpstreamMismatch)
+    assert (problem.status, problem.to_dict()["type"]) == (502, "urn:payout-link-proxy:problem:upstream-mismatch")
+    assert harness.outcome is Outcome.UNKNOWN
+    assert len(harness.upstream.attempts) == 1  # the upstream would hand back the same link for the same key
+
+
+def test_a_link_that_echoes_less_or_differs_only_in_email_case_matches(upstream: Callable[..., Harness]) -> None:
+    payload = {**PAYLOAD, "payee": {**PAYLOAD["payee"], "email": "Ada@Example.com"}, "delivery": {"method": "sms"}}
+    echoed = {
+        **CREATED,
+        "payee": {"country_code": "1", "phone_number": "5555550123", "email": "ada@example.com", "first_name": None},
+        "delivery": {"method": "sms", "email": None},
+    }
+    harness = upstream(respond(201, echoed))
+
+    link = harness.client.create_payout_link(payload, deadline=harness.clock() + 20.0)
+
+    assert link["id"] == "pl_123"
 
 
 def test_the_authorization_header_is_basic_client_id_colon_api_key() -> None:
