@@ -184,6 +184,7 @@ FUNCTION_METRICS = {
     "CredentialsRefreshed": "Count",
     "UpstreamLatency": "Milliseconds",
     **{f"UpstreamError{outcome}": "Count" for outcome in ("4xx", "5xx", "Timeout", "Connection", "Unreadable")},
+    "UpstreamMismatch": "Count",
     "ColdStart": "Count",
 }
 

@@ -20,6 +20,7 @@ ALARMS = {
     "UpstreamErrorsAlarm": {
         ("PayoutLinkProxy", f"UpstreamError{outcome}") for outcome in ("5xx", "Timeout", "Connection", "Unreadable")
     },
+    "UpstreamMismatchAlarm": {("PayoutLinkProxy", "UpstreamMismatch")},
     "FunctionErrorsAlarm": {("AWS/Lambda", "Errors")},
     "FunctionThrottlesAlarm": {("AWS/Lambda", "Throttles")},
     "IdempotencyTableThrottlesAlarm": {("AWS/DynamoDB", "ReadThrottleEvents"), ("AWS/DynamoDB", "WriteThrottleEvents")},
@@ -37,6 +38,7 @@ DASHBOARD_METRICS = {
         "UpstreamErrorTimeout",
         "UpstreamErrorConnection",
         "UpstreamErrorUnreadable",
+        "UpstreamMismatch",
         "UpstreamLatency",
         "CredentialsRefreshed",
         "ColdStart",

@@ -122,3 +122,20 @@ def test_each_log_line_is_json_with_the_request_id_and_the_cold_start_flag(funct
     assert [line["correlation_id"] for line in outcomes] == [event["requestContext"]["requestId"] for event in events]
     assert [line["cold_start"] for line in outcomes] == [True, False]
     assert {line["service"] for line in lines} == {SERVICE}
+
+
+def test_a_link_that_does_not_match_is_counted_and_logged_at_error_with_the_fields_not_the_values(function, upstream):
+    upstream.inject({"link_overrides": {"amount": 1.0, "payee": {"country_code": "1", "phone_number": "5550000000"}}})
+
+    with function_logs() as logs:
+        result, metrics = invoke(function)
+
+    assert result.status == 502 and result.json()["type"].endswith("upstream-mismatch")
+    assert metrics["UpstreamMismatch"][:2] == ("Count", [1.0])
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    (mismatch,) = [line for line in lines if line["message"] == "upstream link does not match the request"]
+    assert mismatch["level"] == "ERROR"
+    assert mismatch["mismatched_fields"] == ["amount", "payee.phone_number"]
+    assert "5550000000" not in logs.getvalue()
+    (refused,) = [line for line in lines if line["message"] == "request refused"]
+    assert (refused["level"], refused["create_outcome"]) == ("ERROR", "unknown")

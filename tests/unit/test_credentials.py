@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from payout_links import aws
 from payout_links.credentials import CredentialsStore, PayoutApiCredentials
 from payout_links.problems import DependencyUnavailable
 from tests.support import function_logs
@@ -73,6 +74,21 @@ def test_refresh_rereads_the_rotated_secret_at_once() -> None:
     assert store.refresh().api_key == "key-2"
     assert store.get().api_key == "key-2"
     assert len(secrets.calls) == 2
+
+
+def test_a_read_starts_only_if_its_worst_case_fits_before_the_deadline() -> None:
+    secrets, clock = FakeSecrets(secret("id-1", "key-1"), secret("id-1", "key-2")), Clock()
+    store = CredentialsStore(secrets, SECRET_ID, max_age_seconds=300, clock=clock)
+
+    with pytest.raises(DependencyUnavailable) as caught:
+        store.get(deadline=clock() + aws.WORST_CASE_CALL_SECONDS - 0.01)
+    assert caught.value.status == 503 and secrets.calls == []  # it would have eaten the time kept to answer
+
+    assert store.get(deadline=clock() + aws.WORST_CASE_CALL_SECONDS).api_key == "key-1"
+    assert store.get(deadline=clock()).api_key == "key-1"  # a cached value needs no time
+    with pytest.raises(DependencyUnavailable):
+        store.refresh(deadline=clock() + 1.0)
+    assert len(secrets.calls) == 1
 
 
 @pytest.mark.parametrize(

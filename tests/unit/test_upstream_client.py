@@ -440,6 +440,14 @@ def test_an_attempt_starts_with_just_over_the_minimum_left(upstream: Callable[..
     assert harness.create(seconds_left=MIN_ATTEMPT_SECONDS + 0.05) == NORMALIZED
 
 
+def test_an_attempt_timeout_below_the_minimum_still_gets_its_attempt(upstream: Callable[..., Harness]) -> None:
+    # The minimum is about the time left before the deadline, not about the configured per-attempt timeout.
+    harness = upstream(respond(201, CREATED), attempt_timeout=MIN_ATTEMPT_SECONDS / 2)
+
+    assert harness.create() == NORMALIZED
+    assert set(harness.upstream.attempts[0].timeout.values()) == {MIN_ATTEMPT_SECONDS / 2}
+
+
 def test_no_retry_starts_when_the_deadline_is_too_close(upstream: Callable[..., Harness]) -> None:
     harness = upstream((4.7, respond(500)), respond(201, CREATED))
 
