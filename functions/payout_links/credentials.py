@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import math
 import re
@@ -191,5 +192,8 @@ class PartnerSecrets:
             return ()
         partners = self._secret.get()
         if partner not in partners and self._clock() - self._secret.last_attempt >= self._refresh_interval:
-            partners = self._secret.refresh()
+            # A failed re-read must not answer differently from a name that does not exist: a 503 here, where a
+            # real partner with a bad signature gets 401, would tell a stranger which names are real.
+            with contextlib.suppress(DependencyUnavailable):
+                partners = self._secret.refresh()
         return partners.get(partner, ())

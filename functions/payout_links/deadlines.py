@@ -3,8 +3,8 @@
 httpx's timeouts bound each socket operation: an upstream that sends its headers and then one byte a second never
 trips a 1-second read timeout and holds the request for as long as it likes. Here every connect, read and write
 waits at most until the end of the current `within(seconds)` block, so an attempt ends on time however the
-upstream dribbles. Past the deadline the operation fails as the matching httpx timeout (`ConnectTimeout`,
-`ReadTimeout`, `WriteTimeout`).
+upstream dribbles, and so does resolving the upstream's name. Past the deadline the operation fails as the
+matching httpx timeout (`ConnectTimeout`, `ReadTimeout`, `WriteTimeout`).
 
 The bound sits in httpcore's network backend, the layer that owns the sockets; httpx has no public way to pass
 one in, so `deadline_client` builds its transport's connection pool itself (a test checks that it is used).
@@ -12,8 +12,11 @@ one in, so `deadline_client` builds its transport's connection pool itself (a te
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import contextvars
+import ipaddress
+import socket
 import ssl
 import time
 from collections.abc import Iterable, Iterator
@@ -69,6 +72,28 @@ class _BoundedStream(httpcore.NetworkStream):
         return self._stream.get_extra_info(info)
 
 
+# Name resolution blocks in the C library with no timeout of its own: it runs here, waited for at most the time
+# left. One thread is enough for a container that makes one request at a time.
+_resolver = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="resolver")
+_SMALLEST_TIMEOUT = 0.001
+
+
+def _resolve(host: str, port: int, timeout: float | None) -> str:
+    """The first address of `host` (an IP literal is its own), found within `timeout`."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    lookup = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        return str(lookup.result(timeout=timeout)[0][4][0])
+    except TimeoutError:
+        raise httpcore.ConnectTimeout(f"resolving {host} took too long") from None
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc)) from None
+
+
 class BoundedBackend(httpcore.NetworkBackend):
     """httpcore's own sync backend, with every stream it opens bounded by the current deadline."""
 
@@ -83,8 +108,12 @@ class BoundedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
+        started = time.monotonic()
         timeout = _bounded(timeout, httpcore.ConnectTimeout)
-        return _BoundedStream(self._backend.connect_tcp(host, port, timeout, local_address, socket_options))
+        address = _resolve(host, port, timeout)
+        if timeout is not None:
+            timeout = max(timeout - (time.monotonic() - started), _SMALLEST_TIMEOUT)
+        return _BoundedStream(self._backend.connect_tcp(address, port, timeout, local_address, socket_options))
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None

@@ -41,11 +41,12 @@ UPSTREAM_KEY_NAMESPACE = uuid.UUID("5d0f7a52-1b8e-4c53-9a3e-2f6c1d9b7e40")
 RECORD_KEY_PREFIX = "payout-link"
 LOCAL_CACHE_ITEMS = 512  # a few hundred small JSON bodies: well under a megabyte
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,255}")
-_HYPHENATED_UUID = "(?i:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
-# Exactly the spellings the body's `idempotency_key` accepts: hyphenated, 32 hex digits, braced, or a URN.
+# A UUID as people write it: hyphenated or as 32 hex digits, braced or not, as a `urn:uuid:` or not, in any case.
+# This covers every spelling the body's `idempotency_key` accepts (and a few more that a header may carry).
 _UUID_SPELLINGS = re.compile(
-    rf"{_HYPHENATED_UUID}|(?i:[0-9a-f]{{32}})|\{{{_HYPHENATED_UUID}\}}|urn:uuid:{_HYPHENATED_UUID}"
+    r"(?:urn:uuid:)?(?:\{(?P<braced>[0-9a-f-]{32,36})\}|(?P<bare>[0-9a-f-]{32,36}))", re.IGNORECASE
 )
+_UUID_DIGITS = re.compile(r"[0-9a-f]{8}(-?)[0-9a-f]{4}\1[0-9a-f]{4}\1[0-9a-f]{4}\1[0-9a-f]{12}", re.IGNORECASE)
 
 
 def parse_key_header(header: str | None) -> str | None:
@@ -98,7 +99,9 @@ def _checked(key: str, source: str) -> str:
 def _canonical(key: str) -> str:
     """A UUID, in any spelling the body accepts, becomes its one standard spelling (hyphenated, lower case), so
     that the header and the body name the same intent however it was written. Other keys stay as they are."""
-    return str(uuid.UUID(key)) if _UUID_SPELLINGS.fullmatch(key) else key
+    spelled = _UUID_SPELLINGS.fullmatch(key)
+    digits = spelled and (spelled["braced"] or spelled["bare"])
+    return str(uuid.UUID(digits)) if digits and _UUID_DIGITS.fullmatch(digits) else key
 
 
 def fingerprint(request: dict[str, Any]) -> str:
@@ -142,9 +145,15 @@ class IntentStore(DynamoDBPersistenceLayer):
        whose link may exist; here that request reads the record and gets 422 instead.
     2. Every lock write carries a fresh token. When the write lands but its answer is lost and botocore retries
        it, the retry finds a record with our own token: the request holds the lock, it is not "in progress".
-    3. A create that fails releases (deletes) the record only when nothing was created for certain. Otherwise
-       the record keeps its fingerprint and only the lock is dropped, so the same body can retry at once.
-       Powertools deletes the record on any exception. Both changes apply only to our own lock (its token).
+    3. A create that fails releases (deletes) the record only when nothing was created for certain, by this
+       request and by any before it: a request that took over an expired lock inherits its UNKNOWN outcome, so
+       it never releases. Otherwise the record keeps its fingerprint and only the lock is dropped, so the same
+       body can retry at once. Powertools deletes the record on any exception.
+    4. A lock write that fails after it may have landed (its answers timed out) drops that lock at once, keeping
+       the fingerprint, instead of leaving the caller at 409 until the function's timeout.
+
+    Releasing and dropping touch only the lock this request holds (its token); should either fail, the lock
+    expires with the function and the record stays bound, and the caller hears about the create, not about this.
     """
 
     TOKEN_ATTR = "lock_token"  # noqa: S105 - an attribute name
@@ -152,7 +161,10 @@ class IntentStore(DynamoDBPersistenceLayer):
 
     def __init__(self, *, table_name: str, boto3_client: Any) -> None:
         super().__init__(table_name=table_name, boto3_client=boto3_client)
-        self._token: str | None = None  # the token of the lock this container holds (one request at a time)
+        # The lock this container holds (one request at a time): its token, and whether it took over a record that
+        # was already bound (then no failure of this request may release the key).
+        self._token: str | None = None
+        self._inherited_unknown = False
 
     def _put_record(self, data_record: DataRecord) -> None:
         token = uuid.uuid4().hex
@@ -166,8 +178,9 @@ class IntentStore(DynamoDBPersistenceLayer):
         if data_record.in_progress_expiry_timestamp is not None:
             item[self.in_progress_expiry_attr] = {"N": str(data_record.in_progress_expiry_timestamp)}
         now = time.time()
+        self._token, self._inherited_unknown = token, True  # until the write says otherwise
         try:
-            self.client.put_item(
+            replaced = self.client.put_item(
                 TableName=self.table_name,
                 Item=item,
                 ConditionExpression=(
@@ -187,53 +200,49 @@ class IntentStore(DynamoDBPersistenceLayer):
                     ":inprogress": {"S": STATUS_CONSTANTS["INPROGRESS"]},
                     ":validation": {"S": data_record.payload_hash},
                 },
+                ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+        except (ClientError, BotoCoreError) as exc:
+            if not _condition_failed(exc):
+                self._drop_lock(data_record.idempotency_key)  # it may have landed: never leave it locked
                 raise
-            existing = exc.response.get("Item")  # type: ignore[typeddict-item]
+            existing = exc.response.get("Item")  # type: ignore[union-attr]
             if existing is None:
                 raise IdempotencyItemAlreadyExistsError() from exc
             if existing.get(self.TOKEN_ATTR) == {"S": token}:
-                self._token = token  # our own write, answered late and retried by botocore
-                return
+                return  # our own write, answered late and retried by botocore: what it replaced is not known
             record = self._item_to_data_record(existing)
             self._validate_payload(data_payload=data_record, stored_data_record=record)  # another body: 422
             self._save_to_cache(data_record=record)
             raise IdempotencyItemAlreadyExistsError(old_data_record=record) from exc
-        self._token = token
+        previous = replaced.get("Attributes")
+        # The condition let the write replace a live record only if it was an expired lock of the same request.
+        self._inherited_unknown = previous is not None and int(previous[self.expiry_attr]["N"]) >= int(now)
 
     def delete_record(self, data: dict[str, Any], exception: Exception) -> None:
         """Called by Powertools when the create raised: RELEASED or UNKNOWN, by the one rule in outcomes.py."""
-        if outcome_of(exception) is Outcome.NOT_CREATED:
-            super().delete_record(data=data, exception=exception)
-            logger.info("idempotency key released", extra={"intent_state": IntentState.RELEASED})
-        else:
-            self._keep_bound(data)
-
-    def _delete_record(self, data_record: DataRecord) -> None:
-        with _unless_lock_lost():
-            self.client.delete_item(Key=self._get_key(data_record.idempotency_key), **self._if_own_lock())
-
-    def _keep_bound(self, data: dict[str, Any]) -> None:
-        """Drop the lock and keep the fingerprint. Should DynamoDB fail here, the lock still expires with the
-        function and the record stays bound all the same: the caller hears about the create, not about this."""
         idempotency_key = self._get_hashed_idempotency_key(data=data)
         assert idempotency_key is not None  # raise_on_no_idempotency_key is set
-        try:
-            with _unless_lock_lost():
-                self.client.update_item(
-                    Key=self._get_key(idempotency_key),
-                    UpdateExpression="SET #lock_expiry = :expired, #outcome = :unknown",
-                    **self._if_own_lock(
-                        names={"#lock_expiry": self.in_progress_expiry_attr, "#outcome": self.OUTCOME_ATTR},
-                        values={":expired": {"N": "0"}, ":unknown": {"S": Outcome.UNKNOWN.value}},
-                    ),
-                )
-        except (ClientError, BotoCoreError) as exc:
-            logger.error("the lock could not be dropped; it expires with the function", extra={"store_error": str(exc)})
-        logger.warning("idempotency key kept bound", extra={"intent_state": IntentState.UNKNOWN})
+        if outcome_of(exception) is Outcome.NOT_CREATED and not self._inherited_unknown:
+            with _store_errors_logged("the key could not be released"), _unless_lock_lost():
+                self.client.delete_item(Key=self._get_key(idempotency_key), **self._if_own_lock())
+            logger.info("idempotency key released", extra={"intent_state": IntentState.RELEASED})
+        else:
+            self._drop_lock(idempotency_key)
+            logger.warning("idempotency key kept bound", extra={"intent_state": IntentState.UNKNOWN})
+
+    def _drop_lock(self, idempotency_key: str) -> None:
+        """Drop this request's lock and keep the fingerprint: the same body may lock it again at once."""
+        with _store_errors_logged("the lock could not be dropped"), _unless_lock_lost():
+            self.client.update_item(
+                Key=self._get_key(idempotency_key),
+                UpdateExpression="SET #lock_expiry = :expired, #outcome = :unknown",
+                **self._if_own_lock(
+                    names={"#lock_expiry": self.in_progress_expiry_attr, "#outcome": self.OUTCOME_ATTR},
+                    values={":expired": {"N": "0"}, ":unknown": {"S": Outcome.UNKNOWN.value}},
+                ),
+            )
 
     def _if_own_lock(self, *, names: dict[str, str] | None = None, values: dict[str, Any] | None = None) -> Any:
         """The table and condition for a write that must only touch the lock this container holds: a lock that
@@ -250,14 +259,29 @@ class IntentStore(DynamoDBPersistenceLayer):
         }
 
 
+def _condition_failed(error: Exception) -> bool:
+    return isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") == (
+        "ConditionalCheckFailedException"
+    )
+
+
 @contextlib.contextmanager
 def _unless_lock_lost() -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+        if not _condition_failed(exc):
             raise
-        logger.warning("the lock was no longer this request's; the record is left as it is")
+        logger.warning("the record is not this request's lock; it is left as it is")
+
+
+@contextlib.contextmanager
+def _store_errors_logged(what: str) -> Iterator[None]:
+    """The lock expires with the function anyway, and the record stays bound until then."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        logger.error(f"{what}; the lock expires with the function", extra={"store_error": str(exc)})
 
 
 def exactly_once(

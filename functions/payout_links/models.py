@@ -29,9 +29,10 @@ from pydantic import (
 
 from payout_links.problems import PROBLEM_TYPE_PREFIX, FieldError, MalformedJson, ValidationFailed
 
-# C0 controls (tab and line breaks included), DEL, C1 controls, and the Unicode line and paragraph separators:
-# forwarded, they would reach the payee's SMS and email, where they end or start a line, or hide text.
-_CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+# C0 controls (tab and line breaks included), DEL, C1 controls, the Unicode line and paragraph separators, and the
+# bidirectional embeddings, overrides and isolates: forwarded, they would reach the payee's SMS and email, where
+# they end or start a line, hide text, or reorder what is read. Joiners stay: names in several scripts need them.
+_CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
 _CONTROL = re.compile(f"[{_CONTROLS}]")
 _PLAIN_TEXT = f"^[^{_CONTROLS}]*$"
 _EMAIL_CHARACTER = rf"[^@\s{_CONTROLS}]"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -121,21 +122,51 @@ def _metadata(value: Any) -> dict[str, str]:
     }
 
 
-def mismatches(request: dict[str, Any], link: dict[str, Any]) -> list[str]:
-    """The fields where a normalized link contradicts the request it answers: the amount, which must be there,
-    and the payee and delivery details the upstream echoes, wherever both sides state them. A link the upstream
-    handed back for another request (or altered) must never reach the caller as theirs."""
-    wrong = [] if link["amount"] == request["amount"] else ["amount"]
+def mismatches(request: dict[str, Any], link: dict[str, Any], *, echoed_user_id: str | None) -> list[str]:
+    """The fields where a normalized link contradicts the request it answers: the amount, which must be there, and
+    whatever else the upstream echoes of the request (payee, delivery, user, tax exemption, metadata), wherever
+    both sides state it. A link the upstream handed back for another request (or altered) must never reach the
+    caller as theirs. Text is compared as a person reads it (case, spacing and Unicode form aside; phone numbers
+    by their digits), so that an upstream that tidies what it echoes does not strand a legitimate link."""
     asked_payee = request.get("payee") or {}
-    asked_delivery = {"method": (request.get("delivery") or {}).get("method"), **asked_payee}
-    for name, asked, echoed in (("payee", asked_payee, link["payee"]), ("delivery", asked_delivery, link["delivery"])):
-        for key, value in (echoed or {}).items():
-            if value is not None and asked.get(key) is not None and not _same(key, asked[key], value):
-                wrong.append(f"{name}.{key}")
+    asked = {
+        "amount": request["amount"],
+        "user_id": request.get("user_id"),
+        "tax_exempt": request.get("tax_exempt"),
+        **{f"payee.{key}": value for key, value in asked_payee.items()},
+        "delivery.method": (request.get("delivery") or {}).get("method"),
+        **{f"delivery.{key}": asked_payee.get(key) for key in ("email", "country_code", "phone_number")},
+        **{f"metadata.{key}": value for key, value in (request.get("metadata") or {}).items()},
+    }
+    echoed = {
+        "amount": link["amount"],
+        "user_id": echoed_user_id,
+        "tax_exempt": link["tax_exempt"],
+        **{f"payee.{key}": value for key, value in (link["payee"] or {}).items()},
+        **{f"delivery.{key}": value for key, value in (link["delivery"] or {}).items()},
+        **{f"metadata.{key}": value for key, value in link["metadata"].items()},
+    }
+    wrong = [] if link["amount"] == request["amount"] else ["amount"]
+    for field, value in asked.items():
+        answer = echoed.get(field)
+        if (
+            field != "amount"
+            and value is not None
+            and answer is not None
+            and _comparable(field, value) != _comparable(field, answer)
+        ):
+            wrong.append(field)
     return wrong
 
 
-def _same(key: str, asked: str, echoed: str) -> bool:
-    if key == "email":
-        return asked.casefold() == echoed.strip().casefold()
-    return asked == echoed.strip()
+def echoed_user_id(answer: Any) -> str | None:
+    """The `user_id` the upstream says the link is for (not part of the normalized link); None if it says none."""
+    return _text(_unwrap(answer).get("user_id"))
+
+
+def _comparable(field: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if field.endswith(("phone_number", "country_code")):
+        return "".join(character for character in value if character.isdigit())
+    return " ".join(unicodedata.normalize("NFC", value).split()).casefold()

@@ -16,7 +16,7 @@ import httpx
 
 from payout_links import deadlines
 from payout_links.credentials import CredentialsStore
-from payout_links.normalize import mismatches, normalize_payout_link
+from payout_links.normalize import echoed_user_id, mismatches, normalize_payout_link
 from payout_links.observability import MetricUnit, logger, metrics
 from payout_links.outcomes import CreateFailed, Outcome, answer_outcome, combined, transport_outcome
 from payout_links.problems import (
@@ -72,11 +72,13 @@ class PayoutApiClient:
         attempt = 0
         while True:
             attempt += 1
+            # The credentials first: reading them (on a cold start, or after a 401) takes from the same deadline.
+            authorization = self._credentials.get(deadline=deadline).authorization
             time_left = deadline - self._clock()
             if time_left < MIN_ATTEMPT_SECONDS:
                 raise UpstreamTimedOut(_TIMED_OUT)
             try:
-                return self._attempt(payload, seconds=min(self._attempt_timeout, time_left), deadline=deadline)
+                return self._attempt(payload, authorization, seconds=min(self._attempt_timeout, time_left))
             except _AttemptFailed as failed:
                 outcomes.append(failed.outcome)
                 if isinstance(failed, _CredentialsRejected) and not credentials_refreshed:
@@ -87,9 +89,9 @@ class PayoutApiClient:
                 elif not (failed.retryable and attempt < self._max_attempts and self._backoff(attempt, deadline)):
                     raise failed.problem from None
 
-    def _attempt(self, payload: dict[str, Any], *, seconds: float, deadline: float) -> dict[str, Any]:
+    def _attempt(self, payload: dict[str, Any], authorization: str, *, seconds: float) -> dict[str, Any]:
         """One POST that ends within `seconds`, wall clock, however slowly the upstream answers."""
-        headers = {"Authorization": self._credentials.get(deadline=deadline).authorization}
+        headers = {"Authorization": authorization}
         started = self._clock()
         try:
             with deadlines.within(seconds):
@@ -106,9 +108,9 @@ class PayoutApiClient:
             raise _AttemptFailed(UpstreamFailed(_UNREADABLE), Outcome.UNKNOWN) from None
         status = response.status_code
         if 200 <= status < 300:
-            link = self._read_link(response, started)
+            link, user_id = self._read_link(response, started)
             self._report(started, "2xx", status=status)
-            if wrong := mismatches(payload, link):
+            if wrong := mismatches(payload, link, echoed_user_id=user_id):
                 logger.error("upstream link does not match the request", extra={"mismatched_fields": wrong})
                 problem = UpstreamMismatch("The payout provider answered with a link that does not match the request.")
                 raise _AttemptFailed(problem, Outcome.UNKNOWN)
@@ -116,9 +118,11 @@ class PayoutApiClient:
         self._report(started, f"{status // 100}xx", status=status)
         raise self._refusal(response)
 
-    def _read_link(self, response: httpx.Response, started: float) -> dict[str, Any]:
+    def _read_link(self, response: httpx.Response, started: float) -> tuple[dict[str, Any], str | None]:
+        """The normalized link, and the user the upstream says it is for."""
         try:
-            return normalize_payout_link(response.json())
+            answer = response.json()
+            return normalize_payout_link(answer), echoed_user_id(answer)
         except Exception:  # whatever a 2xx carries (RecursionError included), unreadable is UNKNOWN, never a 500
             self._report(started, "Unreadable", status=response.status_code)
             raise _AttemptFailed(UpstreamFailed(_UNREADABLE), Outcome.UNKNOWN) from None

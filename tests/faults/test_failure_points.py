@@ -336,3 +336,46 @@ def test_unreadable_answer_then_retry_reads_the_link(function, upstream):
     assert retry.status == 201
     assert retry.json()["id"] == only_link_id(upstream)
     assert links_created(upstream) == 1
+
+
+# -- a key that was bound stays bound -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("then", [{"status": 429}, {"status": 422}], ids=["then-rate-limited", "then-rejected"])
+def test_a_retry_that_creates_nothing_does_not_release_a_key_whose_link_may_exist(function, upstream, then):
+    """The first attempt may have made the link (a 500 after the create); the retry of the same body is refused
+    outright. The key must stay with the first body: only "nothing was created, ever" releases it."""
+    function.set_env(PAYOUT_API_MAX_ATTEMPTS="1")
+    key = new_key()
+    upstream.inject({"status": 500, "after_create": True}, then)
+
+    assert function.create(key=key).status == 502
+    assert function.create(key=key).status == then["status"]
+
+    assert function.create(payout_body(amount=9_999), key=key).status == 422
+    retry = function.create(key=key)
+    assert retry.status == 201 and retry.json()["id"] == only_link_id(upstream)
+    assert links_created(upstream) == 1
+
+
+def test_a_lock_write_that_lands_after_both_attempts_timed_out_does_not_lock_the_caller_out(
+    function, upstream, aws_faults
+):
+    key = new_key()
+    aws_faults.stall("DynamoDB_20120810.PutItem", seconds=1.5, forward=True, count=2)
+
+    refused = function.create(key=key)
+    assert refused.status == 503 and upstream.stats()["requests"] == 0
+
+    retry = function.create(key=key)  # at once: not a 409 until the first invocation's timeout
+    assert retry.status == 201
+    assert links_created(upstream) == 1
+
+
+def test_a_release_that_fails_still_answers_what_the_upstream_said(function, upstream, aws_faults):
+    upstream.inject({"status": 422})
+    aws_faults.fail("DynamoDB_20120810.DeleteItem", count=2)
+
+    result = function.create()
+
+    assert result.status == 422 and result.json()["type"].endswith("upstream-rejected")

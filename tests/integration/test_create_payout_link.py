@@ -152,3 +152,33 @@ def test_every_upstream_answer_shape_is_normalized(function, upstream, shape):
     link = result.json()
     assert set(link) == LINK_KEYS
     assert link["amount"] == 2500 and link["metadata"] == {"order": "A-1001"} and link["status"] == "created"
+
+
+def test_a_link_echoed_with_tidier_text_still_matches_its_request(function, upstream):
+    # Dots may trim or re-case what it echoes: a legitimate link must not be stranded as a mismatch.
+    upstream.inject(
+        {"link_overrides": {"payee": {"first_name": "ADA", "country_code": "1", "phone_number": "5555550123"}}}
+    )
+
+    result = function.create(
+        payout_body(payee={"country_code": "1", "phone_number": "5555550123", "first_name": " Ada "})
+    )
+
+    assert result.status == 201
+
+
+@pytest.mark.parametrize(
+    ("asked", "answered"),
+    [
+        ({"user_id": "alice"}, {"user_id": "mallory"}),
+        ({"tax_exempt": True}, {"tax_exempt": False}),
+        ({"metadata": {"order": "A-1001"}}, {"metadata": {"order": "Z-999"}}),
+    ],
+    ids=["user", "tax exemption", "metadata"],
+)
+def test_a_link_for_another_user_exemption_or_order_is_never_a_201(function, upstream, asked, answered):
+    upstream.inject({"link_overrides": answered})
+
+    result = function.create(payout_body(**asked))
+
+    assert result.status == 502 and result.json()["type"].endswith("upstream-mismatch")

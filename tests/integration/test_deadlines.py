@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import httpx
@@ -56,3 +57,17 @@ def test_the_client_opens_its_connections_through_the_bounded_backend(client):
     # The backend is chosen through the transport's pool, the one place httpx lets it be set: an httpx upgrade that
     # moved it would make the bound silently disappear, so it is checked here.
     assert isinstance(client._transport._pool._network_backend, BoundedBackend)
+
+
+def test_a_name_that_takes_long_to_resolve_is_a_connect_timeout_at_the_deadline(monkeypatch, client):
+    def slow_lookup(*args, **kwargs):
+        time.sleep(2.0)
+        return socket.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_lookup)
+
+    started = time.monotonic()
+    with pytest.raises(httpx.ConnectTimeout), deadlines.within(0.5):
+        client.post("http://dots.invalid/api/v2/payout-links", json=BODY, timeout=5.0)
+
+    assert time.monotonic() - started < 0.8  # a timeout before connecting: nothing was sent

@@ -220,7 +220,15 @@ def test_every_uuid_spelling_the_body_accepts_names_one_key_in_header_and_body(s
 
 
 @pytest.mark.parametrize(
-    "spelling", ["URN:UUID:" + _UUID, "{" + _UUID.replace("-", "") + "}", _UUID[:8] + _UUID[9:], "{" + _UUID]
+    "spelling",
+    ["URN:UUID:" + _UUID, "{" + _UUID.replace("-", "") + "}", "urn:uuid:{" + _UUID + "}", "Urn:Uuid:" + _UUID.upper()],
 )
-def test_spellings_the_body_refuses_stay_opaque_keys(spelling: str) -> None:
+def test_header_only_spellings_of_a_uuid_name_the_same_key(spelling: str) -> None:
+    assert parse_key_header(spelling) == _UUID
+
+
+@pytest.mark.parametrize(
+    "spelling", [_UUID[:8] + _UUID[9:], "{" + _UUID, _UUID + "}", "urn:uuid:" + _UUID[:-1], "x" + _UUID, "-" * 36]
+)
+def test_what_is_not_a_uuid_stays_an_opaque_key(spelling: str) -> None:
     assert parse_key_header(spelling) == spelling

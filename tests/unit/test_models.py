@@ -215,6 +215,8 @@ CONTROL_CHARACTERS = {
     "next line (C1)": "\x85",
     "line separator": "\u2028",
     "paragraph separator": "\u2029",
+    "right-to-left override": "\u202e",
+    "first-strong isolate": "\u2068",
 }
 # Every string of the body that is forwarded upstream: a body with `text` inside an otherwise valid value of the
 # field, and where the error must point.
