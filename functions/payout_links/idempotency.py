@@ -138,7 +138,7 @@ def _mark_replayed(response: Created, record: DataRecord) -> Created:
 
 
 class IntentStore(DynamoDBPersistenceLayer):
-    """Powertools' DynamoDB persistence layer, held to the outcome rules of outcomes.py. Three changes:
+    """Powertools' DynamoDB persistence layer, held to the outcome rules of outcomes.py. Four changes:
 
     1. An expired lock (a crash, a Lambda timeout, or an UNKNOWN outcome) may be taken over only by a request with
        the same fingerprint. Powertools lets any request overwrite it, which would let another body take a key
@@ -277,7 +277,8 @@ def _unless_lock_lost() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _store_errors_logged(what: str) -> Iterator[None]:
-    """The lock expires with the function anyway, and the record stays bound until then."""
+    """Log a failed store write instead of raising it: the lock expires with the function anyway, and the record
+    stays bound until then, so the caller is better served by the create's own answer."""
     try:
         yield
     except (ClientError, BotoCoreError) as exc:
