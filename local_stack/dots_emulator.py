@@ -5,6 +5,20 @@ whose answers can be delayed, trickled a byte at a time, altered, replaced or dr
 (see `DotsEmulator.inject`).
 It only ever binds a loopback address: it accepts any request from anyone who can reach it.
 
+The payout-link API (Basic auth, answers shaped by `set_shape`):
+- `POST /api/v2/payout-links` creates a link (or replays the one made under the same idempotency key);
+- `GET /api/v2/payout-links/{id}` retrieves a link;
+- `DELETE /api/v2/payout-links/{id}` cancels a link whose status allows it. How a refusal looks (400 or 409,
+  and its text) is the emulator's choice: the real API does not document it, so no client should rely on it.
+Every such request counts in `stats()` and takes the next queued fault, whatever its method.
+
+The control API, under `/_emulator/` (no auth):
+- `GET stats`, `POST reset`, `POST faults`, `POST shape`, `POST credentials`;
+- `POST links` makes a link outside the proxy (`seed_link`; not a payout-link API request);
+- `GET links/{id}` shows a stored link (`link`);
+- `POST links/{id}/status` with `{"status": ...}` moves a link to any contract status (`set_status`), the way
+  the payee, Dots or time would.
+
 Run it alone with `python -m local_stack.dots_emulator --port 8090`.
 """
 
@@ -31,7 +45,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 # Obviously fake credentials for the local stack; never valid against the real API.
 DEMO_CLIENT_ID = "demo-client-id"
@@ -43,11 +57,26 @@ SHAPES = ("v2", "v2-200", "v1")
 DELIVERY_METHODS = ("sms", "link", "email", "all")
 MAX_BODY_BYTES = 1 << 20
 DEFAULT_FAULT_BODY = {"message": "Injected failure"}
+LINK_STATUSES = (
+    "created",
+    "delivery_pending",
+    "delivery_failed",
+    "sent",
+    "delivered",
+    "claimed",
+    "reversed",
+    "canceled",
+    "expired",
+)
+CANCELABLE_STATUSES = frozenset({"created", "delivery_pending", "delivery_failed", "sent", "delivered"})
 
 # serve_forever() only notices shutdown() between polls; a short poll keeps stop() quick.
 _POLL_INTERVAL_SECONDS = 0.05
 
 type Json = dict[str, Any]
+
+# What `seed_link` makes when given no payload: a link to a payee with a fictional (555-01xx) phone number.
+DEFAULT_SEED_PAYLOAD: Json = {"amount": 1234, "payee": {"country_code": "1", "phone_number": "5555550123"}}
 
 # Marks a request body that is not valid JSON (None is a valid JSON value).
 _UNREADABLE: Any = object()
@@ -69,6 +98,14 @@ def _json_reply(status: int, body: Any, headers: tuple[tuple[str, str], ...] = (
 
 def _error(status: int, message: str) -> _Reply:
     return _json_reply(status, {"message": message})
+
+
+@dataclass(frozen=True)
+class _Route:
+    """A payout-link API request: `kind` is "create", "read" or "cancel"; reads and cancels name a link."""
+
+    kind: str
+    link_id: str | None = None
 
 
 class _ApiError(Exception):
@@ -115,7 +152,7 @@ def _fault_field(spec: Json, key: str, kinds: tuple[type, ...], default: Any = N
 
 @dataclass
 class _Fault:
-    """A queued misbehaviour for the next `remaining` payout-link requests."""
+    """A queued misbehaviour for the next `remaining` payout-link API requests (creates, reads or cancels)."""
 
     status: int | None
     body: Any
@@ -123,10 +160,11 @@ class _Fault:
     raw_body: str | None
     delay_seconds: float
     drop: bool
+    # Disrupt after the real action (the create, the read or the cancel happened), not before it.
     after_create: bool
     # The real answer's body goes out one byte per `trickle_seconds`: every read is quick, the whole is slow.
     trickle_seconds: float | None
-    # Top-level link fields replaced in the answer only: the stored link stays as created.
+    # Top-level link fields replaced in the answer only: the stored link stays as it is.
     link_overrides: Json | None
     remaining: int
 
@@ -281,10 +319,27 @@ def _build_link(payout: Json) -> Json:
     }
 
 
-def _wrap(link: Json, shape: str) -> _Reply:
+def _wrap(link: Json, shape: str, created: bool = False) -> _Reply:
+    """`link` as the current shape answers it; only a create answers 201, and only in shape v2."""
     if shape == "v1":
         return _json_reply(200, {"success": True, "payout_link": link})
-    return _json_reply(201 if shape == "v2" else 200, link)
+    return _json_reply(201 if created and shape == "v2" else 200, link)
+
+
+def _payout_route(method: str, path: str) -> _Route | None:
+    """The payout-link API request that `method path` is, or None (then it is answered 404 and not counted)."""
+    if path == PAYOUT_LINKS_PATH:
+        return _Route("create") if method == "POST" else None
+    prefix = PAYOUT_LINKS_PATH + "/"
+    segment = path.removeprefix(prefix)
+    if not path.startswith(prefix) or not segment or "/" in segment:
+        return None  # exactly one segment after /payout-links/
+    kind = {"GET": "read", "DELETE": "cancel"}.get(method)
+    return _Route(kind, unquote(segment)) if kind is not None else None
+
+
+def _link_not_found() -> _ApiError:
+    return _ApiError(404, "Payout link not found")
 
 
 def _loopback_host(host: str) -> str:
@@ -373,12 +428,20 @@ class DotsEmulator:
     # -- control ------------------------------------------------------------------------------
 
     def stats(self) -> Json:
+        """`requests` counts payout-link API requests (faulted ones too), split into `creates`, `reads` and
+        `cancels`; `links_created` counts links the API created (not replays, not seeded links); `links` maps
+        each idempotency key, then `<none>#n` for keyless creates, then `<seeded>#n`, to a link id."""
         with self._lock:
-            links = {key: link["id"] for key, link in self._keyed_links.items()}
-            for number, link in enumerate(self._keyless_links, start=1):
-                links[f"<none>#{number}"] = link["id"]
+            links = dict(self._ids_by_key)
+            for number, link_id in enumerate(self._keyless_ids, start=1):
+                links[f"<none>#{number}"] = link_id
+            for number, link_id in enumerate(self._seeded_ids, start=1):
+                links[f"<seeded>#{number}"] = link_id
             return {
-                "requests": self._requests,
+                "requests": sum(self._requests_by_kind.values()),
+                "creates": self._requests_by_kind["create"],
+                "reads": self._requests_by_kind["read"],
+                "cancels": self._requests_by_kind["cancel"],
                 "links_created": self._links_created,
                 "connections": self._connections,
                 "links": links,
@@ -412,18 +475,65 @@ class DotsEmulator:
         with self._lock:
             self._credentials = (client_id, api_key)
 
+    def link(self, link_id: str) -> Json:
+        """A copy of the stored link, whatever the shape; KeyError if there is none."""
+        with self._lock:
+            return copy.deepcopy(self._stored_link(link_id))
+
+    def set_status(self, link_id: str, status: str) -> Json:
+        """Move a link to any contract status, as the payee, Dots or time would; every later answer about the
+        link shows it. A link that becomes `claimed` gets a fake `claimed_user_id` if it had none.
+        ValueError for a status outside the contract, KeyError for an unknown link; returns a copy of the link."""
+        if not isinstance(status, str) or status not in LINK_STATUSES:
+            raise ValueError(f"unknown status {status!r}; expected one of {', '.join(LINK_STATUSES)}")
+        with self._lock:
+            link = self._stored_link(link_id)
+            link["status"] = status
+            if status == "claimed" and link["claimed_user_id"] is None:
+                link["claimed_user_id"] = str(uuid.uuid4())
+            return copy.deepcopy(link)
+
+    def seed_link(self, payload: Json | None = None) -> Json:
+        """Make a link outside the proxy (say, from the Dots dashboard): validated like a create, stored and
+        retrievable like any link, but not a payout-link API request, so neither `requests` nor `links_created`
+        count it. No payload (or `{}`) makes `DEFAULT_SEED_PAYLOAD`. A seeded link has no idempotency key, so
+        no create replays it: a payload with one is refused, as is any payload the API would refuse
+        (ValueError). Returns a copy of the link."""
+        if payload is None or payload == {}:
+            payload = DEFAULT_SEED_PAYLOAD
+        try:
+            _validate_payout(payload)
+        except _ApiError as error:
+            raise ValueError(str(error)) from None
+        if payload.get("idempotency_key") is not None:
+            raise ValueError("a seeded link takes no idempotency_key: create it through the API to replay it")
+        link = _build_link(copy.deepcopy(payload))  # the caller's payload may change later; the link may not
+        with self._lock:
+            self._links[link["id"]] = link
+            self._seeded_ids.append(link["id"])
+            return copy.deepcopy(link)
+
     # -- state (callers hold the lock, except in __init__) --------------------------------------
 
     def _clear(self) -> None:
         self._credentials = self._initial_credentials
         self._shape = "v2"
-        self._requests = 0
+        self._requests_by_kind = {"create": 0, "read": 0, "cancel": 0}
         self._links_created = 0
         self._connections = 0
-        self._keyed_links: dict[str, Json] = {}
-        self._keyless_links: list[Json] = []
+        self._links: dict[str, Json] = {}  # every stored link by id, whoever made it
+        self._ids_by_key: dict[str, str] = {}  # idempotency key -> link id
+        self._keyless_ids: list[str] = []
+        self._seeded_ids: list[str] = []
         self._faults: deque[_Fault] = deque()
         self._last_request: Json | None = None
+
+    def _stored_link(self, link_id: str) -> Json:
+        """The stored link itself, to read or change under the lock; KeyError if there is none."""
+        link = self._links.get(link_id)
+        if link is None:
+            raise KeyError(f"unknown payout link {link_id!r}")
+        return link
 
     def _take_fault(self) -> _Fault | None:
         if not self._faults:
@@ -453,12 +563,13 @@ class DotsEmulator:
             with contextlib.suppress(OSError):  # the client already went away
                 connection.shutdown(socket.SHUT_RDWR)
 
-    def _begin_payout(self, headers: Json, body: Any) -> _Fault | None:
-        """Count and record a payout-link request; return the fault that applies to it, if any."""
+    def _begin_payout(self, route: _Route, request: Json) -> _Fault | None:
+        """Count and record a payout-link API request (`request` has its method, path, headers and body);
+        return the fault that applies to it, if any: one queue for creates, reads and cancels, in arrival order."""
         with self._lock:
             self._in_flight += 1
-            self._requests += 1
-            self._last_request = {"headers": headers, "body": None if body is _UNREADABLE else body}
+            self._requests_by_kind[route.kind] += 1
+            self._last_request = request
             return self._take_fault()
 
     def _end_payout(self) -> None:
@@ -466,17 +577,27 @@ class DotsEmulator:
             self._in_flight -= 1
             self._idle.notify_all()
 
-    def _process_payout(self, authorization: str | None, body: Any, link_overrides: Json | None = None) -> _Reply:
-        """The real answer; `link_overrides` replace fields of the link in this answer only (a refusal has
-        no link and is answered unchanged)."""
+    def _process_payout(
+        self, route: _Route, authorization: str | None, body: Any, link_overrides: Json | None = None
+    ) -> _Reply:
+        """The real answer to a create, read or cancel; `link_overrides` replace fields of the link in this
+        answer only (a refusal has no link and is answered unchanged)."""
         if not self._authorized(authorization):
             return _error(401, "Unauthorized")
         try:
-            payout = _validate_payout(body)
+            link, shape = self._act(route, body)
         except _ApiError as error:
             return error.reply()
-        link, shape = self._create_or_get(payout)
-        return _wrap({**link, **(link_overrides or {})}, shape)
+        return _wrap({**link, **(link_overrides or {})}, shape, created=route.kind == "create")
+
+    def _act(self, route: _Route, body: Any) -> tuple[Json, str]:
+        """Do what `route` asks; a copy of the link it is about, and the shape to answer it in."""
+        if route.kind == "create":
+            return self._create_or_get(_validate_payout(body))
+        assert route.link_id is not None
+        if route.kind == "read":
+            return self._read(route.link_id)
+        return self._cancel(route.link_id)
 
     def _authorized(self, authorization: str | None) -> bool:
         with self._lock:
@@ -489,29 +610,59 @@ class DotsEmulator:
         """Like Dots: a known idempotency key returns the first link, whatever the new body says."""
         key = payout.get("idempotency_key")
         with self._lock:
-            if key is not None and key in self._keyed_links:
-                return self._keyed_links[key], self._shape
+            if key is not None and key in self._ids_by_key:
+                # The stored link as it is now: a status it moved to since shows in the replay too.
+                return copy.deepcopy(self._links[self._ids_by_key[key]]), self._shape
             link = _build_link(payout)
+            self._links[link["id"]] = link
             if key is None:
-                self._keyless_links.append(link)
+                self._keyless_ids.append(link["id"])
             else:
-                self._keyed_links[key] = link
+                self._ids_by_key[key] = link["id"]
             self._links_created += 1
-            return link, self._shape
+            return copy.deepcopy(link), self._shape
+
+    def _read(self, link_id: str) -> tuple[Json, str]:
+        with self._lock:
+            link = self._links.get(link_id)
+            if link is None:
+                raise _link_not_found()
+            return copy.deepcopy(link), self._shape
+
+    def _cancel(self, link_id: str) -> tuple[Json, str]:
+        """Cancel a link that is not yet claimed, reversed, expired or canceled. The refusals' statuses and
+        texts are the emulator's own: Dots does not document them."""
+        with self._lock:
+            link = self._links.get(link_id)
+            if link is None:
+                raise _link_not_found()
+            if link["status"] == "canceled":
+                raise _ApiError(409, "Payout link already canceled")
+            if link["status"] not in CANCELABLE_STATUSES:
+                raise _ApiError(400, f"Payout link cannot be canceled in status {link['status']}")
+            link["status"] = "canceled"
+            return copy.deepcopy(link), self._shape
 
     def _control(self, method: str, name: str, body: Any) -> _Reply:
-        match (method, name):
-            case ("GET", "stats"):
+        """`body` is None for an empty request body, `_UNREADABLE` for one that is not JSON."""
+        match (method, name.split("/")):
+            case ("GET", ["stats"]):
                 return _json_reply(200, self.stats())
-            case ("POST", "reset"):
+            case ("POST", ["reset"]):
                 self.reset()
                 return _json_reply(200, {})
-            case ("POST", "faults"):
+            case ("POST", ["faults"]):
                 return self._control_faults(body)
-            case ("POST", "shape"):
+            case ("POST", ["shape"]):
                 return self._control_shape(body)
-            case ("POST", "credentials"):
+            case ("POST", ["credentials"]):
                 return self._control_credentials(body)
+            case ("POST", ["links"]):
+                return self._control_seed(body)
+            case ("GET", ["links", link_id]) if link_id:
+                return self._control_link(unquote(link_id))
+            case ("POST", ["links", link_id, "status"]) if link_id:
+                return self._control_status(unquote(link_id), body)
             case _:
                 return _error(404, "Not found")
 
@@ -543,6 +694,31 @@ class DotsEmulator:
             return _error(400, "client_id and api_key must be strings")
         self.set_credentials(client_id, api_key)
         return _json_reply(200, {})
+
+    def _control_seed(self, body: Any) -> _Reply:
+        try:
+            return _json_reply(201, self.seed_link(body))
+        except ValueError as error:
+            return _error(400, str(error))
+
+    def _control_link(self, link_id: str) -> _Reply:
+        try:
+            return _json_reply(200, self.link(link_id))
+        except KeyError:
+            return _link_not_found().reply()
+
+    def _control_status(self, link_id: str, body: Any) -> _Reply:
+        if not isinstance(body, dict):
+            return _error(400, "Invalid JSON body")
+        unknown = set(body) - {"status"}
+        if unknown:
+            return _error(400, f"unknown keys: {', '.join(sorted(unknown))}")
+        try:
+            return _json_reply(200, self.set_status(link_id, body.get("status")))
+        except ValueError as error:
+            return _error(400, str(error))
+        except KeyError:
+            return _link_not_found().reply()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,11 +793,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(error.reply())
             return
         path = urlsplit(self.path).path
-        if self.command == "POST" and path == PAYOUT_LINKS_PATH:
-            self._payout_link(raw)
+        route = _payout_route(self.command, path)
+        if route is not None:
+            self._payout_request(route, path, raw)
         elif path.startswith(CONTROL_PREFIX):
             name = path.removeprefix(CONTROL_PREFIX)
-            self._send(self.emulator._control(self.command, name, _parse_json(raw)))
+            body = _parse_json(raw) if raw else None
+            self._send(self.emulator._control(self.command, name, body))
         else:
             self._send(_error(404, "Not found"))
 
@@ -639,14 +817,21 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ApiError(413, "Body too large")
         return self.rfile.read(length)
 
-    def _payout_link(self, raw: bytes) -> None:
+    def _payout_request(self, route: _Route, path: str, raw: bytes) -> None:
+        """A create, read or cancel: the next fault, then the real action and answer (or not, as it says)."""
         body = _parse_json(raw)
-        fault = self.emulator._begin_payout(self._recorded_headers(), body)
+        request = {
+            "method": self.command,
+            "path": path,
+            "headers": self._recorded_headers(),
+            "body": None if body is _UNREADABLE else body,
+        }
+        fault = self.emulator._begin_payout(route, request)
         try:
             if fault is not None and not fault.after_create and self._disrupt(fault):
                 return
             overrides = fault.link_overrides if fault is not None else None
-            reply = self.emulator._process_payout(self.headers.get("Authorization"), body, overrides)
+            reply = self.emulator._process_payout(route, self.headers.get("Authorization"), body, overrides)
             if fault is not None and fault.after_create and self._disrupt(fault):
                 return
             if fault is not None and fault.trickle_seconds is not None:

@@ -504,3 +504,424 @@ def test_cli_serves_until_sigterm() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# The payout-link lifecycle: retrieve, cancel, statuses, seeded links
+# ---------------------------------------------------------------------------------------------
+
+CANCELABLE = ["created", "delivery_pending", "delivery_failed", "sent", "delivered"]
+
+
+def link_path(link_id: str) -> str:
+    return f"{PAYOUT_PATH}/{link_id}"
+
+
+def unwrap(response: httpx.Response, shape: str = "v2") -> dict[str, Any]:
+    """The link in a 200 answer to a read or a cancel, checking the shape's wrapping."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    if shape == "v1":
+        assert body.keys() == {"success", "payout_link"} and body["success"] is True
+        return body["payout_link"]
+    return body
+
+
+def create(client: httpx.Client, **overrides: Any) -> dict[str, Any]:
+    """A link created through the API (in the default v2 shape)."""
+    response = client.post(PAYOUT_PATH, json=payout(**overrides))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize("shape", ["v2", "v2-200", "v1"])
+def test_retrieve_answers_the_stored_link_in_each_shape(
+    emulator: DotsEmulator, client: httpx.Client, shape: str
+) -> None:
+    created = create(client)
+    emulator.set_shape(shape)
+
+    response = client.get(link_path(created["id"]))
+
+    assert unwrap(response, shape) == created == emulator.link(created["id"])
+
+
+@pytest.mark.parametrize("origin", ["keyed", "keyless", "seeded"])
+def test_retrieve_finds_a_link_however_it_was_made(emulator: DotsEmulator, client: httpx.Client, origin: str) -> None:
+    if origin == "seeded":
+        made = emulator.seed_link()
+    else:
+        made = create(client, idempotency_key=None if origin == "keyless" else str(uuid.uuid4()))
+
+    assert unwrap(client.get(link_path(made["id"]))) == made
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_unknown_link_is_404(emulator: DotsEmulator, client: httpx.Client, method: str) -> None:
+    create(client)
+
+    response = client.request(method, link_path(str(uuid.uuid4())))
+
+    assert (response.status_code, response.json()) == (404, {"message": "Payout link not found"})
+
+
+@pytest.mark.parametrize("auth", [("demo-client-id", "wrong-key"), None])
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_retrieve_and_cancel_need_credentials(
+    emulator: DotsEmulator, auth: tuple[str, str] | None, method: str
+) -> None:
+    link_id = emulator.seed_link()["id"]
+
+    with http_client(base_url=emulator.base_url, auth=auth) as http:
+        response = http.request(method, link_path(link_id))
+        unknown = http.request(method, link_path(str(uuid.uuid4())))  # no hint of which links exist
+
+    assert (response.status_code, response.json()) == (401, {"message": "Unauthorized"})
+    assert (unknown.status_code, unknown.json()) == (401, {"message": "Unauthorized"})
+    assert emulator.link(link_id)["status"] == "created"
+
+
+def test_cancel_shows_in_every_later_answer(emulator: DotsEmulator, client: httpx.Client) -> None:
+    sent = payout()
+    created = client.post(PAYOUT_PATH, json=sent).json()
+
+    canceled = unwrap(client.delete(link_path(created["id"])))
+    retrieved = unwrap(client.get(link_path(created["id"])))
+    replayed = client.post(PAYOUT_PATH, json=sent)
+
+    assert canceled == {**created, "status": "canceled"}
+    assert retrieved == canceled
+    assert replayed.status_code == 201 and replayed.json() == canceled
+    assert emulator.link(created["id"]) == canceled
+    assert emulator.stats()["links_created"] == 1
+
+
+@pytest.mark.parametrize("shape", ["v2", "v2-200", "v1"])
+def test_cancel_answers_200_in_each_shape(emulator: DotsEmulator, client: httpx.Client, shape: str) -> None:
+    link_id = create(client)["id"]
+    emulator.set_shape(shape)
+
+    link = unwrap(client.delete(link_path(link_id)), shape)
+
+    assert (link["id"], link["status"]) == (link_id, "canceled")
+
+
+@pytest.mark.parametrize("status", CANCELABLE)
+def test_every_cancelable_status_can_be_canceled(emulator: DotsEmulator, client: httpx.Client, status: str) -> None:
+    link_id = emulator.seed_link()["id"]
+    emulator.set_status(link_id, status)
+
+    assert unwrap(client.delete(link_path(link_id)))["status"] == "canceled"
+
+
+def test_second_cancel_is_refused(emulator: DotsEmulator, client: httpx.Client) -> None:
+    link_id = create(client)["id"]
+    assert client.delete(link_path(link_id)).status_code == 200
+
+    again = client.delete(link_path(link_id))
+
+    # The status and text are the emulator's choice (Dots does not document them); only a 4xx is promised.
+    assert (again.status_code, again.json()) == (409, {"message": "Payout link already canceled"})
+    assert emulator.link(link_id)["status"] == "canceled"
+
+
+@pytest.mark.parametrize("status", ["claimed", "reversed", "expired"])
+def test_settled_links_cannot_be_canceled(emulator: DotsEmulator, client: httpx.Client, status: str) -> None:
+    link_id = create(client)["id"]
+    emulator.set_status(link_id, status)
+
+    refused = client.delete(link_path(link_id))
+
+    assert refused.status_code == 400
+    assert refused.json() == {"message": f"Payout link cannot be canceled in status {status}"}
+    assert unwrap(client.get(link_path(link_id)))["status"] == status
+
+
+def test_status_control_moves_a_link(emulator: DotsEmulator, client: httpx.Client) -> None:
+    created = create(client)
+
+    moved = control(emulator, f"links/{created['id']}/status", {"status": "delivered"})
+
+    assert moved.status_code == 200 and moved.json() == {**created, "status": "delivered"}
+    assert unwrap(client.get(link_path(created["id"])))["status"] == "delivered"
+    assert emulator.set_status(created["id"], "expired")["status"] == "expired"
+    assert emulator.link(created["id"])["status"] == "expired"
+
+
+def test_claimed_gets_a_fresh_claimed_user_id_once(emulator: DotsEmulator) -> None:
+    first, second = emulator.seed_link()["id"], emulator.seed_link()["id"]
+
+    claimed = control(emulator, f"links/{first}/status", {"status": "claimed"}).json()
+    other = emulator.set_status(second, "claimed")
+    reclaimed = emulator.set_status(emulator.set_status(first, "sent")["id"], "claimed")
+
+    uuid.UUID(claimed["claimed_user_id"])
+    assert claimed["status"] == "claimed"
+    assert other["claimed_user_id"] not in (None, claimed["claimed_user_id"])
+    assert reclaimed["claimed_user_id"] == claimed["claimed_user_id"]  # it had one already
+
+
+@pytest.mark.parametrize(
+    "body", [{"status": "paid"}, {"status": "CANCELED"}, {"status": None}, {}, {"status": "sent", "by": "me"}, ["sent"]]
+)
+def test_status_control_refuses_bad_input(emulator: DotsEmulator, body: Any) -> None:
+    link_id = emulator.seed_link()["id"]
+
+    response = control(emulator, f"links/{link_id}/status", body)
+
+    assert response.status_code == 400 and response.json()["message"]
+    assert emulator.link(link_id)["status"] == "created"
+
+
+def test_set_status_refuses_an_unknown_status_or_link(emulator: DotsEmulator) -> None:
+    link_id = emulator.seed_link()["id"]
+    unknown_id = str(uuid.uuid4())
+
+    with pytest.raises(ValueError, match="unknown status 'paid'"):
+        emulator.set_status(link_id, "paid")
+    with pytest.raises(KeyError):
+        emulator.set_status(unknown_id, "sent")
+    response = control(emulator, f"links/{unknown_id}/status", {"status": "sent"})
+
+    assert (response.status_code, response.json()) == (404, {"message": "Payout link not found"})
+
+
+def test_seed_without_a_payload_makes_the_default_link(emulator: DotsEmulator) -> None:
+    with http_client() as http:
+        empty = http.post(f"http://127.0.0.1:{emulator.port}/_emulator/links")
+    braces = control(emulator, "links", {})
+
+    assert empty.status_code == braces.status_code == 201
+    for link in (empty.json(), braces.json()):
+        assert (link["amount"], link["status"], link["claimed_user_id"]) == (1234.0, "created", None)
+        assert link["payee"]["phone_number"] and link["user_id"] is None
+    stats = emulator.stats()
+    assert stats["links"] == {"<seeded>#1": empty.json()["id"], "<seeded>#2": braces.json()["id"]}
+    assert (stats["requests"], stats["links_created"], stats["last_request"]) == (0, 0, None)
+
+
+def test_seeded_link_is_retrievable_with_credentials_only(emulator: DotsEmulator, client: httpx.Client) -> None:
+    sent = payout(amount=777, idempotency_key=None, delivery={"method": "email"})
+    seeded = control(emulator, "links", sent).json()
+
+    retrieved = unwrap(client.get(link_path(seeded["id"])))
+    with http_client(base_url=emulator.base_url) as anonymous:
+        refused = anonymous.get(link_path(seeded["id"]))
+
+    assert retrieved == seeded
+    assert (seeded["amount"], seeded["payee"], seeded["memo"]) == (777.0, sent["payee"], "thanks")
+    assert seeded["delivery"]["method"] == "email" and seeded["metadata"] == json.dumps(sent["metadata"])
+    assert refused.status_code == 401
+    assert emulator.stats()["creates"] == 0
+
+
+def test_seed_copies_its_payload(emulator: DotsEmulator) -> None:
+    sent = payout(idempotency_key=None)
+    link_id = emulator.seed_link(sent)["id"]
+    sent["payee"]["phone_number"] = "5550000000"
+
+    assert emulator.link(link_id)["payee"]["phone_number"] == "5555550100"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[1]",
+        json.dumps(payout(amount=0, idempotency_key=None)).encode(),
+        json.dumps({"amount": 5}).encode(),
+        json.dumps(payout(delivery={"method": "pigeon"}, idempotency_key=None)).encode(),
+        json.dumps(payout()).encode(),  # an idempotency key: a seeded link could never be replayed
+    ],
+)
+def test_seed_refuses_invalid_payloads(emulator: DotsEmulator, body: bytes) -> None:
+    with http_client() as http:
+        response = http.post(f"http://127.0.0.1:{emulator.port}/_emulator/links", content=body)
+
+    assert response.status_code == 400 and response.json()["message"]
+    assert emulator.stats()["links"] == {}
+    if body.startswith(b'{"'):
+        with pytest.raises(ValueError, match=r"\w"):
+            emulator.seed_link(json.loads(body))
+
+
+def test_control_shows_a_stored_link_whatever_the_shape(emulator: DotsEmulator) -> None:
+    emulator.set_shape("v1")
+    seeded = emulator.seed_link()
+
+    shown = control(emulator, f"links/{seeded['id']}")
+    unknown = control(emulator, f"links/{uuid.uuid4()}")
+    copied = emulator.link(seeded["id"])
+    copied["status"] = "claimed"
+
+    assert (shown.status_code, shown.json()) == (200, seeded)
+    assert (unknown.status_code, unknown.json()) == (404, {"message": "Payout link not found"})
+    assert emulator.link(seeded["id"])["status"] == "created"  # link() hands out a copy
+    with pytest.raises(KeyError):
+        emulator.link(str(uuid.uuid4()))
+
+
+def test_faults_are_taken_in_arrival_order_by_every_method(emulator: DotsEmulator, client: httpx.Client) -> None:
+    link_id = create(client)["id"]
+    assert control(emulator, "faults", [{"status": 503}, {"status": 500}, {"status": 429}]).json() == {"queued": 3}
+    emulator.seed_link()  # the control API takes no fault
+
+    faulted = [
+        client.get(link_path(link_id)).status_code,
+        client.delete(link_path(link_id)).status_code,
+        client.post(PAYOUT_PATH, json=payout()).status_code,
+    ]
+    assert emulator.link(link_id)["status"] == "created"  # the faulted cancel never happened
+    real = [
+        client.get(link_path(link_id)).status_code,
+        client.delete(link_path(link_id)).status_code,
+        client.post(PAYOUT_PATH, json=payout()).status_code,
+    ]
+
+    assert faulted == [503, 500, 429]
+    assert real == [200, 200, 201]
+    assert emulator.stats()["links_created"] == 2
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_drop_before_the_action_loses_a_read_or_a_cancel(
+    emulator: DotsEmulator, client: httpx.Client, method: str
+) -> None:
+    link_id = create(client)["id"]
+    emulator.inject({"drop": True})
+
+    with pytest.raises(httpx.TransportError):
+        client.request(method, link_path(link_id))
+
+    assert emulator.link(link_id)["status"] == "created"
+    assert client.request(method, link_path(link_id)).status_code == 200
+
+
+@pytest.mark.parametrize("fault", [{"status": 502, "after_create": True}, {"drop": True, "after_create": True}])
+def test_fault_after_the_cancel_keeps_the_cancel(
+    emulator: DotsEmulator, client: httpx.Client, fault: dict[str, Any]
+) -> None:
+    link_id = create(client)["id"]
+    emulator.inject(fault)
+
+    if fault.get("drop"):
+        with pytest.raises(httpx.TransportError):
+            client.delete(link_path(link_id))
+    else:
+        assert client.delete(link_path(link_id)).status_code == 502
+
+    assert emulator.link(link_id)["status"] == "canceled"
+    assert client.delete(link_path(link_id)).status_code == 409  # a retried cancel finds it done
+
+
+def test_link_overrides_change_a_read_but_not_the_stored_link(emulator: DotsEmulator, client: httpx.Client) -> None:
+    created = create(client)
+    emulator.inject({"link_overrides": {"status": "claimed", "amount": 1.0}})
+
+    altered = unwrap(client.get(link_path(created["id"])))
+    plain = unwrap(client.get(link_path(created["id"])))
+
+    assert altered == {**created, "status": "claimed", "amount": 1.0}
+    assert plain == created == emulator.link(created["id"])
+
+
+def test_link_overrides_change_a_cancel_answer_only(emulator: DotsEmulator, client: httpx.Client) -> None:
+    created = create(client)
+    emulator.inject({"link_overrides": {"status": "sent"}})
+
+    answered = unwrap(client.delete(link_path(created["id"])))
+
+    assert answered == {**created, "status": "sent"}
+    assert emulator.link(created["id"])["status"] == "canceled"
+
+
+def test_trickle_slows_a_read(emulator: DotsEmulator, client: httpx.Client) -> None:
+    link_id = create(client)["id"]
+    seconds_per_byte = 0.002
+    emulator.inject({"trickle_seconds": seconds_per_byte})
+
+    started = time.monotonic()
+    response = client.get(link_path(link_id))
+    elapsed = time.monotonic() - started
+
+    assert unwrap(response)["id"] == link_id
+    assert elapsed >= len(response.content) * seconds_per_byte
+
+
+def test_a_delayed_read_keeps_the_emulator_busy(emulator: DotsEmulator, client: httpx.Client) -> None:
+    link_id = emulator.seed_link()["id"]
+    emulator.inject({"delay_seconds": 0.6})
+
+    with pytest.raises(httpx.ReadTimeout):
+        client.get(link_path(link_id), timeout=0.1)
+
+    assert not emulator.wait_idle(timeout=0.05)  # the read is still being handled
+    assert emulator.wait_idle(timeout=2)
+
+
+def test_stats_count_every_kind_of_request(emulator: DotsEmulator, client: httpx.Client) -> None:
+    link_id = create(client)["id"]
+    emulator.inject({"status": 500})
+    client.post(PAYOUT_PATH, json=payout())  # faulted: still a create
+    client.get(link_path(link_id))
+    client.get(link_path(str(uuid.uuid4())))  # unknown: still a read
+    client.get(link_path(link_id), auth=("demo-client-id", "wrong-key"))  # refused: still a read
+    emulator.seed_link()  # not a payout-link API request
+    client.delete(link_path(link_id))
+
+    stats = control(emulator, "stats").json()
+
+    assert (stats["requests"], stats["creates"], stats["reads"], stats["cancels"]) == (6, 2, 3, 1)
+    assert stats["links_created"] == 1 and len(stats["links"]) == 2
+    last = stats["last_request"]
+    assert (last["method"], last["path"], last["body"]) == ("DELETE", f"/api{link_path(link_id)}", None)
+    assert last["headers"]["authorization"] == "<redacted>"
+
+
+def test_create_is_recorded_with_its_method_and_path(emulator: DotsEmulator, client: httpx.Client) -> None:
+    sent = payout()
+    client.post(PAYOUT_PATH, json=sent)
+
+    last = emulator.stats()["last_request"]
+
+    assert (last["method"], last["path"], last["body"]) == ("POST", "/api/v2/payout-links", sent)
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [
+        ("GET", "/{id}/extra"),
+        ("DELETE", "/{id}/extra"),
+        ("GET", "/"),
+        ("GET", "/{id}/"),
+        ("POST", "/{id}"),
+        ("PUT", "/{id}"),
+    ],
+)
+def test_other_payout_link_paths_are_404_and_not_counted(
+    emulator: DotsEmulator, client: httpx.Client, method: str, suffix: str
+) -> None:
+    link_id = create(client)["id"]
+    emulator.inject({"status": 500})
+
+    response = client.request(method, PAYOUT_PATH + suffix.format(id=link_id))
+
+    assert (response.status_code, response.json()) == (404, {"message": "Not found"})
+    stats = emulator.stats()
+    assert stats["requests"] == 1 and emulator.link(link_id)["status"] == "created"
+    assert client.get(link_path(link_id)).status_code == 500  # the fault is still queued for the next real request
+
+
+def test_reset_forgets_every_link_and_count(emulator: DotsEmulator, client: httpx.Client) -> None:
+    link_id = create(client)["id"]
+    seeded_id = emulator.seed_link()["id"]
+    client.get(link_path(link_id))
+    client.delete(link_path(seeded_id))
+
+    emulator.reset()
+    stats = emulator.stats()
+
+    assert (stats["requests"], stats["creates"], stats["reads"], stats["cancels"], stats["links"]) == (0, 0, 0, 0, {})
+    assert client.get(link_path(link_id)).status_code == 404
+    with pytest.raises(KeyError):
+        emulator.link(seeded_id)
