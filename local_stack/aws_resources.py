@@ -1,6 +1,6 @@
 """The AWS side of the local stack: an embedded moto server, and the table and secrets the function needs,
-created from `template.yaml` when missing and left alone when present (so idempotency records survive a
-restart against a long-lived endpoint)."""
+created from `template.yaml` when missing and left alone when present (so idempotency and owner records survive
+a restart against a long-lived endpoint)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ import boto3
 from botocore.exceptions import ClientError
 
 from local_stack.template import load_template
-
-TABLE_RESOURCE = "IdempotencyTable"
 
 
 def free_port() -> int:
@@ -34,9 +32,10 @@ def start_moto_server() -> tuple[Any, str]:
     return server, f"http://127.0.0.1:{port}"
 
 
-def ensure_table(dynamodb: Any, table_name: str, template: dict[str, Any] | None = None) -> bool:
-    """Create the idempotency table as the template declares it; True when it had to be created."""
-    properties = (template or load_template())["Resources"][TABLE_RESOURCE]["Properties"]
+def ensure_table(dynamodb: Any, resource: str, table_name: str, template: dict[str, Any] | None = None) -> bool:
+    """Create the table `resource` as the template declares it, named `table_name`; True when it had to be
+    created."""
+    properties = (template or load_template())["Resources"][resource]["Properties"]
     try:
         dynamodb.describe_table(TableName=table_name)
         return False

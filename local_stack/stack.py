@@ -24,11 +24,13 @@ FUNCTION = "PayoutLinksFunction"
 REGION = "us-east-1"
 # Local names of the resources the template creates in AWS.
 TABLE_NAME = "payout-link-proxy-local-idempotency"
+OWNERS_TABLE_NAME = "payout-link-proxy-local-link-owners"
 CREDENTIALS_SECRET_NAME = "payout-link-proxy/local/dots-credentials"
 PARTNER_SECRETS_NAME = "payout-link-proxy/local/partner-webhook-secrets"
 # The template's resources, by logical id, as the local stack names them.
 LOCAL_NAMES = {
     "IdempotencyTable": TABLE_NAME,
+    "LinkOwnersTable": OWNERS_TABLE_NAME,
     "PayoutApiCredentialsSecret": CREDENTIALS_SECRET_NAME,
     "PartnerWebhookSecretsSecret": PARTNER_SECRETS_NAME,
 }
@@ -134,7 +136,8 @@ class LocalStack:
         function_env.update({name: os.environ[name] for name in function_env if name in os.environ})
 
         dynamodb, secrets = clients(self.endpoint_url, aws_env["AWS_DEFAULT_REGION"])
-        ensure_table(dynamodb, function_env["IDEMPOTENCY_TABLE_NAME"])
+        ensure_table(dynamodb, "IdempotencyTable", function_env["IDEMPOTENCY_TABLE_NAME"])
+        ensure_table(dynamodb, "LinkOwnersTable", function_env["LINK_OWNERS_TABLE_NAME"])
         ensure_secret(
             secrets,
             function_env["PAYOUT_API_SECRET_ID"],

@@ -24,6 +24,7 @@ from pydantic.json_schema import models_json_schema  # noqa: E402
 from payout_links import problems  # noqa: E402
 from payout_links.credentials import PARTNER_NAME  # noqa: E402
 from payout_links.models import CreatePayoutLinkRequest, PartnerEvent, PayoutLink, ProblemDetails  # noqa: E402
+from payout_links.owners import LINK_ID  # noqa: E402
 from payout_links.webhooks import TOLERANCE_SECONDS  # noqa: E402
 
 OUTPUTS = (ROOT / "openapi.json", ROOT / "functions" / "payout_links" / "openapi.json")
@@ -45,6 +46,11 @@ RETRY_AFTER_REQUIRED = {409, 503}
 
 # What the function can answer on either POST route (a partner's bad signature is a 401 too).
 CREATE_PROBLEMS = (400, 401, 409, 413, 415, 422, 429, 500, 502, 503, 504)
+# What it can answer when a frontend reads or cancels a link; only a cancel can be a 409 (`not-cancelable`).
+READ_PROBLEMS = (401, 404, 429, 500, 502, 503, 504)
+CANCEL_PROBLEMS = (*READ_PROBLEMS, 409)
+# A status whose problems differ between operations: each operation names the one it can answer.
+LIFECYCLE_ONLY = {409: problems.NotCancelable}
 
 
 def build_document() -> dict[str, Any]:
@@ -70,6 +76,20 @@ def build_document() -> dict[str, Any]:
     responses: dict[str, Any] = {}  # filled as the operations refer to them
     paths = {
         "/payout-links": {"post": _create_operation(responses)},
+        "/payout-links/{id}": {
+            "get": _lifecycle_operation(
+                "getPayoutLink",
+                "Read a payout link you created, as the payout provider has it now.",
+                READ_PROBLEMS,
+                responses,
+            ),
+            "delete": _lifecycle_operation(
+                "cancelPayoutLink",
+                "Cancel a payout link you created, unless it was claimed, reversed or has expired.",
+                CANCEL_PROBLEMS,
+                responses,
+            ),
+        },
         "/webhooks/{partner}/payout-links": {"post": _partner_operation(responses)},
         "/openapi.json": {
             "get": _docs_operation("getOpenApiDocument", "This document.", "application/json", responses)
@@ -97,8 +117,9 @@ def build_document() -> dict[str, Any]:
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
                     "description": (
-                        "An access token from the deployment's issuer (`JwtIssuer`) for its audience (`JwtAudience`), "
-                        "with the scope `RequiredScope` (default `payouts:write`) in `scope` or `scp`; API Gateway "
+                        "An access token from the deployment's issuer (`JwtIssuer`) for its audience (`JwtAudience`). "
+                        "In `scope` or `scp` it carries `RequiredScope` (default `payouts:write`) to create and "
+                        "cancel, and `ReadScope` (default `payouts:read`) or `RequiredScope` to read. API Gateway "
                         "verifies it."
                     ),
                 }
@@ -130,6 +151,44 @@ def _create_operation(components: dict[str, Any]) -> dict[str, Any]:
         "requestBody": _json_body("CreatePayoutLinkRequest"),
         # API Gateway's JWT authorizer answers 401 and 403 itself.
         "responses": {"201": _created(), **_error_refs(CREATE_PROBLEMS, (401, 403, 413, 429, 500), components)},
+    }
+
+
+def _lifecycle_operation(
+    operation_id: str, summary: str, statuses: tuple[int, ...], components: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": (
+            "Only the caller that created the link through this API (the same token `sub`, or `client_id` for a "
+            "token without one) sees it. Any other id (another caller's link, a partner's, a link made at the "
+            "payout provider directly, one whose create has not completed, an unknown or malformed id) gets the "
+            "same 404, and the payout provider is not asked. The answer is never cached (`Cache-Control: "
+            "no-store`). Repeating the request is safe."
+        ),
+        "security": [{"bearerJwt": []}],
+        "parameters": [
+            {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "description": "The payout link's `id`, from the 201 that created it.",
+                "schema": {"type": "string", "pattern": f"^{LINK_ID.pattern}$"},
+                "example": "3f2b8c1e-5a4d-4e8f-9b7a-1c2d3e4f5a6b",
+            }
+        ],
+        "responses": {
+            "200": {
+                "description": "The payout link, normalized like the 201 of a create"
+                + ("; its status is `canceled`." if operation_id == "cancelPayoutLink" else "."),
+                "headers": {
+                    "Cache-Control": {"required": True, "schema": {"type": "string", "enum": ["no-store"]}},
+                },
+                "content": {"application/json": {"schema": {"$ref": SCHEMAS + "PayoutLink"}}},
+            },
+            **_error_refs(statuses, (401, 403, 429, 500), components, only=LIFECYCLE_ONLY),
+        },
     }
 
 
@@ -203,21 +262,30 @@ def _created() -> dict[str, Any]:
     }
 
 
-def _error_refs(statuses: tuple[int, ...], gateway: tuple[int, ...], components: dict[str, Any]) -> dict[str, Any]:
+def _error_refs(
+    statuses: tuple[int, ...],
+    gateway: tuple[int, ...],
+    components: dict[str, Any],
+    only: dict[int, type[problems.Problem]] | None = None,
+) -> dict[str, Any]:
     """The error responses of an operation, as references to reusable responses that are added to `components`
     on first use: `404` holds the function's problems with that status, `401-gateway` API Gateway's own answer
-    too."""
+    too, and `409-not-cancelable` the one problem `only` names for that status."""
+    only = only or {}
     refs = {}
     for status in sorted(set(statuses) | set(gateway)):
         name = f"{status}-gateway" if status in gateway else str(status)
+        if status in only:
+            name = f"{status}-{only[status].slug}"
         if name not in components:
-            components[name] = _error_response(status, gateway=status in gateway)
+            components[name] = _error_response(status, gateway=status in gateway, only=only.get(status))
         refs[str(status)] = {"$ref": RESPONSES + name}
     return refs
 
 
-def _error_response(status: int, *, gateway: bool) -> dict[str, Any]:
-    classes = [problem for problem in problem_classes() if problem.status == status]
+def _error_response(status: int, *, gateway: bool, only: type[problems.Problem] | None = None) -> dict[str, Any]:
+    lifecycle_only = set(LIFECYCLE_ONLY.values())
+    classes = [only] if only else [p for p in problem_classes() if p.status == status and p not in lifecycle_only]
     descriptions = [f"`{problem.slug}`: {problem.title}." for problem in classes]
     content: dict[str, Any] = {}
     if classes:
@@ -230,7 +298,7 @@ def _error_response(status: int, *, gateway: bool) -> dict[str, Any]:
         always = status in RETRY_AFTER_REQUIRED
         response["headers"] = {
             "Retry-After": {
-                "description": "Seconds to wait before retrying with the same idempotency key."
+                "description": "Seconds to wait before retrying (a create: with the same idempotency key)."
                 + ("" if always else " Absent on API Gateway's own throttling answer."),
                 "required": always,
                 "schema": {"type": "integer", "minimum": 1},

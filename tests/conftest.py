@@ -38,6 +38,7 @@ from local_stack.stack import (  # noqa: E402
     CREDENTIALS_SECRET_NAME,
     FUNCTION,
     LOCAL_NAMES,
+    OWNERS_TABLE_NAME,
     PARTNER_SECRETS_NAME,
     TABLE_NAME,
 )
@@ -63,12 +64,18 @@ def aws_clients(aws_endpoint: str):
 @pytest.fixture(scope="session")
 def aws_resources(aws_clients) -> dict[str, str]:
     dynamodb, secrets = aws_clients
-    ensure_table(dynamodb, TABLE_NAME)
+    ensure_table(dynamodb, "IdempotencyTable", TABLE_NAME)
+    ensure_table(dynamodb, "LinkOwnersTable", OWNERS_TABLE_NAME)
     ensure_secret(
         secrets, CREDENTIALS_SECRET_NAME, {"client_id": DEMO_CLIENT_ID, "api_key": DEMO_API_KEY}, overwrite=True
     )
     ensure_secret(secrets, PARTNER_SECRETS_NAME, TEST_PARTNERS, overwrite=True)
-    return {"table": TABLE_NAME, "credentials_secret": CREDENTIALS_SECRET_NAME, "partner_secrets": PARTNER_SECRETS_NAME}
+    return {
+        "table": TABLE_NAME,
+        "owners_table": OWNERS_TABLE_NAME,
+        "credentials_secret": CREDENTIALS_SECRET_NAME,
+        "partner_secrets": PARTNER_SECRETS_NAME,
+    }
 
 
 @pytest.fixture(scope="session")

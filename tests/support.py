@@ -185,6 +185,9 @@ FUNCTION_METRICS = {
     "UpstreamLatency": "Milliseconds",
     **{f"UpstreamError{outcome}": "Count" for outcome in ("4xx", "5xx", "Timeout", "Connection", "Unreadable")},
     "UpstreamMismatch": "Count",
+    "PayoutLinkRead": "Count",
+    "PayoutLinkCanceled": "Count",
+    "LinkOwnershipRefused": "Count",
     "ColdStart": "Count",
 }
 

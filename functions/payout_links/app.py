@@ -1,8 +1,12 @@
-"""The Lambda handler: routes, and the one place where errors become `application/problem+json`."""
+"""The Lambda handler: routes, and the one place where errors become `application/problem+json`.
+
+Frontends create links (POST /payout-links) and read or cancel their own (GET and DELETE /payout-links/{id});
+partners create them through signed webhooks."""
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from functools import partial
@@ -21,6 +25,7 @@ from payout_links.idempotency import frontend_key, webhook_key
 from payout_links.models import CreatePayoutLinkRequest, parse_create_request, parse_partner_event
 from payout_links.observability import MetricUnit, logger, metrics
 from payout_links.outcomes import CreateFailed
+from payout_links.owners import LinkNotFound
 from payout_links.problems import (
     DependencyUnavailable,
     IdempotencyKeyReused,
@@ -35,6 +40,7 @@ from payout_links.settings import get_settings
 # unreadable JSON (400) and invalid fields (422) stay distinct and the cold start skips the OpenAPI models.
 app = APIGatewayHttpResolver()
 _NO_SUCH_ROUTE = "No such route."
+_LINK_PATH = re.compile(r"/payout-links/[^/]+")
 
 
 @app.post("/payout-links")
@@ -44,6 +50,34 @@ def create_payout_link() -> Response:
     logger.append_keys(caller=caller)
     body = inbound.json_body(event, max_bytes=get_settings().max_body_bytes)
     return _create(caller, body, parse_create_request, partial(frontend_key, event.headers.get("idempotency-key")))
+
+
+@app.get("/payout-links/<link_id>")
+def read_payout_link(link_id: str) -> Response:
+    caller = _lifecycle_caller()
+    link = get_service().read_payout_link(caller, link_id, remaining_millis=_remaining_millis())
+    logger.info("payout link read", extra={"link_id": link_id, "link_status": link["status"]})
+    metrics.add_metric(name="PayoutLinkRead", unit=MetricUnit.Count, value=1)
+    return _link_response(200, link)
+
+
+@app.delete("/payout-links/<link_id>")
+def cancel_payout_link(link_id: str) -> Response:
+    caller = _lifecycle_caller()
+    link = get_service().cancel_payout_link(caller, link_id, remaining_millis=_remaining_millis())
+    logger.info("payout link canceled", extra={"link_id": link_id, "link_status": link["status"]})
+    metrics.add_metric(name="PayoutLinkCanceled", unit=MetricUnit.Count, value=1)
+    return _link_response(200, link)
+
+
+def _lifecycle_caller() -> str:
+    caller = inbound.frontend_caller(app.current_event)
+    logger.append_keys(caller=caller)
+    return caller
+
+
+def _remaining_millis() -> int:
+    return app.lambda_context.get_remaining_time_in_millis()
 
 
 @app.post("/webhooks/<partner>/payout-links")
@@ -104,12 +138,17 @@ def _create(
     metrics.add_metric(
         name="IdempotentReplay" if created.replayed else "PayoutLinkCreated", unit=MetricUnit.Count, value=1
     )
+    return _link_response(201, created.link, {"Idempotent-Replayed": "true"} if created.replayed else {})
+
+
+def _link_response(status: int, link: dict, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        status_code=201,
+        status_code=status,
         content_type="application/json",
         # Sorted keys: a replay, read back from the store, is byte-for-byte the body of the first answer.
-        body=json.dumps(created.link, separators=(",", ":"), sort_keys=True),
-        headers={"Idempotent-Replayed": "true"} if created.replayed else None,
+        body=json.dumps(link, separators=(",", ":"), sort_keys=True),
+        # A link's status changes as the payee acts: never cached, by a browser or anything in between.
+        headers={"Cache-Control": "no-store", **(headers or {})},
     )
 
 
@@ -123,7 +162,8 @@ def _problem(problem: Problem) -> Response:
         status_code=problem.status,
         content_type="application/problem+json",
         body=json.dumps(problem.to_dict(), separators=(",", ":")),
-        headers=problem.headers(),
+        # An answer about one moment (a lock, a rate limit, a link's state) is never to be reused from a cache.
+        headers={"Cache-Control": "no-store", **problem.headers()},
     )
 
 
@@ -152,6 +192,10 @@ def _store_unavailable(exc: IdempotencyPersistenceLayerError) -> Response:
 
 @app.not_found
 def _not_found(_: Exception) -> Response:
+    event = app.current_event
+    if event.http_method in ("GET", "DELETE") and _LINK_PATH.fullmatch(event.path):
+        # A link id with characters no route takes: the same 404 as any id the caller does not own.
+        return _problem(LinkNotFound())
     return _problem(NotFound(_NO_SUCH_ROUTE))
 
 

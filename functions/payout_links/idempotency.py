@@ -34,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from payout_links.observability import logger
 from payout_links.outcomes import IntentState, Outcome, outcome_of
+from payout_links.owners import LinkOwners
 from payout_links.problems import InvalidIdempotencyKey
 
 # Fixed forever: changing it changes every derived upstream key, and with it the upstream's deduplication.
@@ -138,7 +139,7 @@ def _mark_replayed(response: Created, record: DataRecord) -> Created:
 
 
 class IntentStore(DynamoDBPersistenceLayer):
-    """Powertools' DynamoDB persistence layer, held to the outcome rules of outcomes.py. Four changes:
+    """Powertools' DynamoDB persistence layer, held to the outcome rules of outcomes.py. Five changes:
 
     1. An expired lock (a crash, a Lambda timeout, or an UNKNOWN outcome) may be taken over only by a request with
        the same fingerprint. Powertools lets any request overwrite it, which would let another body take a key
@@ -151,6 +152,8 @@ class IntentStore(DynamoDBPersistenceLayer):
        body can retry at once. Powertools deletes the record on any exception.
     4. A lock write that fails after it may have landed (its answers timed out) drops that lock at once, keeping
        the fingerprint, instead of leaving the caller at 409 until the function's timeout.
+    5. Completing writes the link's owner record in the same transaction (see owners.py), and only completes the
+       lock this request holds; a completion that fails drops the lock at once, as in 4.
 
     Releasing and dropping touch only the lock this request holds (its token); should either fail, the lock
     expires with the function and the record stays bound, and the caller hears about the create, not about this.
@@ -159,8 +162,10 @@ class IntentStore(DynamoDBPersistenceLayer):
     TOKEN_ATTR = "lock_token"  # noqa: S105 - an attribute name
     OUTCOME_ATTR = "outcome"
 
-    def __init__(self, *, table_name: str, boto3_client: Any) -> None:
+    def __init__(self, *, table_name: str, boto3_client: Any, owners: LinkOwners) -> None:
         super().__init__(table_name=table_name, boto3_client=boto3_client)
+        self._owners = owners
+        self._owner_put: dict[str, Any] = {}
         # The lock this container holds (one request at a time): its token, and whether it took over a record that
         # was already bound (then no failure of this request may release the key).
         self._token: str | None = None
@@ -219,6 +224,42 @@ class IntentStore(DynamoDBPersistenceLayer):
         previous = replaced.get("Attributes")
         # The condition let the write replace a live record only if it was an expired lock of the same request.
         self._inherited_unknown = previous is not None and int(previous[self.expiry_attr]["N"]) >= int(now)
+
+    def save_success(self, data: dict[str, Any], result: dict) -> None:
+        """Called by Powertools with the created link: COMPLETED, and the link's owner recorded, in one write."""
+        self._owner_put = self._owners.put(result["id"], data["caller"])
+        super().save_success(data, result)
+
+    def _update_record(self, data_record: DataRecord) -> None:
+        """The record becomes COMPLETED and the link's owner record is written, in one transaction that only
+        completes the lock this request holds. Should it fail, the lock is dropped at once and the fingerprint
+        kept (the link exists, so the outcome is UNKNOWN): the same body retries at once, gets the same link from
+        the upstream (the derived key) and completes it, instead of waiting for the lock to expire."""
+        complete = self._if_own_lock(
+            names={
+                "#response_data": self.data_attr,
+                "#expiry": self.expiry_attr,
+                "#validation": self.validation_key_attr,
+            },
+            values={
+                ":response_data": {"S": data_record.response_data},
+                ":expiry": {"N": str(data_record.expiry_timestamp)},
+                ":completed": {"S": data_record.status},
+                ":validation": {"S": data_record.payload_hash},
+            },
+        )
+        complete["Key"] = self._get_key(data_record.idempotency_key)
+        complete["UpdateExpression"] = (
+            "SET #response_data = :response_data, #expiry = :expiry, #status = :completed, #validation = :validation"
+        )
+        try:
+            self.client.transact_write_items(TransactItems=[{"Update": complete}, self._owner_put])
+        except (ClientError, BotoCoreError) as exc:
+            reasons = [reason.get("Code") for reason in getattr(exc, "response", {}).get("CancellationReasons", [])]
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
+                logger.error("the link is already recorded for another owner", extra={"intent_state": "unknown"})
+            self._drop_lock(data_record.idempotency_key)
+            raise
 
     def delete_record(self, data: dict[str, Any], exception: Exception) -> None:
         """Called by Powertools when the create raised: RELEASED or UNKNOWN, by the one rule in outcomes.py."""
@@ -291,12 +332,14 @@ def exactly_once(
     dynamodb_client: Any,
     table_name: str,
     ttl_seconds: int,
+    owners: LinkOwners,
 ) -> tuple[IdempotencyConfig, Callable[..., Created]]:
     """Wrap `create(*, intent, **kwargs)` so that it runs at most once per intent.
 
     `intent` is `{"caller": ..., "key": ..., "request": <canonical request>}`: the record key is the hash of
     caller and key, the fingerprint the hash of the request. Returns the config, on which the handler
-    registers each invocation's Lambda context so that the lock expires with the function.
+    registers each invocation's Lambda context so that the lock expires with the function. A completed create
+    also records the link's owner, the intent's caller, in `owners` (see owners.py).
     """
     config = IdempotencyConfig(
         event_key_jmespath="[caller, key]",
@@ -313,7 +356,7 @@ def exactly_once(
     wrapped = idempotent_function(
         create,
         data_keyword_argument="intent",
-        persistence_store=IntentStore(table_name=table_name, boto3_client=dynamodb_client),
+        persistence_store=IntentStore(table_name=table_name, boto3_client=dynamodb_client, owners=owners),
         config=config,
         output_serializer=_CreatedSerializer(),
         key_prefix=RECORD_KEY_PREFIX,

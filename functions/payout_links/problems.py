@@ -76,6 +76,10 @@ class RequestInProgress(Problem):
     metric = "IdempotencyConflict"
 
 
+class NotCancelable(Problem):
+    status, slug, title = 409, "not-cancelable", "The payout link can no longer be canceled"
+
+
 class PayloadTooLarge(Problem):
     status, slug, title = 413, "payload-too-large", "Body too large"
     metric = "ValidationRejected"

@@ -1,4 +1,5 @@
-"""The one workflow both routes share: create a payout link for a caller's intent, exactly once.
+"""What the routes do once the caller is known: create a payout link for an intent, exactly once; read or
+cancel a link, for its owner only.
 
 `get_service()` and `get_partner_secrets()` are the composition root: they build the clients once per
 container, on first use, so that importing the handler does no I/O and a warm request reuses every connection.
@@ -19,6 +20,7 @@ from payout_links.credentials import CredentialsStore, PartnerSecrets
 from payout_links.deadlines import deadline_client
 from payout_links.idempotency import Created, exactly_once, fingerprint, upstream_key
 from payout_links.models import CreatePayoutLinkRequest
+from payout_links.owners import LinkOwners
 from payout_links.settings import get_settings
 from payout_links.upstream import PayoutApiClient
 
@@ -27,10 +29,15 @@ from payout_links.upstream import PayoutApiClient
 RESPONSE_RESERVE_SECONDS = aws.WORST_CASE_CALL_SECONDS + 0.5
 
 
+# A read or a cancel writes nothing after the upstream answers: it keeps back only the time to answer.
+LIFECYCLE_RESERVE_SECONDS = 0.5
+
+
 @dataclass(frozen=True)
 class PayoutLinkService:
     payout_api: PayoutApiClient
     idempotency_config: IdempotencyConfig
+    owners: LinkOwners
     _create_once: Any
 
     def create_payout_link(
@@ -39,6 +46,20 @@ class PayoutLinkService:
         deadline = time.monotonic() + remaining_millis / 1000 - RESPONSE_RESERVE_SECONDS
         intent = {"caller": caller, "key": key, "request": request.upstream_payload()}
         return self._create_once(intent=intent, deadline=deadline)
+
+    def read_payout_link(self, caller: str, link_id: str, *, remaining_millis: int) -> dict[str, Any]:
+        """The link as the upstream has it now, for its owner only (`LinkNotFound` for anyone else)."""
+        self.owners.require_owner(caller, link_id)
+        return self.payout_api.retrieve_payout_link(link_id, deadline=_lifecycle_deadline(remaining_millis))
+
+    def cancel_payout_link(self, caller: str, link_id: str, *, remaining_millis: int) -> dict[str, Any]:
+        """Cancel the link at the upstream and return it, canceled; for its owner only."""
+        self.owners.require_owner(caller, link_id)
+        return self.payout_api.cancel_payout_link(link_id, deadline=_lifecycle_deadline(remaining_millis))
+
+
+def _lifecycle_deadline(remaining_millis: int) -> float:
+    return time.monotonic() + remaining_millis / 1000 - LIFECYCLE_RESERVE_SECONDS
 
 
 @cache
@@ -68,13 +89,19 @@ def get_service() -> PayoutLinkService:
         payload = {**request, "idempotency_key": derived_key}
         return Created(link=payout_api.create_payout_link(payload, deadline=deadline))
 
+    owners = LinkOwners(
+        dynamodb_client=aws.client("dynamodb"),
+        table_name=settings.link_owners_table_name,
+        retention_seconds=settings.link_owner_retention_days * 86_400,
+    )
     config, create_once = exactly_once(
         create,
         dynamodb_client=aws.client("dynamodb"),
         table_name=settings.idempotency_table_name,
         ttl_seconds=settings.idempotency_ttl_seconds,
+        owners=owners,
     )
-    return PayoutLinkService(payout_api=payout_api, idempotency_config=config, _create_once=create_once)
+    return PayoutLinkService(payout_api=payout_api, idempotency_config=config, owners=owners, _create_once=create_once)
 
 
 @cache

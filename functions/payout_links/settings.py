@@ -12,6 +12,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     idempotency_table_name: str = Field(min_length=1)
+    link_owners_table_name: str = Field(min_length=1)
+    # How long a link stays readable and cancelable by its owner through the proxy (its owner record's TTL).
+    link_owner_retention_days: int = Field(default=400, ge=1, le=3650)
     payout_api_secret_id: str = Field(min_length=1)
     payout_api_base_url: HttpUrl
     payout_api_timeout_seconds: float = Field(default=8.0, gt=0, le=25)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -19,7 +20,9 @@ from payout_links.credentials import CredentialsStore
 from payout_links.normalize import echoed_user_id, mismatches, normalize_payout_link
 from payout_links.observability import MetricUnit, logger, metrics
 from payout_links.outcomes import CreateFailed, Outcome, answer_outcome, combined, transport_outcome
+from payout_links.owners import LinkNotFound
 from payout_links.problems import (
+    NotCancelable,
     Problem,
     UpstreamFailed,
     UpstreamMismatch,
@@ -33,9 +36,14 @@ MIN_ATTEMPT_SECONDS = 0.5
 BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 2.0
 MAX_RETRY_AFTER_SECONDS = 3600
-_TIMED_OUT = "The payout provider did not answer in time; retry with the same key."
-# Possibly created: the caller's retry reaches the upstream with the same key and reads the link then.
-_UNREADABLE = "The payout provider's answer could not be read; retry with the same key."
+# What a failed create tells the caller: its retry reaches the upstream with the same key and gets the link
+# that may already exist. Reads and cancels are safe to repeat as they are.
+_RETRY_SAME_KEY = "retry with the same key"
+_RETRY = "retry"
+_TIMED_OUT = f"The payout provider did not answer in time; {_RETRY_SAME_KEY}."
+_UNREADABLE = f"The payout provider's answer could not be read; {_RETRY_SAME_KEY}."
+# A link in one of these states can no longer be canceled: it was paid out, reversed, or it lapsed.
+NOT_CANCELABLE_STATUSES = frozenset({"claimed", "reversed", "expired"})
 
 
 class PayoutApiClient:
@@ -91,21 +99,8 @@ class PayoutApiClient:
 
     def _attempt(self, payload: dict[str, Any], authorization: str, *, seconds: float) -> dict[str, Any]:
         """One POST that ends within `seconds`, wall clock, however slowly the upstream answers."""
-        headers = {"Authorization": authorization}
         started = self._clock()
-        try:
-            with deadlines.within(seconds):
-                response = self._http.post(self._url, json=payload, headers=headers, timeout=seconds)
-        except httpx.TimeoutException as exc:
-            self._report(started, "Timeout")
-            raise _AttemptFailed(UpstreamTimedOut(_TIMED_OUT), transport_outcome(exc), retryable=True) from None
-        except httpx.TransportError as exc:
-            self._report(started, "Connection", error=type(exc).__name__)
-            problem = UpstreamFailed("The payout provider could not be reached; retry with the same key.")
-            raise _AttemptFailed(problem, transport_outcome(exc), retryable=True) from None
-        except httpx.DecodingError:
-            self._report(started, "Unreadable")
-            raise _AttemptFailed(UpstreamFailed(_UNREADABLE), Outcome.UNKNOWN) from None
+        response = self._exchange("POST", self._url, authorization, seconds=seconds, payload=payload)
         status = response.status_code
         if 200 <= status < 300:
             link, user_id = self._read_link(response, started)
@@ -117,6 +112,119 @@ class PayoutApiClient:
             return link
         self._report(started, f"{status // 100}xx", status=status)
         raise self._refusal(response)
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        authorization: str,
+        *,
+        seconds: float,
+        payload: dict[str, Any] | None = None,
+        retry: str = _RETRY_SAME_KEY,
+    ) -> httpx.Response:
+        """One request whose answer is fully read within `seconds`, wall clock; `_AttemptFailed` when none came
+        back. `retry` ends the problem's detail: what the caller should do next."""
+        started = self._clock()
+        try:
+            with deadlines.within(seconds):
+                return self._http.request(
+                    method, url, json=payload, headers={"Authorization": authorization}, timeout=seconds
+                )
+        except httpx.TimeoutException as exc:
+            self._report(started, "Timeout")
+            problem: Problem = UpstreamTimedOut(f"The payout provider did not answer in time; {retry}.")
+            raise _AttemptFailed(problem, transport_outcome(exc), retryable=True) from None
+        except httpx.TransportError as exc:
+            self._report(started, "Connection", error=type(exc).__name__)
+            problem = UpstreamFailed(f"The payout provider could not be reached; {retry}.")
+            raise _AttemptFailed(problem, transport_outcome(exc), retryable=True) from None
+        except httpx.DecodingError:
+            self._report(started, "Unreadable")
+            problem = UpstreamFailed(f"The payout provider's answer could not be read; {retry}.")
+            raise _AttemptFailed(problem, Outcome.UNKNOWN) from None
+
+    # -- the lifecycle of a link: read it, cancel it -------------------------------------------------------------
+
+    def retrieve_payout_link(self, link_id: str, *, deadline: float) -> dict[str, Any]:
+        """GET the link, fresh, normalized. One request (two when the credentials were rotated)."""
+        response, started = self._lifecycle_request("GET", link_id, deadline)
+        if response.is_success:
+            return self._lifecycle_link(response, started, link_id)
+        raise self._lifecycle_refusal(response, started)
+
+    def cancel_payout_link(self, link_id: str, *, deadline: float) -> dict[str, Any]:
+        """DELETE the link and return it, `canceled`. A refusal is judged by the link's state, read once more,
+        never by the refusal's text (the upstream does not document it): already canceled is a success, claimed,
+        reversed or expired is `NotCancelable`, anything else the upstream's failure."""
+        response, started = self._lifecycle_request("DELETE", link_id, deadline)
+        if response.is_success:
+            link = self._lifecycle_link(response, started, link_id)
+        elif 400 <= response.status_code < 500 and response.status_code not in (401, 404, 429):
+            self._report(started, "4xx", status=response.status_code)
+            link = self.retrieve_payout_link(link_id, deadline=deadline)
+        else:
+            raise self._lifecycle_refusal(response, started)
+        if link["status"] == "canceled":
+            return link
+        if link["status"] in NOT_CANCELABLE_STATUSES:
+            raise NotCancelable(f"The payout link is {link['status']} and can no longer be canceled.")
+        logger.error("upstream did not cancel a cancelable link", extra={"link_status": link["status"]})
+        raise UpstreamFailed("The payout provider did not cancel the link; retry.")
+
+    def _lifecycle_request(self, method: str, link_id: str, deadline: float) -> tuple[httpx.Response, float]:
+        """The answer to one request about `link_id` (and when it started), retried once with the credentials
+        read again after a 401. Failures answer at once: reads and cancels are safe for the caller to repeat."""
+        url = f"{self._url}/{quote(link_id, safe='')}"
+        credentials_refreshed = False
+        while True:
+            authorization = self._credentials.get(deadline=deadline).authorization
+            time_left = deadline - self._clock()
+            if time_left < MIN_ATTEMPT_SECONDS:
+                raise UpstreamTimedOut(f"The payout provider did not answer in time; {_RETRY}.")
+            started = self._clock()
+            try:
+                response = self._exchange(
+                    method, url, authorization, seconds=min(self._attempt_timeout, time_left), retry=_RETRY
+                )
+            except _AttemptFailed as failed:
+                raise failed.problem from None
+            if response.status_code != 401 or credentials_refreshed:
+                return response, started
+            self._report(started, "4xx", status=401)
+            credentials_refreshed = True
+            self._credentials.refresh(deadline=deadline)
+            metrics.add_metric(name="CredentialsRefreshed", unit=MetricUnit.Count, value=1)
+
+    def _lifecycle_link(self, response: httpx.Response, started: float, link_id: str) -> dict[str, Any]:
+        try:
+            link = normalize_payout_link(response.json())
+        except Exception:  # whatever a 2xx carries, unreadable is a 502, never a 500
+            self._report(started, "Unreadable", status=response.status_code)
+            raise UpstreamFailed(f"The payout provider's answer could not be read; {_RETRY}.") from None
+        self._report(started, "2xx", status=response.status_code)
+        if link["id"] != link_id:
+            logger.error("upstream answered about another link", extra={"mismatched_fields": ["id"]})
+            raise UpstreamMismatch("The payout provider answered about another payout link.")
+        return link
+
+    def _lifecycle_refusal(self, response: httpx.Response, started: float) -> Problem:
+        status = response.status_code
+        self._report(started, f"{status // 100}xx", status=status)
+        if status == 404:
+            # We recorded this link as created: the upstream losing it is worth a look, the caller sees a 404.
+            logger.warning("upstream does not know a recorded link")
+            return LinkNotFound()
+        if status == 429:
+            return UpstreamRateLimited(
+                "The payout provider is rate limiting requests; retry after the indicated delay.",
+                retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+            )
+        if status == 401:
+            return UpstreamFailed("The payout provider rejected the proxy's credentials.")
+        if status >= 500:
+            return UpstreamFailed(f"The payout provider failed with status {status}; {_RETRY}.")
+        return UpstreamFailed(f"The payout provider answered with unexpected status {status}.")
 
     def _read_link(self, response: httpx.Response, started: float) -> tuple[dict[str, Any], str | None]:
         """The normalized link, and the user the upstream says it is for."""

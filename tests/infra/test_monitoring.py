@@ -23,7 +23,7 @@ ALARMS = {
     "UpstreamMismatchAlarm": {("PayoutLinkProxy", "UpstreamMismatch")},
     "FunctionErrorsAlarm": {("AWS/Lambda", "Errors")},
     "FunctionThrottlesAlarm": {("AWS/Lambda", "Throttles")},
-    "IdempotencyTableThrottlesAlarm": {("AWS/DynamoDB", "ReadThrottleEvents"), ("AWS/DynamoDB", "WriteThrottleEvents")},
+    "TableThrottlesAlarm": {("AWS/DynamoDB", "ReadThrottleEvents"), ("AWS/DynamoDB", "WriteThrottleEvents")},
 }
 # What an operator looks for on the dashboard (README, Operations).
 DASHBOARD_METRICS = {
@@ -41,6 +41,9 @@ DASHBOARD_METRICS = {
         "UpstreamMismatch",
         "UpstreamLatency",
         "CredentialsRefreshed",
+        "PayoutLinkRead",
+        "PayoutLinkCanceled",
+        "LinkOwnershipRefused",
         "ColdStart",
     )
 } | {
@@ -86,7 +89,12 @@ def alarm_metrics(template: dict[str, Any], properties: dict[str, Any]) -> list[
 
 
 # Stand-ins for the physical names of the resources an alarm or widget is scoped to.
-_REFS = {"HttpApi": "<api>", "PayoutLinksFunction": "<function>", "IdempotencyTable": "<table>"}
+_REFS = {
+    "HttpApi": "<api>",
+    "PayoutLinksFunction": "<function>",
+    "IdempotencyTable": "<table>",
+    "LinkOwnersTable": "<owners-table>",
+}
 _DIMENSION_OF = {"AWS/ApiGateway": ("ApiId", "<api>"), "AWS/Lambda": ("FunctionName", "<function>")}
 
 
@@ -101,13 +109,24 @@ def test_each_alarm_watches_its_metrics_and_reaches_the_topic(template, powertoo
             assert metric["name"] in FUNCTION_METRICS
             assert metric["dimensions"] == {"service": powertools["service"]}
         elif metric["namespace"] == "AWS/DynamoDB":
-            assert metric["dimensions"] == {"TableName": "<table>"}
+            assert metric["dimensions"] in ({"TableName": "<table>"}, {"TableName": "<owners-table>"})
         else:
             assert metric["dimensions"] == dict([_DIMENSION_OF[metric["namespace"]]])
     assert properties["AlarmActions"] == properties["OKActions"] == [{"Ref": "AlarmTopic"}]
     assert properties["TreatMissingData"] == "notBreaching"
     if "Metrics" in properties:
         assert [query.get("ReturnData", True) for query in properties["Metrics"]].count(True) == 1
+
+
+def test_the_throttles_alarm_watches_both_tables(template):
+    properties = template["Resources"]["TableThrottlesAlarm"]["Properties"]
+    tables = {metric["dimensions"]["TableName"] for metric in alarm_metrics(template, properties)}
+    (expression,) = [query["Expression"] for query in properties["Metrics"] if "Expression" in query]
+
+    assert tables == {"<table>", "<owners-table>"}
+    # Every throttle of either table counts: no metric is read and left out of the sum.
+    read = {query["Id"] for query in properties["Metrics"] if "MetricStat" in query}
+    assert {f"FILL({query}, 0)" for query in read} == set(expression.split(" + "))
 
 
 def test_the_5xx_alarm_is_a_rate_with_a_minimum_of_requests(template):

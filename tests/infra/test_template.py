@@ -86,6 +86,26 @@ def test_idempotency_table_matches_powertools_layout(template: dict[str, Any]) -
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
 
 
+def test_the_owners_table_is_durable_and_expires_by_its_own_retention(
+    template: dict[str, Any], function: dict[str, Any]
+) -> None:
+    """Owner records outlive idempotency records (400 days by default, not 24 hours): losing them would leave
+    every link unreadable and uncancelable, so the table survives the stack and can be restored."""
+    table = template["Resources"]["LinkOwnersTable"]
+    properties = table["Properties"]
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert properties["DeletionProtectionEnabled"] is True
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["KeySchema"] == [{"AttributeName": "link_id", "KeyType": "HASH"}]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    retention = template["Parameters"]["LinkOwnerRetentionDays"]
+    assert (retention["Default"], retention["MinValue"], retention["MaxValue"]) == (400, 1, 3650)
+    variables = function["Environment"]["Variables"]
+    assert variables["LINK_OWNERS_TABLE_NAME"] == {"Ref": "LinkOwnersTable"}
+    assert variables["LINK_OWNER_RETENTION_DAYS"] == {"Ref": "LinkOwnerRetentionDays"}
+
+
 def test_function_runtime_and_timeout(function: dict[str, Any]) -> None:
     assert function["Runtime"] == "python3.13"
     assert function["Architectures"] == ["arm64"]
@@ -120,6 +140,7 @@ def test_routes_and_who_may_call_them(template: dict[str, Any], function: dict[s
     assert api["Auth"]["DefaultAuthorizer"] == "JwtAuthorizer"
     assert list(api["Auth"]["Authorizers"]) == ["JwtAuthorizer"]
     assert template["Parameters"]["RequiredScope"]["Default"] == "payouts:write"
+    assert template["Parameters"]["ReadScope"]["Default"] == "payouts:read"
     common = {"ApiId": {"Ref": "HttpApi"}, "PayloadFormatVersion": "2.0"}
     no_jwt = {"Authorizer": "NONE"}
     assert function["Events"] == {
@@ -129,6 +150,28 @@ def test_routes_and_who_may_call_them(template: dict[str, Any], function: dict[s
                 **common,
                 "Method": "POST",
                 "Path": "/payout-links",
+                "Auth": {"Authorizer": "JwtAuthorizer", "AuthorizationScopes": [{"Ref": "RequiredScope"}]},
+            },
+        },
+        # A frontend reads with either scope, and cancels only with the one that creates.
+        "ReadPayoutLink": {
+            "Type": "HttpApi",
+            "Properties": {
+                **common,
+                "Method": "GET",
+                "Path": "/payout-links/{id}",
+                "Auth": {
+                    "Authorizer": "JwtAuthorizer",
+                    "AuthorizationScopes": [{"Ref": "ReadScope"}, {"Ref": "RequiredScope"}],
+                },
+            },
+        },
+        "CancelPayoutLink": {
+            "Type": "HttpApi",
+            "Properties": {
+                **common,
+                "Method": "DELETE",
+                "Path": "/payout-links/{id}",
                 "Auth": {"Authorizer": "JwtAuthorizer", "AuthorizationScopes": [{"Ref": "RequiredScope"}]},
             },
         },
@@ -193,7 +236,7 @@ def test_cors_comes_from_a_parameter_and_allows_what_browsers_need(template: dic
     assert cors["AllowOrigins"] == {"Ref": "CorsAllowedOrigins"}
     assert template["Parameters"]["CorsAllowedOrigins"]["Type"] == "CommaDelimitedList"
     assert "*" not in template["Parameters"]["CorsAllowedOrigins"]["Default"]
-    assert cors["AllowMethods"] == ["POST", "OPTIONS"]
+    assert cors["AllowMethods"] == ["GET", "POST", "DELETE", "OPTIONS"]
     assert cors["AllowHeaders"] == ["authorization", "content-type", "idempotency-key"]
     assert cors["ExposeHeaders"] == ["idempotent-replayed", "retry-after"]
     assert cors["MaxAge"] == 600
@@ -209,6 +252,8 @@ def test_access_logs_never_carry_headers_or_bodies(template: dict[str, Any]) -> 
 
 
 def test_iam_grants_only_item_access_and_the_two_secrets(function: dict[str, Any]) -> None:
+    """Item actions on the idempotency table; on the owners table, GetItem and a PutItem allowed only inside a
+    transaction (the one that completes a create): an owner record is never updated or deleted."""
     statements: list[dict[str, Any]] = []
     for policy in function["Policies"]:
         # Inline documents only: a managed policy name or a SAM policy template
@@ -229,8 +274,21 @@ def test_iam_grants_only_item_access_and_the_two_secrets(function: dict[str, Any
             resources_by_action.setdefault(action, []).extend(resources)
 
     assert set(resources_by_action) == ITEM_ACTIONS | SECRET_ACTIONS
+    owners = {"Fn::GetAtt": "LinkOwnersTable.Arn"}
     for action in ITEM_ACTIONS:
-        assert resources_by_action[action] == [{"Fn::GetAtt": "IdempotencyTable.Arn"}], action
+        granted = [{"Fn::GetAtt": "IdempotencyTable.Arn"}]
+        if action in {"dynamodb:GetItem", "dynamodb:PutItem"}:
+            granted.append(owners)
+        assert resources_by_action[action] == granted, action
+    on_owners = {statement["Action"][0]: statement for statement in statements if statement["Resource"] == owners}
+    assert {name: len(statement["Action"]) for name, statement in on_owners.items()} == {
+        "dynamodb:GetItem": 1,
+        "dynamodb:PutItem": 1,
+    }
+    assert "Condition" not in on_owners["dynamodb:GetItem"]
+    assert on_owners["dynamodb:PutItem"]["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:EnclosingOperation": ["TransactWriteItems"]}
+    }
     for action in SECRET_ACTIONS:
         assert resources_by_action[action] == list(SECRET_IN_USE.values()), action
 

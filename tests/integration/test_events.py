@@ -22,7 +22,16 @@ from tests.support import PARTNER_SECRET, ROOT, HttpResult, http_result
 pytestmark = pytest.mark.integration
 
 EVENTS = ROOT / "events"
-EVENT_FILES = ("create-payout-link.json", "replay-payout-link.json", "validation-error.json", "partner-webhook.json")
+EVENT_FILES = (
+    "create-payout-link.json",
+    "replay-payout-link.json",
+    "validation-error.json",
+    "partner-webhook.json",
+    "read-payout-link.json",
+    "cancel-payout-link.json",
+)
+# The id the read and cancel events name: a link no one made, until a test puts the created link's id in its place.
+SAMPLE_LINK_ID = "7d2c4e9a-1b3f-4a5c-8d6e-9f0a1b2c3d4e"
 
 
 def load(name: str) -> dict[str, Any]:
@@ -40,7 +49,7 @@ def function_with_a_new_table(function, aws_clients) -> Iterator[Any]:
     """The events carry fixed idempotency keys: a table of their own makes each key new again in every test."""
     dynamodb, _ = aws_clients
     table = f"events-{uuid.uuid4().hex[:12]}"
-    ensure_table(dynamodb, table)
+    ensure_table(dynamodb, "IdempotencyTable", table)
     function.set_env(IDEMPOTENCY_TABLE_NAME=table)
     yield function
     dynamodb.delete_table(TableName=table)
@@ -109,3 +118,28 @@ def test_the_partner_event_creates_a_link_once_signed_again(function_with_a_new_
     assert result.status == 201
     assert result.json()["amount"] == 2500
     assert upstream.stats()["links_created"] == 1
+
+
+def for_link(event: dict[str, Any], link_id: str) -> dict[str, Any]:
+    """The event, naming `link_id` instead of the sample id wherever the id appears."""
+    return json.loads(json.dumps(event).replace(SAMPLE_LINK_ID, link_id))
+
+
+@pytest.mark.parametrize("name", ["read-payout-link.json", "cancel-payout-link.json"])
+def test_the_lifecycle_events_name_a_link_no_one_made(function_with_a_new_table, upstream, name):
+    result = invoke(load(name))
+
+    assert result.status == 404 and result.is_problem()
+    assert upstream.stats()["requests"] == 0
+
+
+def test_the_read_and_cancel_events_act_on_the_link_the_create_event_made(function_with_a_new_table, upstream):
+    link = invoke(load("create-payout-link.json")).json()
+    upstream.set_status(link["id"], "delivered")
+
+    read = invoke(for_link(load("read-payout-link.json"), link["id"]))
+    canceled = invoke(for_link(load("cancel-payout-link.json"), link["id"]))
+
+    assert (read.status, read.json()["status"], read.headers["cache-control"]) == (200, "delivered", "no-store")
+    assert (canceled.status, canceled.json()["status"]) == (200, "canceled")
+    assert upstream.link(link["id"])["status"] == "canceled"

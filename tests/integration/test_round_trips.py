@@ -1,25 +1,28 @@
 """What one request costs in network round trips: counted where they happen (botocore's event hooks on the
-function's own clients, the emulator's request and connection counters), for the floor's cases."""
+function's own clients, the emulator's request and connection counters), for the floor's cases and for reading
+and canceling a link."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.support import new_key
+from tests.support import new_key, token
 
 pytestmark = pytest.mark.integration
+
+DYNAMODB_CALLS = {"PutItem", "GetItem", "UpdateItem", "DeleteItem", "TransactWriteItems"}
 
 
 @pytest.fixture
 def counted(function, upstream):
-    """Run the function's request, then return its round trips: DynamoDB and Secrets Manager calls, upstream
-    requests and new upstream connections."""
+    """Run one of the function's requests, then return its round trips: DynamoDB and Secrets Manager calls,
+    upstream requests and new upstream connections."""
     from payout_links import aws
 
     aws_calls: list[str] = []
     hooked: set[int] = set()
 
-    def request(**create):
+    def request(send, expected: int = 201):
         for service in ("dynamodb", "secretsmanager"):
             client = aws.client(service)
             if id(client) not in hooked:  # a cold container builds new clients: hook each once
@@ -27,11 +30,11 @@ def counted(function, upstream):
                 hooked.add(id(client))
         aws_calls.clear()
         before = upstream.stats()
-        result = function.create(**create)
+        result = send()
         after = upstream.stats()
-        assert result.status == 201, result.body
+        assert result.status == expected, result.body
         return {
-            "dynamodb": sum(name in {"PutItem", "GetItem", "UpdateItem", "DeleteItem"} for name in aws_calls),
+            "dynamodb": sum(name in DYNAMODB_CALLS for name in aws_calls),
             "secretsmanager": aws_calls.count("GetSecretValue"),
             "upstream": after["requests"] - before["requests"],
             "new_connections": after["connections"] - before["connections"],
@@ -40,27 +43,95 @@ def counted(function, upstream):
     return request
 
 
-def test_new_intent_on_a_cold_container(counted):
-    assert counted() == {"dynamodb": 2, "secretsmanager": 1, "upstream": 1, "new_connections": 1}
+def lifecycle(function, method: str, link_id: str):
+    return lambda: function.request(method, f"/payout-links/{link_id}", headers={"authorization": f"Bearer {token()}"})
 
 
-def test_new_intent_on_a_warm_container(counted):
-    counted()
-
-    assert counted() == {"dynamodb": 2, "secretsmanager": 0, "upstream": 1, "new_connections": 0}
+def test_new_intent_on_a_cold_container(counted, function):
+    assert counted(function.create) == {"dynamodb": 2, "secretsmanager": 1, "upstream": 1, "new_connections": 1}
 
 
-def test_replay_on_the_container_that_made_the_link(counted):
+def test_new_intent_on_a_warm_container(counted, function):
+    counted(function.create)
+
+    # The lock (PutItem), then one transaction that completes the record and records the link's owner.
+    assert counted(function.create) == {"dynamodb": 2, "secretsmanager": 0, "upstream": 1, "new_connections": 0}
+
+
+def test_replay_on_the_container_that_made_the_link(counted, function):
     key = new_key()
-    counted(key=key)
+    counted(lambda: function.create(key=key))
 
-    assert counted(key=key) == {"dynamodb": 0, "secretsmanager": 0, "upstream": 0, "new_connections": 0}
+    assert counted(lambda: function.create(key=key)) == {
+        "dynamodb": 0,
+        "secretsmanager": 0,
+        "upstream": 0,
+        "new_connections": 0,
+    }
 
 
 def test_replay_on_another_container(counted, function):
     key = new_key()
-    counted(key=key)
+    counted(lambda: function.create(key=key))
     function.reset_container()
 
     # One conditional write, whose failure returns the stored record (ReturnValuesOnConditionCheckFailure).
-    assert counted(key=key) == {"dynamodb": 1, "secretsmanager": 0, "upstream": 0, "new_connections": 0}
+    assert counted(lambda: function.create(key=key)) == {
+        "dynamodb": 1,
+        "secretsmanager": 0,
+        "upstream": 0,
+        "new_connections": 0,
+    }
+
+
+def test_read_on_a_warm_container(counted, function):
+    link_id = function.create().json()["id"]
+
+    trips = counted(lifecycle(function, "GET", link_id), expected=200)
+
+    assert trips == {"dynamodb": 1, "secretsmanager": 0, "upstream": 1, "new_connections": 0}
+
+
+def test_cancel_on_a_warm_container(counted, function):
+    link_id = function.create().json()["id"]
+
+    trips = counted(lifecycle(function, "DELETE", link_id), expected=200)
+
+    assert trips == {"dynamodb": 1, "secretsmanager": 0, "upstream": 1, "new_connections": 0}
+
+
+def test_cancel_again_reads_the_link_once_more(counted, function):
+    link_id = function.create().json()["id"]
+    counted(lifecycle(function, "DELETE", link_id), expected=200)
+
+    trips = counted(lifecycle(function, "DELETE", link_id), expected=200)
+
+    assert trips == {"dynamodb": 1, "secretsmanager": 0, "upstream": 2, "new_connections": 0}
+
+
+def test_cancel_of_a_claimed_link(counted, function, upstream):
+    link_id = function.create().json()["id"]
+    upstream.set_status(link_id, "claimed")
+
+    trips = counted(lifecycle(function, "DELETE", link_id), expected=409)
+
+    assert trips == {"dynamodb": 1, "secretsmanager": 0, "upstream": 2, "new_connections": 0}
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_a_strangers_request_costs_one_read_and_nothing_upstream(counted, function, method):
+    link_id = function.create().json()["id"]
+    stranger = {"authorization": f"Bearer {token('user-2')}"}
+
+    trips = counted(lambda: function.request(method, f"/payout-links/{link_id}", headers=stranger), expected=404)
+
+    assert trips == {"dynamodb": 1, "secretsmanager": 0, "upstream": 0, "new_connections": 0}
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_a_malformed_id_costs_nothing(counted, function, method):
+    function.create()
+
+    trips = counted(lifecycle(function, method, "not.a.link"), expected=404)
+
+    assert trips == {"dynamodb": 0, "secretsmanager": 0, "upstream": 0, "new_connections": 0}

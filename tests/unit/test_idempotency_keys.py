@@ -175,9 +175,11 @@ def test_the_fingerprint_ignores_key_order_and_is_the_records_validation_hash() 
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
     from payout_links.idempotency import IntentStore
+    from payout_links.owners import LinkOwners
 
     request = {"amount": 2500, "payee": {"phone_number": "5555550123", "country_code": "1"}}
-    store = IntentStore(table_name="unused", boto3_client=_UnusedClient())
+    owners = LinkOwners(dynamodb_client=_UnusedClient(), table_name="unused", retention_seconds=60)
+    store = IntentStore(table_name="unused", boto3_client=_UnusedClient(), owners=owners)
     store.configure(
         IdempotencyConfig(event_key_jmespath="key", payload_validation_jmespath="request", hash_function="sha256")
     )

@@ -12,6 +12,7 @@ pytestmark = pytest.mark.unit
 
 REQUIRED = {
     "IDEMPOTENCY_TABLE_NAME": "payout-link-idempotency",
+    "LINK_OWNERS_TABLE_NAME": "payout-link-owners",
     "PAYOUT_API_SECRET_ID": "payout-link-proxy/dev/dots",
     "PAYOUT_API_BASE_URL": "https://pls.senddotssandbox.com/api",
 }
@@ -60,6 +61,7 @@ def test_an_empty_table_name_is_as_bad_as_none(environment: pytest.MonkeyPatch) 
         ("MAX_AMOUNT_CENTS", "-1"),
         ("IDEMPOTENCY_TTL_SECONDS", "10"),
         ("MAX_BODY_BYTES", "100"),
+        ("LINK_OWNER_RETENTION_DAYS", "0"),
     ],
 )
 def test_an_invalid_value_is_named(environment: pytest.MonkeyPatch, name: str, value: str) -> None:
@@ -83,6 +85,8 @@ def test_defaults_apply_when_only_the_required_variables_are_set() -> None:
     assert settings.idempotency_ttl_seconds == 86_400
     assert settings.max_body_bytes == 16_384
     assert settings.credentials_max_age_seconds == 300
+    assert settings.link_owners_table_name == REQUIRED["LINK_OWNERS_TABLE_NAME"]
+    assert settings.link_owner_retention_days == 400
 
 
 def test_set_variables_override_the_defaults(environment: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,98 @@
+"""Who may read or cancel a payout link: the caller that created it through the proxy, and no one else.
+
+Each link the proxy creates gets one owner record in its own DynamoDB table, `{link_id, owner, created_at,
+expires_at}`, where the owner is the caller scope the create ran as (`user:<sub>`, `client:<client_id>` or
+`partner:<name>`). The record is written in the same transaction that completes the create's idempotency record,
+so a create still costs two DynamoDB calls, and a link is readable exactly when its create has completed. It is
+never updated or deleted by the function, and expires with the table's TTL after the configured retention.
+
+A read or cancel first reads the record (one consistent GetItem). Anything but "this caller owns this id" is the
+same `LinkNotFound`, before any call to the upstream: another caller's link, a partner's, a link made at the
+upstream without the proxy, a link whose create has not completed (its outcome is unknown), an unknown id and a
+malformed one all look alike, so that an id reveals nothing to someone who does not own it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from payout_links.observability import logger
+from payout_links.problems import DependencyUnavailable, NotFound
+
+# What a link id may look like in a URL path: one segment of URL-safe characters, never `.` or `..`.
+LINK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+LINK_NOT_FOUND = "No payout link with this id was created by this caller."
+
+
+class LinkNotFound(NotFound):
+    """The one answer for every link a caller may not see, whatever the reason (which only the logs say)."""
+
+    metric = "LinkOwnershipRefused"
+
+    def __init__(self) -> None:
+        super().__init__(LINK_NOT_FOUND)
+
+
+class LinkOwners:
+    """The owner records: written as part of a create's transaction, read before a read or a cancel."""
+
+    KEY_ATTR = "link_id"
+    OWNER_ATTR = "owner"
+    CREATED_ATTR = "created_at"
+    EXPIRY_ATTR = "expires_at"
+
+    def __init__(self, *, dynamodb_client: Any, table_name: str, retention_seconds: int) -> None:
+        self._client = dynamodb_client
+        self._table_name = table_name
+        self._retention_seconds = retention_seconds
+
+    def put(self, link_id: str, owner: str) -> dict[str, Any]:
+        """The `Put` of a TransactWriteItems that records `owner` for `link_id`. It succeeds when the record is
+        new or already names the same owner (a create completed again after its record was lost); a link
+        recorded for another owner is never handed over, and the whole transaction fails instead."""
+        now = int(time.time())
+        return {
+            "Put": {
+                "TableName": self._table_name,
+                "Item": {
+                    self.KEY_ATTR: {"S": link_id},
+                    self.OWNER_ATTR: {"S": owner},
+                    self.CREATED_ATTR: {"N": str(now)},
+                    self.EXPIRY_ATTR: {"N": str(now + self._retention_seconds)},
+                },
+                "ConditionExpression": "attribute_not_exists(#link_id) OR #owner = :owner",
+                "ExpressionAttributeNames": {"#link_id": self.KEY_ATTR, "#owner": self.OWNER_ATTR},
+                "ExpressionAttributeValues": {":owner": {"S": owner}},
+            }
+        }
+
+    def require_owner(self, caller: str, link_id: str) -> None:
+        """Return when `caller` owns `link_id`; raise `LinkNotFound` otherwise (`DependencyUnavailable` when
+        the table cannot be read). Costs one GetItem, none for a malformed id."""
+        if not LINK_ID.fullmatch(link_id):
+            self._refuse("malformed-id")
+        try:
+            item = self._client.get_item(
+                TableName=self._table_name,
+                Key={self.KEY_ATTR: {"S": link_id}},
+                ConsistentRead=True,  # a link is readable as soon as its create has answered
+                ProjectionExpression="#owner, #expires_at",
+                ExpressionAttributeNames={"#owner": self.OWNER_ATTR, "#expires_at": self.EXPIRY_ATTR},
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            logger.error("the link owners table could not be read", extra={"store_error": str(exc)})
+            raise DependencyUnavailable("The link owners store is unavailable; retry later.") from None
+        if item is None or int(item[self.EXPIRY_ATTR]["N"]) < time.time():  # TTL deletes lag behind
+            self._refuse("no-owner-record")
+        if item[self.OWNER_ATTR]["S"] != caller:
+            self._refuse("other-owner")
+
+    @staticmethod
+    def _refuse(reason: str) -> None:
+        # The reason is for operators (probing for other callers' ids shows here); the caller never sees it.
+        logger.info("link ownership refused", extra={"refusal": reason})
+        raise LinkNotFound()

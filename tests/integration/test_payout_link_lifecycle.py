@@ -1,0 +1,338 @@
+"""Reading and canceling a payout link, for its owner only: the function against moto (over HTTP, with the real
+boto3 client) and the Dots emulator (a real HTTP server)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.support import emitted_metrics, function_logs, payout_body, token
+
+pytestmark = pytest.mark.integration
+
+NOT_FOUND_TYPE = "urn:payout-link-proxy:problem:not-found"
+
+
+def headers_for(sub: str | None = "user-1", **claims: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token(sub, **claims)}"}
+
+
+def created(function, **create) -> dict:
+    answer = function.create(**create)
+    assert answer.status == 201, answer.body
+    return answer.json()
+
+
+def read(function, link_id: str, sub: str | None = "user-1", **claims: str):
+    return function.request("GET", f"/payout-links/{link_id}", headers=headers_for(sub, **claims))
+
+
+def cancel(function, link_id: str, sub: str | None = "user-1", **claims: str):
+    return function.request("DELETE", f"/payout-links/{link_id}", headers=headers_for(sub, **claims))
+
+
+def lifecycle_calls(upstream) -> tuple[int, int]:
+    stats = upstream.stats()
+    return stats["reads"], stats["cancels"]
+
+
+# -- reading ------------------------------------------------------------------------------------------------
+
+
+def test_the_owner_reads_the_link_as_the_upstream_has_it_now(function, upstream):
+    link = created(function)
+    upstream.set_status(link["id"], "delivered")
+
+    answer = read(function, link["id"])
+
+    assert answer.status == 200
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["cache-control"] == "no-store"
+    assert answer.json() == {**link, "status": "delivered"}
+    assert lifecycle_calls(upstream) == (1, 0)
+
+
+def test_a_machine_token_reads_the_links_it_made_and_a_user_of_the_same_name_does_not(function, upstream):
+    machine = {"authorization": f"Bearer {token(None, client_id='svc-1')}"}
+    link = created(function, sub=None, headers=machine)
+
+    assert read(function, link["id"], None, client_id="svc-1").status == 200
+    assert read(function, link["id"], "svc-1").status == 404
+
+
+@pytest.mark.parametrize("action", [read, cancel])
+def test_another_caller_gets_404_and_the_upstream_is_not_asked(function, upstream, action):
+    link = created(function)
+
+    answer = action(function, link["id"], "user-2")
+
+    assert answer.status == 404 and answer.is_problem()
+    assert answer.json()["type"] == NOT_FOUND_TYPE
+    assert lifecycle_calls(upstream) == (0, 0)
+    assert upstream.link(link["id"])["status"] == "created"
+
+
+@pytest.mark.parametrize("action", [read, cancel])
+def test_a_partner_made_link_is_invisible_to_every_frontend(function, upstream, action):
+    made = function.webhook()
+    assert made.status == 201
+
+    for sub in ("user-1", "acme", "partner:acme"):
+        assert action(function, made.json()["id"], sub).status == 404
+    assert action(function, made.json()["id"], None, client_id="acme").status == 404
+    assert lifecycle_calls(upstream) == (0, 0)
+
+
+def test_every_id_a_caller_may_not_see_gets_the_same_answer(function, upstream):
+    """Another caller's link, a partner's, one made at Dots without the proxy, an unknown id and malformed ones:
+    the same 404, byte for byte, and not one call to the upstream."""
+    mine = created(function, sub="user-2")["id"]
+    partners = function.webhook().json()["id"]
+    outside = upstream.seed_link()["id"]
+    ids = [mine, partners, outside, str(uuid.uuid4()), "not-a-link", "a" * 129, "..", "%2e%2e", "li%20nk", "é", "a.b"]
+    before = upstream.stats()["requests"]
+
+    answers = [action(function, link_id) for link_id in ids for action in (read, cancel)]
+
+    assert {(answer.status, answer.headers["content-type"], answer.body) for answer in answers} == {
+        (404, "application/problem+json", answers[0].body)
+    }
+    assert json.loads(answers[0].body)["title"] == "Not found"
+    assert upstream.stats()["requests"] == before
+
+
+def test_a_link_whose_create_outcome_is_unknown_is_not_readable_until_the_create_is_retried(function, upstream):
+    """The upstream made the link but its answer was lost: the key stays bound and no owner is recorded yet, so
+    the link is a 404 even to its maker. The retry of the create gets the same link and records its owner."""
+    key = str(uuid.uuid4())
+    function.set_env(PAYOUT_API_MAX_ATTEMPTS="1")
+    upstream.inject({"after_create": True, "drop": True})
+
+    lost = function.create(key=key)
+    assert lost.status in (502, 504), lost.body
+    (link_id,) = upstream.stats()["links"].values()
+    assert read(function, link_id).status == 404
+
+    retried = function.create(key=key)
+    assert retried.status == 201 and retried.json()["id"] == link_id
+    assert read(function, link_id).status == 200
+
+
+def test_the_owner_record_outlives_the_idempotency_record(function, upstream, aws_resources, aws_clients):
+    dynamodb, _ = aws_clients
+    link = created(function)
+    items = dynamodb.scan(TableName=aws_resources["table"])["Items"]
+    for item in items:
+        dynamodb.delete_item(TableName=aws_resources["table"], Key={"id": item["id"]})
+
+    assert read(function, link["id"]).status == 200
+    owner = dynamodb.get_item(TableName=aws_resources["owners_table"], Key={"link_id": {"S": link["id"]}})["Item"]
+    assert owner["owner"] == {"S": "user:user-1"}
+    retention = int(owner["expires_at"]["N"]) - int(owner["created_at"]["N"])
+    assert retention == 400 * 86_400
+
+
+def test_an_expired_owner_record_hides_the_link_before_the_ttl_deletes_it(
+    function, upstream, aws_resources, aws_clients
+):
+    dynamodb, _ = aws_clients
+    link = created(function)
+    dynamodb.update_item(
+        TableName=aws_resources["owners_table"],
+        Key={"link_id": {"S": link["id"]}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": "1000"}},
+    )
+
+    assert read(function, link["id"]).status == 404
+    assert lifecycle_calls(upstream) == (0, 0)
+
+
+# -- canceling ----------------------------------------------------------------------------------------------
+
+
+def test_cancel_then_cancel_again(function, upstream):
+    link = created(function)
+
+    first = cancel(function, link["id"])
+    again = cancel(function, link["id"])
+
+    assert first.status == again.status == 200
+    assert first.headers["cache-control"] == "no-store"
+    assert first.json() == again.json() == {**link, "status": "canceled"}
+    assert upstream.link(link["id"])["status"] == "canceled"
+    # The second DELETE was refused by the upstream; the link's state, read once more, says it is canceled.
+    assert lifecycle_calls(upstream) == (1, 2)
+
+
+@pytest.mark.parametrize("status", ["claimed", "reversed", "expired"])
+def test_a_link_past_canceling_is_409_not_cancelable(function, upstream, status):
+    link = created(function)
+    upstream.set_status(link["id"], status)
+
+    answer = cancel(function, link["id"])
+
+    assert answer.status == 409 and answer.is_problem()
+    assert answer.json()["type"] == "urn:payout-link-proxy:problem:not-cancelable"
+    assert status in answer.json()["detail"]
+    assert "retry-after" not in answer.headers
+    assert upstream.link(link["id"])["status"] == status
+
+
+@pytest.mark.parametrize("refusal", [400, 403, 409, 410, 422])
+def test_the_upstreams_refusal_is_judged_by_the_link_state_not_by_its_status(function, upstream, refusal):
+    claimed, canceled = created(function), created(function)
+    upstream.set_status(claimed["id"], "claimed")
+    upstream.set_status(canceled["id"], "canceled")
+
+    upstream.inject({"status": refusal, "body": {"message": "Payout link is already canceled"}})
+    assert cancel(function, claimed["id"]).status == 409
+    upstream.inject({"status": refusal, "body": {"message": "Payout link was claimed"}})
+    assert cancel(function, canceled["id"]).status == 200
+
+
+def test_a_refused_cancel_of_a_cancelable_link_is_a_502(function, upstream):
+    link = created(function)
+    upstream.inject({"status": 400, "body": {"message": "cannot cancel"}})
+
+    answer = cancel(function, link["id"])
+
+    assert answer.status == 502 and answer.is_problem()
+    assert upstream.link(link["id"])["status"] == "created"
+
+
+def test_a_cancel_answer_that_is_not_canceled_is_judged_by_its_state(function, upstream):
+    link = created(function)
+    upstream.inject({"link_overrides": {"status": "claimed"}})
+
+    assert cancel(function, link["id"]).status == 409
+
+
+# -- upstream failures, as for a create ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        ({"status": 503}, 502),
+        ({"status": 500}, 502),
+        ({"status": 429, "retry_after": "7"}, 429),
+        ({"status": 200, "raw_body": "<html>"}, 502),
+        ({"status": 200, "body": {"id": "another-link", "status": "created"}}, 502),
+        ({"drop": True}, 502),
+        ({"status": 404}, 404),
+    ],
+)
+@pytest.mark.parametrize("action", [read, cancel])
+def test_upstream_failures_map_as_for_a_create(function, upstream, action, fault, status):
+    link = created(function)
+    upstream.inject(fault)
+
+    answer = action(function, link["id"])
+
+    assert answer.status == status and answer.is_problem()
+    if status == 429:
+        assert answer.headers["retry-after"] == "7"
+    assert "Traceback" not in answer.body.decode()
+
+
+@pytest.mark.parametrize("action", [read, cancel])
+def test_a_slow_upstream_is_a_504_within_the_deadline(function, upstream, action):
+    link = created(function)
+    function.set_env(PAYOUT_API_TIMEOUT_SECONDS="0.5")
+    upstream.inject({"delay_seconds": 2})
+
+    answer = action(function, link["id"])
+
+    assert answer.status == 504 and answer.is_problem()
+
+
+def test_rotated_credentials_are_read_again_once(function, upstream, aws_resources, aws_clients):
+    _, secrets = aws_clients
+    link = created(function)
+    upstream.set_credentials("rotated-id", "rotated-key")
+    secrets.put_secret_value(
+        SecretId=aws_resources["credentials_secret"],
+        SecretString=json.dumps({"client_id": "rotated-id", "api_key": "rotated-key"}),
+    )
+    try:
+        answer = read(function, link["id"])
+    finally:
+        from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID
+
+        secrets.put_secret_value(
+            SecretId=aws_resources["credentials_secret"],
+            SecretString=json.dumps({"client_id": DEMO_CLIENT_ID, "api_key": DEMO_API_KEY}),
+        )
+
+    assert answer.status == 200
+    assert lifecycle_calls(upstream) == (2, 0)
+
+
+def test_the_owners_table_unavailable_is_a_503_and_the_upstream_is_not_asked(function, upstream):
+    link = created(function)
+    function.set_env(LINK_OWNERS_TABLE_NAME="no-such-table")
+
+    answer = read(function, link["id"])
+
+    assert answer.status == 503 and answer.is_problem() and "retry-after" in answer.headers
+    assert lifecycle_calls(upstream) == (0, 0)
+
+
+def test_no_token_is_401(function, upstream):
+    link = created(function)
+
+    answer = function.request("GET", f"/payout-links/{link['id']}")
+
+    assert answer.status == 401 and answer.is_problem()
+
+
+# -- what operators see ----------------------------------------------------------------------------------------
+
+
+def test_reads_cancels_and_refusals_are_counted_without_a_caller_dimension(function, upstream):
+    link = created(function)
+
+    with emitted_metrics() as documents:
+        read(function, link["id"])
+        cancel(function, link["id"])
+        read(function, link["id"], "user-2")
+
+    counted = {}
+    for document in documents:
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                counted[metric["Name"]] = directive["Dimensions"]
+    assert {"PayoutLinkRead", "PayoutLinkCanceled", "LinkOwnershipRefused"} <= counted.keys()
+    for name in ("PayoutLinkRead", "PayoutLinkCanceled", "LinkOwnershipRefused"):
+        assert counted[name] == [["service"]], name
+
+
+def test_a_refusal_is_logged_with_its_reason_and_without_the_id(function, upstream):
+    link = created(function)
+    probe = "probe-" + uuid.uuid4().hex
+
+    with function_logs() as logs:
+        read(function, link["id"], "user-2")
+        read(function, probe)
+
+    refusals = [json.loads(line) for line in logs.getvalue().splitlines() if "ownership refused" in line]
+    assert [entry["refusal"] for entry in refusals] == ["other-owner", "no-owner-record"]
+    assert probe not in logs.getvalue()
+
+
+def test_creates_still_make_no_lifecycle_call(function, upstream):
+    created(function, body=payout_body(amount=1234))
+    function.webhook()
+
+    stats = upstream.stats()
+    assert (stats["creates"], stats["reads"], stats["cancels"]) == (2, 0, 0)
+
+
+def test_a_read_only_token_reads_in_the_function_too(function, upstream):
+    """Scopes are the gateway's to check (tests/e2e covers the 403); the function serves any caller its own."""
+    link = created(function)
+
+    assert read(function, link["id"], "user-1", scope="payouts:read").status == 200
