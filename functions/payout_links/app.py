@@ -25,7 +25,7 @@ from payout_links.idempotency import frontend_key, webhook_key
 from payout_links.models import CreatePayoutLinkRequest, parse_create_request, parse_partner_event
 from payout_links.observability import MetricUnit, logger, metrics
 from payout_links.outcomes import CreateFailed
-from payout_links.owners import LinkNotFound
+from payout_links.owners import LINK_ID, LinkNotFound
 from payout_links.problems import (
     DependencyUnavailable,
     IdempotencyKeyReused,
@@ -133,6 +133,9 @@ def _create(
         caller, key, request, remaining_millis=app.lambda_context.get_remaining_time_in_millis()
     )
 
+    if not LINK_ID.fullmatch(created.link["id"]):
+        # Created, and answered as such; but no URL can name it, so its owner will not be able to read it.
+        logger.warning("the upstream's link id cannot be read or canceled", extra={"link_id": created.link["id"]})
     outcome = "replayed" if created.replayed else "created"
     logger.info("payout link " + outcome, extra={"link_id": created.link["id"], "outcome": outcome})
     metrics.add_metric(

@@ -12,12 +12,15 @@ from payout_links.problems import MalformedJson, PayloadTooLarge, Unauthenticate
 
 def frontend_caller(event: APIGatewayProxyEventV2) -> str:
     """The caller scope from the JWT the authorizer verified: `user:<sub>`, or `client:<client_id>` for a
-    machine token without a subject. Never taken from the body."""
+    machine token without a subject. Never taken from the body. A token that carries a `sub` is always a user's:
+    an empty one is refused, never taken for the `client_id` beside it (the caller owns links it can read and
+    cancel, so no token may pass for a machine client by leaving its subject blank)."""
     authorizer = event.request_context.authorizer
     claims = (authorizer.jwt_claim if authorizer else None) or {}
-    if subject := claims.get("sub"):
-        return f"user:{subject}"
-    if client_id := claims.get("client_id"):
+    if "sub" in claims:
+        if subject := claims["sub"]:
+            return f"user:{subject}"
+    elif client_id := claims.get("client_id"):
         return f"client:{client_id}"
     raise Unauthenticated("A valid bearer token is required.")
 

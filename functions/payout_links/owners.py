@@ -23,8 +23,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from payout_links.observability import logger
 from payout_links.problems import DependencyUnavailable, NotFound
 
-# What a link id may look like in a URL path: one segment of URL-safe characters, never `.` or `..`.
-LINK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# What a link id may look like in a URL path: one segment of unreserved URL characters (RFC 3986), never `.` or
+# `..`, which a client or a proxy would resolve as a path step.
+LINK_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._~-]{1,128}")
 LINK_NOT_FOUND = "No payout link with this id was created by this caller."
 
 
@@ -35,6 +36,13 @@ class LinkNotFound(NotFound):
 
     def __init__(self) -> None:
         super().__init__(LINK_NOT_FOUND)
+
+
+class LinkLostUpstream(LinkNotFound):
+    """The same answer for a link its caller owns but the upstream no longer knows: not a refused caller, so not
+    counted as one (the upstream's 404 is counted with its errors, and logged with the link's id)."""
+
+    metric = None
 
 
 class LinkOwners:

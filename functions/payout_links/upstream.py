@@ -20,7 +20,7 @@ from payout_links.credentials import CredentialsStore
 from payout_links.normalize import echoed_user_id, mismatches, normalize_payout_link
 from payout_links.observability import MetricUnit, logger, metrics
 from payout_links.outcomes import CreateFailed, Outcome, answer_outcome, combined, transport_outcome
-from payout_links.owners import LinkNotFound
+from payout_links.owners import LinkLostUpstream
 from payout_links.problems import (
     NotCancelable,
     Problem,
@@ -149,9 +149,14 @@ class PayoutApiClient:
     def retrieve_payout_link(self, link_id: str, *, deadline: float) -> dict[str, Any]:
         """GET the link, fresh, normalized. One request (two when the credentials were rotated)."""
         response, started = self._lifecycle_request("GET", link_id, deadline)
-        if response.is_success:
-            return self._lifecycle_link(response, started, link_id)
-        raise self._lifecycle_refusal(response, started)
+        if not response.is_success:
+            raise self._lifecycle_refusal(response, started, link_id)
+        link = self._lifecycle_link(response, link_id)
+        if link is None:
+            self._report(started, "Unreadable", status=response.status_code)
+            raise UpstreamFailed(f"The payout provider's answer could not be read; {_RETRY}.")
+        self._report(started, "2xx", status=response.status_code)
+        return link
 
     def cancel_payout_link(self, link_id: str, *, deadline: float) -> dict[str, Any]:
         """DELETE the link and return it, `canceled`. A refusal is judged by the link's state, read once more,
@@ -159,12 +164,16 @@ class PayoutApiClient:
         reversed or expired is `NotCancelable`, anything else the upstream's failure."""
         response, started = self._lifecycle_request("DELETE", link_id, deadline)
         if response.is_success:
-            link = self._lifecycle_link(response, started, link_id)
+            self._report(started, "2xx", status=response.status_code)
+            # A 2xx may carry no readable link (a 204, an empty or a bare `{"success": true}` body): the cancel
+            # happened, and the link's state, read once more, says what it is now.
+            link = self._lifecycle_link(response, link_id) or self.retrieve_payout_link(link_id, deadline=deadline)
         elif 400 <= response.status_code < 500 and response.status_code not in (401, 404, 429):
-            self._report(started, "4xx", status=response.status_code)
+            # Expected when the link is canceled already or past canceling: not counted as an upstream error.
+            self._report(started, "Refusal", status=response.status_code)
             link = self.retrieve_payout_link(link_id, deadline=deadline)
         else:
-            raise self._lifecycle_refusal(response, started)
+            raise self._lifecycle_refusal(response, started, link_id)
         if link["status"] == "canceled":
             return link
         if link["status"] in NOT_CANCELABLE_STATUSES:
@@ -196,25 +205,27 @@ class PayoutApiClient:
             self._credentials.refresh(deadline=deadline)
             metrics.add_metric(name="CredentialsRefreshed", unit=MetricUnit.Count, value=1)
 
-    def _lifecycle_link(self, response: httpx.Response, started: float, link_id: str) -> dict[str, Any]:
+    @staticmethod
+    def _lifecycle_link(response: httpx.Response, link_id: str) -> dict[str, Any] | None:
+        """The normalized link a 2xx carries, None when it carries none that can be read (whatever it is: never a
+        500); `UpstreamMismatch` when it is about another link."""
         try:
             link = normalize_payout_link(response.json())
-        except Exception:  # whatever a 2xx carries, unreadable is a 502, never a 500
-            self._report(started, "Unreadable", status=response.status_code)
-            raise UpstreamFailed(f"The payout provider's answer could not be read; {_RETRY}.") from None
-        self._report(started, "2xx", status=response.status_code)
+        except Exception:
+            return None
         if link["id"] != link_id:
             logger.error("upstream answered about another link", extra={"mismatched_fields": ["id"]})
             raise UpstreamMismatch("The payout provider answered about another payout link.")
         return link
 
-    def _lifecycle_refusal(self, response: httpx.Response, started: float) -> Problem:
+    def _lifecycle_refusal(self, response: httpx.Response, started: float, link_id: str) -> Problem:
         status = response.status_code
         self._report(started, f"{status // 100}xx", status=status)
         if status == 404:
-            # We recorded this link as created: the upstream losing it is worth a look, the caller sees a 404.
-            logger.warning("upstream does not know a recorded link")
-            return LinkNotFound()
+            # We recorded this link as created: the upstream losing it (or a base URL pointing at another of its
+            # environments) is worth a look; the caller sees the same 404 as for any link it cannot see.
+            logger.error("upstream does not know a recorded link", extra={"link_id": link_id})
+            return LinkLostUpstream()
         if status == 429:
             return UpstreamRateLimited(
                 "The payout provider is rate limiting requests; retry after the indicated delay.",
@@ -270,7 +281,7 @@ class PayoutApiClient:
         (4xx, 5xx, Timeout, Connection, Unreadable: an answer that cannot be read, 2xx included)."""
         elapsed_ms = (self._clock() - started) * 1000
         metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=elapsed_ms)
-        if outcome != "2xx":
+        if outcome not in ("2xx", "Refusal"):
             metrics.add_metric(name=f"UpstreamError{outcome}", unit=MetricUnit.Count, value=1)
         # A failed attempt is worth a warning; a successful one shows in the request's "payout link created"
         # line and in UpstreamLatency.

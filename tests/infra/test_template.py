@@ -286,8 +286,9 @@ def test_iam_grants_only_item_access_and_the_two_secrets(function: dict[str, Any
         "dynamodb:PutItem": 1,
     }
     assert "Condition" not in on_owners["dynamodb:GetItem"]
+    # Not ForAllValues, which holds for a request without the key: a PutItem outside any transaction.
     assert on_owners["dynamodb:PutItem"]["Condition"] == {
-        "ForAllValues:StringEquals": {"dynamodb:EnclosingOperation": ["TransactWriteItems"]}
+        "StringEquals": {"dynamodb:EnclosingOperation": "TransactWriteItems"}
     }
     for action in SECRET_ACTIONS:
         assert resources_by_action[action] == list(SECRET_IN_USE.values()), action

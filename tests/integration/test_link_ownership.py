@@ -336,3 +336,81 @@ def test_a_read_only_token_reads_in_the_function_too(function, upstream):
     link = created(function)
 
     assert read(function, link["id"], "user-1", scope="payouts:read").status == 200
+
+
+# -- what a red team found --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"after_create": True, "status": 204, "raw_body": ""},
+        {"after_create": True, "status": 200, "body": {"success": True}},
+        {"after_create": True, "status": 200, "raw_body": "OK"},
+    ],
+    ids=["204", "no link in the body", "text"],
+)
+def test_a_cancel_answered_without_a_readable_link_is_judged_by_the_link_read_again(function, upstream, fault):
+    link = created(function)
+    upstream.inject(fault)
+
+    answer = cancel(function, link["id"])
+
+    assert answer.status == 200, answer.body
+    assert answer.json() == {**link, "status": "canceled"}
+    assert lifecycle_calls(upstream) == (1, 1)
+
+
+def test_a_token_with_an_empty_subject_never_passes_for_the_machine_client_beside_it(function, upstream):
+    machine = {"authorization": f"Bearer {token(None, client_id='svc-1')}"}
+    link = created(function, sub=None, headers=machine)
+
+    answer = read(function, link["id"], "", client_id="svc-1")
+
+    assert answer.status == 401 and answer.is_problem()
+    assert lifecycle_calls(upstream) == (0, 0)
+
+
+def test_a_link_id_no_url_can_name_is_still_answered_and_logged(function, upstream):
+    upstream.inject({"link_overrides": {"id": "pl:7f3a"}})
+
+    with function_logs() as logs:
+        answer = function.create()
+
+    assert answer.status == 201 and answer.json()["id"] == "pl:7f3a"
+    assert "the upstream's link id cannot be read or canceled" in logs.getvalue()
+
+
+def counted_metrics(documents: list[dict]) -> list[str]:
+    return [
+        metric["Name"]
+        for document in documents
+        for directive in document["_aws"]["CloudWatchMetrics"]
+        for metric in directive["Metrics"]
+    ]
+
+
+def test_canceling_again_is_not_an_upstream_error(function, upstream):
+    link = created(function)
+    cancel(function, link["id"])
+
+    with emitted_metrics() as documents:
+        assert cancel(function, link["id"]).status == 200
+
+    names = counted_metrics(documents)
+    assert "PayoutLinkCanceled" in names
+    assert not [name for name in names if name.startswith("UpstreamError")]
+
+
+def test_a_link_the_upstream_lost_is_a_404_logged_with_its_id_and_not_a_refused_caller(function, upstream):
+    link = created(function)
+    upstream.inject({"status": 404, "body": {"message": "Payout link not found"}})
+
+    with emitted_metrics() as documents, function_logs() as logs:
+        answer = read(function, link["id"])
+
+    assert answer.status == 404 and answer.json() == read(function, str(uuid.uuid4())).json()
+    assert "LinkOwnershipRefused" not in counted_metrics(documents)
+    assert "UpstreamError4xx" in counted_metrics(documents)
+    (lost,) = [json.loads(line) for line in logs.getvalue().splitlines() if "does not know a recorded" in line]
+    assert (lost["level"], lost["link_id"]) == ("ERROR", link["id"])

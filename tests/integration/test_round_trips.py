@@ -132,6 +132,6 @@ def test_a_strangers_request_costs_one_read_and_nothing_upstream(counted, functi
 def test_a_malformed_id_costs_nothing(counted, function, method):
     function.create()
 
-    trips = counted(lifecycle(function, method, "not.a.link"), expected=404)
+    trips = counted(lifecycle(function, method, "not a link"), expected=404)
 
     assert trips == {"dynamodb": 0, "secretsmanager": 0, "upstream": 0, "new_connections": 0}

@@ -81,7 +81,7 @@ def test_an_expired_record_is_refused_before_the_ttl_deletes_it():
 
 
 @pytest.mark.parametrize(
-    "link_id", ["", ".", "..", "a/b", "a.b", "a b", "%2e%2e", "é", "a" * 129, "a\n", "a\x00", "a?b", "a#b"]
+    "link_id", ["", ".", "..", "a/b", "a b", "%2e%2e", "é", "a" * 129, "a\n", "a\x00", "a?b", "a#b", "a:b", "a%20"]
 )
 def test_a_malformed_id_is_refused_without_a_call(link_id):
     table = RecordingTable({link_id: record("user:ada")})
@@ -121,3 +121,11 @@ def test_the_record_is_written_once_and_never_handed_to_another_owner():
     assert int(put["Item"]["expires_at"]["N"]) - int(put["Item"]["created_at"]["N"]) == 86_400
     assert put["ConditionExpression"] == "attribute_not_exists(#link_id) OR #owner = :owner"
     assert put["ExpressionAttributeValues"] == {":owner": {"S": "user:ada"}}
+
+
+@pytest.mark.parametrize("link_id", [LINK, "42", "pl_7f3a", "pl.7f3a", "a~b", "...", "a" * 128])
+def test_every_unreserved_id_is_looked_up(link_id):
+    table = RecordingTable({link_id: record("user:ada")})
+
+    owners(table).require_owner("user:ada", link_id)
+    assert len(table.calls) == 1
