@@ -91,7 +91,7 @@ def test_a_preflight_from_an_allowed_origin_is_answered_by_the_gateway(api, upst
 
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
-    assert set(response.headers["access-control-allow-methods"].split(",")) == {"POST", "OPTIONS"}
+    assert set(response.headers["access-control-allow-methods"].split(",")) == {"GET", "POST", "DELETE", "OPTIONS"}
     assert set(response.headers["access-control-allow-headers"].split(",")) == {
         "authorization",
         "content-type",

@@ -4,10 +4,12 @@ none may be a server error."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import time
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import httpx
@@ -34,6 +36,9 @@ CHECKS = (
 # takes about 15 s with one worker per execution environment of the stack.
 MAX_EXAMPLES = 50
 SEED = 20261124
+# Operations the run must have tested, each with at least one 2xx answer checked (not only 404s): schemathesis
+# reads and cancels the links its own creates returned.
+MUST_TEST = ("GET /payout-links/{id}", "DELETE /payout-links/{id}")
 
 
 def test_the_stack_serves_its_document_and_docs_page(stack):
@@ -66,6 +71,12 @@ def test_every_answer_conforms_to_the_openapi_document(stack, upstream, tmp_path
         "--request-timeout",
         "10",
         "--no-color",
+        "--report",
+        "junit,json",
+        "--report-junit-path",
+        str(tmp_path / "junit.xml"),
+        "--report-json-path",
+        str(tmp_path / "report.json"),
     ]
     # From an empty directory: nothing schemathesis writes lands in the work tree.
     started = time.monotonic()
@@ -79,3 +90,15 @@ def test_every_answer_conforms_to_the_openapi_document(stack, upstream, tmp_path
         print(f"\nschemathesis: {summary} (seed {SEED}, --max-examples {MAX_EXAMPLES}, {elapsed:.1f} s)")
     assert result.returncode == 0, output[-8000:]
     assert counts and counts.group(1) == counts.group(2), output[-3000:]
+
+    # schemathesis' own reports: one JUnit test case per operation tested, and how many positive cases each
+    # phase had accepted (a 2xx) per operation.
+    junit = ElementTree.parse(tmp_path / "junit.xml")  # noqa: S314 - written just now by the run above
+    tested = {case.get("name"): case for case in junit.iter("testcase")}
+    valid_rates = json.loads((tmp_path / "report.json").read_text())["valid_rates"]
+    for operation in MUST_TEST:
+        assert operation in tested, f"{operation} was not tested: {sorted(tested)}"
+        outcome = ElementTree.tostring(tested[operation]).decode()
+        assert len(tested[operation]) == 0, f"{operation} was skipped, failed or errored: {outcome}"
+        accepted = sum(phase["accepted"] for phase in valid_rates.get(operation, {}).values())
+        assert accepted >= 1, f"{operation} never answered a 2xx: {valid_rates.get(operation)}"

@@ -1,0 +1,334 @@
+"""Reading and canceling payout links through the local stack over HTTP, as a frontend would: GET and DELETE
+/payout-links/{id}, for the caller that created the link and no one else. The emulator is the same one the stack
+calls, so its counters show what reached the upstream (nothing, for anyone but the owner)."""
+
+from __future__ import annotations
+
+import http.client
+import uuid
+from urllib.parse import quote, urlsplit
+
+import httpx
+import pytest
+
+from local_stack.template import load_template
+from tests.support import LINK_KEYS, HttpResult, new_key, payout_body, signed_webhook, token
+
+pytestmark = pytest.mark.e2e
+
+ALLOWED_ORIGIN = load_template()["Parameters"]["CorsAllowedOrigins"]["Default"].split(",")[0]
+NOT_FOUND_TYPE = "urn:payout-link-proxy:problem:not-found"
+NOT_CANCELABLE_TYPE = "urn:payout-link-proxy:problem:not-cancelable"
+
+
+@pytest.fixture
+def api(stack, upstream):
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        yield client
+
+
+def bearer(sub: str | None = "user-1", **claims) -> dict[str, str]:
+    return {"authorization": f"Bearer {token(sub, **claims)}"}
+
+
+def result(response: httpx.Response) -> HttpResult:
+    return HttpResult(response.status_code, dict(response.headers), response.content)
+
+
+def create(api: httpx.Client, sub: str | None = "user-1", **claims) -> dict:
+    """A link made through the proxy by `sub` (or by `client_id` in `claims`); its 201 body."""
+    headers = {"content-type": "application/json", "idempotency-key": new_key(), **bearer(sub, **claims)}
+    response = api.post("/payout-links", json=payout_body(), headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def read(api: httpx.Client, link_id: str, sub: str | None = "user-1", **claims) -> HttpResult:
+    return result(api.get(f"/payout-links/{link_id}", headers=bearer(sub, **claims)))
+
+
+def cancel(api: httpx.Client, link_id: str, sub: str | None = "user-1", **claims) -> HttpResult:
+    return result(api.delete(f"/payout-links/{link_id}", headers=bearer(sub, **claims)))
+
+
+def raw_request(base_url: str, method: str, raw_path: str, headers: dict[str, str]) -> HttpResult:
+    """`raw_path` exactly as given on the request line: no client-side normalization of `..` or escapes."""
+    url = urlsplit(base_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        connection.request(method, raw_path, headers=headers)
+        response = connection.getresponse()
+        return HttpResult(
+            response.status, {name.lower(): value for name, value in response.getheaders()}, response.read()
+        )
+    finally:
+        connection.close()
+
+
+def lifecycle_counts(upstream) -> dict[str, int]:
+    stats = upstream.stats()
+    return {name: stats[name] for name in ("requests", "creates", "reads", "cancels")}
+
+
+def assert_not_found(answer: HttpResult) -> None:
+    assert answer.status == 404, answer.body
+    assert answer.is_problem(), answer.body
+    problem = answer.json()
+    assert problem["type"] == NOT_FOUND_TYPE and problem["title"] == "Not found"
+
+
+# --- the owner ---------------------------------------------------------------------------------------------------
+
+
+def test_the_owner_reads_the_link_as_created_and_never_cached(api, upstream):
+    created = create(api)
+
+    answer = read(api, created["id"])
+
+    assert answer.status == 200, answer.body
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["cache-control"] == "no-store"
+    assert answer.json().keys() == created.keys() == LINK_KEYS
+    assert answer.json() == created
+    assert upstream.stats()["reads"] == 1  # read fresh from the upstream, not from the proxy's records
+
+
+def test_the_owner_sees_a_status_change_made_at_the_upstream(api, upstream):
+    created = create(api)
+    assert read(api, created["id"]).json()["status"] == "created"
+
+    upstream.set_status(created["id"], "delivered")
+    answer = read(api, created["id"])
+
+    assert answer.status == 200
+    assert answer.json()["status"] == "delivered"
+    assert answer.json()["id"] == created["id"]
+    assert upstream.stats()["reads"] == 2
+
+
+def test_cancel_then_cancel_again_are_both_200_canceled(api, upstream):
+    link_id = create(api)["id"]
+
+    first = cancel(api, link_id)
+    again = cancel(api, link_id)
+
+    for answer in (first, again):
+        assert answer.status == 200, answer.body
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.json().keys() == LINK_KEYS
+        assert answer.json()["id"] == link_id and answer.json()["status"] == "canceled"
+    assert upstream.link(link_id)["status"] == "canceled"
+    assert read(api, link_id).json()["status"] == "canceled"
+
+
+@pytest.mark.parametrize("status", ["claimed", "reversed", "expired"])
+def test_a_link_past_canceling_is_a_409_not_cancelable(api, upstream, status):
+    link_id = create(api)["id"]
+    before = upstream.set_status(link_id, status)
+
+    answer = cancel(api, link_id)
+
+    assert answer.status == 409, answer.body
+    assert answer.is_problem()
+    assert answer.json()["type"] == NOT_CANCELABLE_TYPE
+    assert upstream.link(link_id) == before  # the link is as it was: status, claimed user, everything
+
+
+def test_create_costs_one_upstream_call_and_no_lifecycle_call(api, upstream):
+    create(api)
+
+    assert lifecycle_counts(upstream) == {"requests": 1, "creates": 1, "reads": 0, "cancels": 0}
+    assert upstream.stats()["links_created"] == 1
+
+
+# --- everyone else -----------------------------------------------------------------------------------------------
+
+
+def test_a_strangers_read_and_cancel_are_404_and_never_reach_dots(api, upstream):
+    link_id = create(api, "alice")["id"]
+    before = lifecycle_counts(upstream)
+
+    read_answer = read(api, link_id, "bob")
+    cancel_answer = cancel(api, link_id, "bob")
+
+    assert_not_found(read_answer)
+    assert_not_found(cancel_answer)
+    assert read_answer.body == cancel_answer.body
+    assert lifecycle_counts(upstream) == before
+    assert upstream.link(link_id)["status"] == "created"
+    assert read(api, link_id, "alice").json()["status"] == "created"  # the owner still has it, not canceled
+
+
+MALFORMED_PATHS = {
+    "spaces-and-bang": "/payout-links/" + quote("not a valid id!", safe="!"),
+    "dot-dot": "/payout-links/..",
+    "encoded-dot-dot": "/payout-links/%2e%2e",
+    "200-chars": "/payout-links/" + "a" * 200,
+    "encoded-slash": "/payout-links/abc%2Fdef",
+    "unicode": "/payout-links/" + quote("lïnk-ünïcødé-✓"),
+    "single-dot": "/payout-links/.",
+    "encoded-null": "/payout-links/abc%00def",
+    # Characters no route parameter takes: the function answers from its no-route handler, with the same 404.
+    "backslash": "/payout-links/abc\\def",
+    "quote-and-backtick": '/payout-links/a"b`c',
+}
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_unknown_foreign_and_malformed_ids_get_one_identical_404(api, upstream, stack, method):
+    """Whatever the reason an id is not the caller's, the answer is the same bytes: an id reveals nothing."""
+    strangers_link = create(api, "alice")["id"]
+    before = lifecycle_counts(upstream)
+    foreign = upstream.seed_link()["id"]  # made at Dots directly, never through the proxy
+    headers = bearer("bob")
+    paths = {
+        "stranger": f"/payout-links/{strangers_link}",
+        "unknown-uuid": f"/payout-links/{uuid.uuid4()}",
+        "foreign": f"/payout-links/{foreign}",
+        **MALFORMED_PATHS,
+    }
+
+    answers = {case: raw_request(stack.url, method, path, headers) for case, path in paths.items()}
+
+    for case, answer in answers.items():
+        assert answer.status == 404, (case, answer.body)
+        assert answer.headers["content-type"] == "application/problem+json", case
+        assert answer.is_problem(), (case, answer.body)
+    reference = answers["stranger"].body
+    assert answers["stranger"].json()["type"] == NOT_FOUND_TYPE
+    assert answers["stranger"].json()["title"] == "Not found"
+    different = {case: answer.body for case, answer in answers.items() if answer.body != reference}
+    assert not different, (reference, different)
+    assert lifecycle_counts(upstream) == before
+    assert upstream.link(foreign)["status"] == "created"
+
+
+def test_a_read_only_token_reads_but_its_cancel_is_refused_by_the_gateway(api, upstream):
+    link_id = create(api, "user-1")["id"]
+
+    answer = read(api, link_id, "user-1", scope="payouts:read")
+    refused = cancel(api, link_id, "user-1", scope="payouts:read")
+
+    assert answer.status == 200 and answer.json()["id"] == link_id
+    assert refused.status == 403
+    assert refused.json() == {"message": "Forbidden"}  # API Gateway's own body: the function never ran
+    assert lifecycle_counts(upstream) == {"requests": 2, "creates": 1, "reads": 1, "cancels": 0}
+    assert upstream.link(link_id)["status"] == "created"
+
+
+@pytest.mark.parametrize("sub", ["user-1", "acme", "partner:acme"])
+def test_a_partner_made_link_is_invisible_to_jwt_callers(api, upstream, sub):
+    delivery = signed_webhook()
+    made = api.post(delivery.path, content=delivery.body, headers=delivery.headers)
+    assert made.status_code == 201, made.text
+    link_id = made.json()["id"]
+    before = lifecycle_counts(upstream)
+
+    assert_not_found(read(api, link_id, sub))
+    assert_not_found(cancel(api, link_id, sub))
+    assert lifecycle_counts(upstream) == before
+    assert upstream.link(link_id)["status"] == "created"
+
+
+def test_a_machine_token_reads_its_own_link_and_a_user_named_like_it_does_not(api, upstream):
+    link_id = create(api, None, client_id="svc")["id"]
+
+    own = read(api, link_id, None, client_id="svc")
+    before = lifecycle_counts(upstream)
+    namesake_read = read(api, link_id, "svc")
+    namesake_cancel = cancel(api, link_id, "svc")
+
+    assert own.status == 200 and own.json()["id"] == link_id
+    assert_not_found(namesake_read)
+    assert_not_found(namesake_cancel)
+    assert lifecycle_counts(upstream) == before
+    assert upstream.link(link_id)["status"] == "created"
+
+
+def test_a_user_link_is_invisible_to_a_machine_token_named_like_the_user(api, upstream):
+    link_id = create(api, "svc")["id"]
+    before = lifecycle_counts(upstream)
+
+    assert_not_found(read(api, link_id, None, client_id="svc"))
+    assert_not_found(cancel(api, link_id, None, client_id="svc"))
+    assert lifecycle_counts(upstream) == before
+
+
+# --- the upstream failing ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_an_upstream_503_is_a_502_problem(api, upstream, method):
+    link_id = create(api)["id"]
+    upstream.inject({"status": 503})
+
+    answer = read(api, link_id) if method == "GET" else cancel(api, link_id)
+
+    assert answer.status == 502, answer.body
+    assert answer.is_problem()
+    assert answer.json()["type"] == "urn:payout-link-proxy:problem:upstream-failed"
+    assert answer.headers["cache-control"] == "no-store"
+    assert upstream.stats()["requests"] == 2  # the create, then one attempt: the caller may simply repeat
+    assert upstream.link(link_id)["status"] == "created"
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_an_upstream_429_is_a_429_problem_with_retry_after(api, upstream, method):
+    link_id = create(api)["id"]
+    upstream.inject({"status": 429, "retry_after": "11"})
+
+    answer = read(api, link_id) if method == "GET" else cancel(api, link_id)
+
+    assert answer.status == 429, answer.body
+    assert answer.is_problem()
+    assert answer.headers["retry-after"] == "11"
+    assert upstream.stats()["requests"] == 2
+    assert read(api, link_id).status == 200  # the fault is spent: the same request now succeeds
+
+
+# --- browsers ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_a_preflight_for_read_and_cancel_is_allowed_from_the_default_origin(api, upstream, method):
+    response = api.options(
+        f"/payout-links/{uuid.uuid4()}",
+        headers={
+            "origin": ALLOWED_ORIGIN,
+            "access-control-request-method": method,
+            "access-control-request-headers": "authorization",
+        },
+    )
+
+    assert response.status_code == 204
+    assert response.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    assert method in response.headers["access-control-allow-methods"].split(",")
+    assert "authorization" in response.headers["access-control-allow-headers"].split(",")
+    assert upstream.stats()["requests"] == 0
+
+
+def test_read_cancel_and_404_answers_carry_the_cors_headers(api, upstream):
+    link_id = create(api)["id"]
+    cors = {"origin": ALLOWED_ORIGIN, **bearer()}
+
+    answers = [
+        api.get(f"/payout-links/{link_id}", headers=cors),
+        api.delete(f"/payout-links/{link_id}", headers=cors),
+        api.get(f"/payout-links/{uuid.uuid4()}", headers=cors),
+    ]
+
+    assert [response.status_code for response in answers] == [200, 200, 404]
+    assert all(response.headers["access-control-allow-origin"] == ALLOWED_ORIGIN for response in answers)
+
+
+def test_an_upstream_404_for_an_owned_link_is_the_same_404(api, upstream):
+    link_id = create(api)["id"]
+    strangers = read(api, link_id, "bob")
+    upstream.inject({"status": 404, "body": {"message": "Payout link not found"}})
+
+    answer = read(api, link_id)
+
+    assert_not_found(answer)
+    assert answer.body == strangers.body
+    assert upstream.stats()["reads"] == 1
