@@ -25,6 +25,9 @@ def start_moto_server() -> tuple[Any, str]:
     """An in-process moto server on a free loopback port; returns the server and its endpoint URL."""
     from moto.server import ThreadedMotoServer  # only needed when no endpoint was given
 
+    from local_stack import moto_transactions
+
+    moto_transactions.patch()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per AWS call is noise
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

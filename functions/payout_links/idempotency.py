@@ -255,7 +255,9 @@ class IntentStore(DynamoDBPersistenceLayer):
         try:
             self.client.transact_write_items(TransactItems=[{"Update": complete}, self._owner_put])
         except (ClientError, BotoCoreError) as exc:
-            reasons = [reason.get("Code") for reason in getattr(exc, "response", {}).get("CancellationReasons", [])]
+            # A transport error (a timeout, a dropped connection) has no response at all.
+            answer = getattr(exc, "response", None) or {}
+            reasons = [reason.get("Code") for reason in answer.get("CancellationReasons", [])]
             if reasons[1:2] == ["ConditionalCheckFailed"]:
                 logger.error("the link is already recorded for another owner", extra={"intent_state": "unknown"})
             self._drop_lock(data_record.idempotency_key)

@@ -188,6 +188,26 @@ def test_dynamodb_failing_when_saving_the_result(function, upstream, aws_faults)
     assert function.request("GET", f"/payout-links/{link_id}", headers=frontend_headers(key=None)).status == 200
 
 
+def test_dynamodb_timing_out_when_saving_the_result(function, upstream, aws_faults):
+    """The completion's answers never come back in time (a transport error, with no response to read): the lock
+    is still dropped at once, so the same body's immediate retry gets the link instead of 409 until the function's
+    timeout. The late transactions then find the record no longer theirs and change nothing."""
+    warmed(upstream, function.create)
+    key = new_key()
+    aws_faults.stall("DynamoDB_20120810.TransactWriteItems", seconds=3, count=2)
+
+    failed = function.create(key=key)
+    assert failed.status == 503 and failed.is_problem()
+    link_id = only_link_id(upstream)
+
+    retry = function.create(key=key)
+    assert retry.status == 201 and retry.json()["id"] == link_id
+    time.sleep(3.5)  # the stalled transactions land by now
+    replay = function.create(key=key)
+    assert replay.status == 201 and replay.headers.get("idempotent-replayed") == "true"
+    assert replay.json()["id"] == link_id and links_created(upstream) == 1
+
+
 # -- Secrets Manager ---------------------------------------------------------------------------------------
 
 
