@@ -12,7 +12,11 @@ it. The run has two phases:
    answer 502 (504 for the timeout), and each must leave exactly one link at the emulator.
 2. Load: every other request from CLIENTS concurrent keep-alive clients, no fault queued. The retries of an
    ambiguous intent run in order on one client: another body first (422: the key stays bound to its body), then
-   the same body (201 with the link made in phase 1; one is added when the plan had none).
+   the same body (201 with the link made in phase 1; one is added when the plan had none). Mixed in, a share of
+   reads and cancels (GET and DELETE /payout-links/{id}) of links made earlier in the run, each sent once the
+   create that made its link has answered (see `plan_link_ops`): reads and cancels by the link's owner, a few
+   cancels sent twice, a few cancels of links first moved to `claimed` through the emulator's control route, and
+   a few reads and cancels by another caller.
 
 It prints latency percentiles and throughput of phase 2, the count of each status, the ambiguous failures
 injected and recovered, the links the emulator made and the intents, and exits 1 unless all of this holds:
@@ -28,7 +32,11 @@ injected and recovered, the links the emulator made and the intents, and exits 1
   intents share a link id;
 - the emulator's links are exactly the link ids the 201s carry, and their number is both the number of intents
   that got a 201 and the number of distinct intents. Together with the above, every intent has exactly one
-  link at the emulator: a second link for an intent would be one that no 201 carries.
+  link at the emulator: a second link for an intent would be one that no 201 carries;
+- every owner read got 200 with its link's id; every cancel 200 with the link `canceled` (the second of a
+  cancel sent twice too), every cancel of a claimed link 409 `not-cancelable`; every read or cancel by another
+  caller 404; the emulator saw exactly the owners' reads and cancels (a GET more for each cancel it refused), so
+  no stranger's request reached it, and it holds the canceled links canceled and the claimed ones claimed.
 
     make load                      # or: .venv/bin/python bench/load.py --requests 2000 --clients 16
 """
@@ -69,6 +77,8 @@ from payout_links.upstream import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, MIN
 
 SIGNING_KEY = "load-test-key-not-a-secret-0123456789abcdef"  # the local gateway does not check signatures
 ROUTE = ("POST", "/payout-links")
+LINK_PATH = "/payout-links/{id}"
+PROBLEM_TYPE_PREFIX = "urn:payout-link-proxy:problem:"
 
 type Intent = tuple[str, str]  # (caller, key)
 
@@ -93,6 +103,47 @@ class Result:
     ms: float
     link_id: str | None
     amount: Any
+
+
+@dataclass(frozen=True)
+class LinkOp:
+    """A read or cancel of the link an earlier intent made, sent as `caller`: its owner, or for the "stranger"
+    kinds another caller. Kinds: "read", "cancel", "cancel twice" (two DELETEs, one after the other), "claimed
+    cancel" (the link is moved to `claimed` first), "stranger read", "stranger cancel"."""
+
+    kind: str
+    target: Intent
+    caller: str
+
+    @property
+    def stranger(self) -> bool:
+        return self.kind.startswith("stranger")
+
+
+@dataclass(frozen=True)
+class OpResult:
+    op: LinkOp
+    method: str
+    status: int
+    ms: float
+    link_id: str | None  # the target's link, as its create's 201 carried it
+    body: Any  # the parsed answer, or None
+
+    def problem(self) -> str | None:
+        kind = self.body.get("type") if isinstance(self.body, dict) else None
+        return kind.removeprefix(PROBLEM_TYPE_PREFIX) if isinstance(kind, str) else None
+
+
+# What each kind of read or cancel must answer, request by request.
+OP_KINDS = ("read", "cancel", "cancel twice", "claimed cancel", "stranger read", "stranger cancel")
+OP_REQUESTS = {
+    "read": ("GET",),
+    "cancel": ("DELETE",),
+    "cancel twice": ("DELETE", "DELETE"),
+    "claimed cancel": ("DELETE",),
+    "stranger read": ("GET",),
+    "stranger cancel": ("DELETE",),
+}
 
 
 @dataclass(frozen=True)
@@ -227,6 +278,89 @@ def schedule(planned: list[Planned], ambiguous: dict[Intent, Kind]) -> tuple[lis
     return list(firsts.values()), tasks
 
 
+def plan_link_ops(
+    planned: list[Planned],
+    tasks: list[list[Planned]],
+    counts: dict[str, int],
+    rng: random.Random,
+) -> list[list[Planned] | LinkOp]:
+    """Phase 2's tasks with `counts[kind]` reads and cancels mixed in, each after the task that creates its link.
+
+    Their links are those of intents with a single request (no reuse, not ambiguous): that request gets 201 and
+    no other request races it, so the link exists once its task has answered. ThreadPoolExecutor.map starts tasks
+    in order, so a read or cancel, placed after its target's task, only ever waits for a task already running.
+    Cancels, cancels sent twice and claimed cancels each take a link of their own; reads and strangers' calls
+    take any (a read may see a link canceled or claimed meanwhile). A stranger is another planned caller."""
+    requests_of = Counter(request.intent for request in planned)
+    position = {task[0].intent: index for index, task in enumerate(tasks) if requests_of[task[0].intent] == 1}
+    eligible = list(position)
+    callers = sorted({request.caller for request in planned})
+    own = rng.sample(eligible, counts["cancel"] + counts["cancel twice"] + counts["claimed cancel"])
+    targets: dict[str, list[Intent]] = {
+        "cancel": own[: counts["cancel"]],
+        "cancel twice": own[counts["cancel"] : counts["cancel"] + counts["cancel twice"]],
+        "claimed cancel": own[counts["cancel"] + counts["cancel twice"] :],
+    }
+    for kind in ("read", "stranger read", "stranger cancel"):
+        targets[kind] = [rng.choice(eligible) for _ in range(counts[kind])]
+    after: dict[int, list[LinkOp]] = defaultdict(list)  # tasks before it -> ops
+    for kind, intents in targets.items():
+        for intent in intents:
+            caller = intent[0]
+            if kind.startswith("stranger"):
+                caller = rng.choice([other for other in callers if other != intent[0]])
+            after[rng.randint(position[intent] + 1, len(tasks))].append(LinkOp(kind, intent, caller))
+    mixed: list[list[Planned] | LinkOp] = []
+    for index in range(len(tasks) + 1):
+        mixed.extend(after[index])
+        if index < len(tasks):
+            mixed.append(tasks[index])
+    return mixed
+
+
+def op_counts(requests: int, reads: float, cancels: float, strangers: float, claimed: float) -> dict[str, int]:
+    """How many of each read or cancel: shares of `requests`; of the cancel requests, a `claimed` share on
+    claimed links and as many cancels sent twice (two requests each); the strangers' calls half reads, half
+    cancels."""
+    cancel_requests = round(requests * cancels)
+    special = round(cancel_requests * claimed)  # claimed cancels, and as many cancels sent twice
+    stranger = round(requests * strangers)
+    return {
+        "read": round(requests * reads),
+        "cancel": max(0, cancel_requests - 3 * special),
+        "cancel twice": special,
+        "claimed cancel": special,
+        "stranger read": stranger - stranger // 2,
+        "stranger cancel": stranger // 2,
+    }
+
+
+class Links:
+    """The link each intent's 201 carried, and when an intent's task is over (its link known, or never)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: dict[Intent, str] = {}
+        self._done: defaultdict[Intent, threading.Event] = defaultdict(threading.Event)
+
+    def created(self, result: Result) -> None:
+        if result.status == 201 and result.link_id is not None:
+            with self._lock:
+                self._ids.setdefault(result.request.intent, result.link_id)
+
+    def done(self, intent: Intent) -> None:
+        with self._lock:
+            event = self._done[intent]
+        event.set()
+
+    def wait(self, intent: Intent, timeout: float) -> str | None:
+        with self._lock:
+            event = self._done[intent]
+        event.wait(timeout)
+        with self._lock:
+            return self._ids.get(intent)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -275,17 +409,21 @@ class Sender:
     """POST /payout-links as a frontend, one keep-alive client per thread."""
 
     def __init__(self, url: str, tokens: dict[str, str], timeout: float) -> None:
-        self._url, self._tokens, self._timeout = url, tokens, timeout
+        self._url, self._tokens, self.timeout = url, tokens, timeout
         self._local = threading.local()
         self._clients: list[httpx.Client] = []
         self._lock = threading.Lock()
 
-    def send(self, request: Planned, role: str) -> Result:
+    def _client(self) -> httpx.Client:
         client = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = httpx.Client(base_url=self._url, timeout=self._timeout)
+            client = self._local.client = httpx.Client(base_url=self._url, timeout=self.timeout)
             with self._lock:
                 self._clients.append(client)
+        return client
+
+    def send(self, request: Planned, role: str) -> Result:
+        client = self._client()
         started = time.perf_counter()
         try:
             response = client.post(
@@ -301,6 +439,27 @@ class Sender:
             body = response.json()
             link_id, amount = body.get("id"), body.get("amount")
         return Result(request, role, response.status_code, elapsed, link_id, amount)
+
+    def send_op(self, op: LinkOp, method: str, link_id: str | None) -> OpResult:
+        """GET or DELETE /payout-links/{id} as `op.caller`; status 0 when no link was made to act on, or when
+        no answer came."""
+        if link_id is None:
+            return OpResult(op, method, 0, 0.0, None, None)
+        started = time.perf_counter()
+        try:
+            response = self._client().request(
+                method,
+                LINK_PATH.format(id=link_id),
+                headers={"authorization": f"Bearer {self._tokens[op.caller]}"},
+            )
+        except httpx.HTTPError:
+            return OpResult(op, method, 0, (time.perf_counter() - started) * 1000, link_id, None)
+        elapsed = (time.perf_counter() - started) * 1000
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return OpResult(op, method, response.status_code, elapsed, link_id, body)
 
     def close(self) -> None:
         for client in self._clients:
@@ -366,15 +525,26 @@ def main() -> int:
     parser.add_argument(
         "--ambiguous", type=float, default=0.10, help="share of reused keys whose first request fails ambiguously"
     )
+    parser.add_argument("--reads", type=float, default=0.15, help="share of requests reading an owned link")
+    parser.add_argument("--cancels", type=float, default=0.05, help="share of requests canceling an owned link")
+    parser.add_argument(
+        "--claimed", type=float, default=0.15, help="share of cancels on claimed links (as many are sent twice)"
+    )
+    parser.add_argument(
+        "--strangers", type=float, default=0.02, help="share of requests reading or canceling another's link"
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
     limits = FunctionLimits.effective()
     kinds = ambiguous_kinds(limits)
-    planned = plan(args.requests, args.reuse, args.other_body, rng)
+    counts = op_counts(args.requests, args.reads, args.cancels, args.strangers, args.claimed)
+    creates = args.requests - sum(count * len(OP_REQUESTS[kind]) for kind, count in counts.items())
+    planned = plan(creates, args.reuse, args.other_body, rng)
     ambiguous = choose_ambiguous(planned, args.ambiguous, kinds, rng)
-    firsts, tasks = schedule(planned, ambiguous)
+    firsts, create_tasks = schedule(planned, ambiguous)
+    tasks = plan_link_ops(planned, create_tasks, counts, rng)
     scope = route_scope()
     tokens = {
         caller: jwt.encode({"sub": caller, "scope": scope}, SIGNING_KEY, algorithm="HS256")
@@ -391,23 +561,45 @@ def main() -> int:
             batches = run_ambiguous(emulator, sender, firsts, ambiguous, kinds, limits, args.containers)
             phase1 = time.perf_counter() - phase1_started
 
-            def run(task: list[Planned]) -> list[Result]:
+            links = Links()
+            control = emulator.base_url.rsplit("/api", 1)[0] + "/_emulator/links/{id}/status"
+
+            def create(task: list[Planned]) -> list[Result]:
                 retry = task[0].intent in ambiguous
-                return [sender.send(request, f"retry {request.reuse}" if retry else request.reuse) for request in task]
+                results = []
+                for request in task:
+                    results.append(sender.send(request, f"retry {request.reuse}" if retry else request.reuse))
+                    links.created(results[-1])
+                links.done(task[0].intent)
+                return results
+
+            def act(op: LinkOp) -> list[OpResult]:
+                link_id = links.wait(op.target, timeout=sender.timeout)
+                if op.kind == "claimed cancel" and link_id is not None:
+                    # As the payee would: through the emulator's control route, before the owner cancels.
+                    httpx.post(control.format(id=link_id), json={"status": "claimed"}, timeout=10).raise_for_status()
+                return [sender.send_op(op, method, link_id) for method in OP_REQUESTS[op.kind]]
+
+            def run(task: list[Planned] | LinkOp) -> list[Result] | list[OpResult]:
+                return act(task) if isinstance(task, LinkOp) else create(task)
 
             wall_started = time.perf_counter()
             with ThreadPoolExecutor(max_workers=args.clients) as clients:
-                load = [result for results in clients.map(run, tasks) for result in results]
+                answered = [result for results in clients.map(run, tasks) for result in results]
             wall = time.perf_counter() - wall_started
             if not emulator.wait_idle():
                 raise SystemExit("the emulator stayed busy after the load")
             stats = emulator.stats()
+            load = [result for result in answered if isinstance(result, Result)]
+            ops = [result for result in answered if isinstance(result, OpResult)]
+            # Where the acted-on links stand at the emulator now: canceled, claimed, or (a failure) anything else.
+            final = {result.link_id: emulator.link(result.link_id)["status"] for result in ops if result.link_id}
         finally:
             sender.close()
             stack.send_signal(signal.SIGTERM)
             stack.wait(timeout=30)
 
-    return report(args, planned, ambiguous, batches, phase1, load, wall, stats, log_path)
+    return report(args, planned, ambiguous, batches, phase1, load, ops, final, wall, stats, log_path)
 
 
 def report(
@@ -417,6 +609,8 @@ def report(
     batches: list[Batch],
     phase1: float,
     load: list[Result],
+    ops: list[OpResult],
+    final: dict[str, str],
     wall: float,
     stats: dict[str, Any],
     log_path: Path,
@@ -467,7 +661,7 @@ def report(
     unexpected = Counter((result.role, result.status) for result in load if result.status not in allowed(result))
     for (role, status), count in sorted(unexpected.items()):
         check(False, f"{count} {role} requests got {status}")
-    stray_5xx = sum(1 for result in load if result.status >= 500) + sum(
+    stray_5xx = sum(1 for result in [*load, *ops] if result.status >= 500) + sum(
         1
         for result in phase1_results
         if result.status >= 500 and result.status != ambiguous[result.request.intent].expected
@@ -510,12 +704,68 @@ def report(
     check(links == len(links_of), f"{links} links for {len(links_of)} intents that got a 201")
     check(links == len(intents), f"{links} links for {len(intents)} intents")
 
-    latencies = [result.ms for result in load]
-    statuses = Counter(result.status for result in results)
+    # Reads and cancels: the owner's answered with its own link, canceled unless claimed (409); a stranger's 404.
+    def wrong_answer(result: OpResult) -> str | None:
+        body = result.body if isinstance(result.body, dict) else {}
+        if result.link_id is None:
+            return "no link to act on"
+        if result.op.stranger:
+            return None if result.status == 404 and result.problem() == "not-found" else f"{result.status}"
+        if result.op.kind == "claimed cancel":
+            return None if result.status == 409 and result.problem() == "not-cancelable" else f"{result.status}"
+        if result.status != 200 or body.get("id") != result.link_id:
+            return f"{result.status} {'(another id)' if result.status == 200 else result.problem()}"
+        if result.method == "DELETE" and body.get("status") != "canceled":
+            return f"200 with status {body.get('status')!r}"
+        return None
+
+    wrong_ops = Counter((result.op.kind, result.method, wrong) for result in ops if (wrong := wrong_answer(result)))
+    for (kind, method, wrong), count in sorted(wrong_ops.items()):
+        check(False, f"{count} {kind} requests ({method}) got {wrong}")
+    # Dots saw the owners' requests and no stranger's: a GET per read, a DELETE per cancel, and a GET more for
+    # each DELETE it refused (a claimed link, or the second DELETE of a cancel sent twice). An owner's request
+    # answered wrongly may or may not have reached Dots: it widens the range (reported above already).
+    reads, cancels = [0, 0], [0, 0]  # the least and the most the owners' requests can have made
+    first_delete: dict[LinkOp, bool] = {}  # a cancel sent twice: whether its first DELETE answered right
+    for result in ops:
+        if result.op.stranger or result.link_id is None:
+            continue  # a stranger's request must make none; one never sent makes none
+        right = wrong_answer(result) is None
+        if result.method == "GET":
+            reads = [reads[0] + right, reads[1] + 1]
+            continue
+        cancels = [cancels[0] + right, cancels[1] + 1]
+        refused: bool | None = result.op.kind == "claimed cancel"  # None: unknown
+        if result.op.kind == "cancel twice":
+            if result.op not in first_delete:
+                first_delete[result.op] = right
+            else:  # refused if the first canceled the link; unknown if it went wrong
+                refused = True if first_delete[result.op] else None
+        least, most = (int(refused), int(refused)) if right and refused is not None else (0, 1)
+        reads = [reads[0] + least, reads[1] + most]
+    expected_reads = f"{reads[0]}" if reads[0] == reads[1] else f"{reads[0]} to {reads[1]}"
+    expected_cancels = f"{cancels[0]}" if cancels[0] == cancels[1] else f"{cancels[0]} to {cancels[1]}"
+    check(
+        reads[0] <= stats["reads"] <= reads[1] and cancels[0] <= stats["cancels"] <= cancels[1],
+        f"Dots saw {stats['reads']} reads and {stats['cancels']} cancels; the owners' requests make "
+        f"{expected_reads} and {expected_cancels}",
+    )
+    should_be = {
+        result.link_id: "claimed" if result.op.kind == "claimed cancel" else "canceled"
+        for result in ops
+        if not result.op.stranger and result.method == "DELETE" and wrong_answer(result) is None
+    }
+    off = {link_id: final.get(link_id) for link_id, status in should_be.items() if final.get(link_id) != status}
+    check(not off, f"{len(off)} links answered canceled or claimed are not so at Dots: {list(off.items())[:3]}")
+
+    sent = [result for result in ops if result.link_id is not None]
+    latencies = [result.ms for result in [*load, *sent]]
+    statuses = Counter(result.status for result in [*results, *sent])
     by_role = Counter((result.role, result.status) for result in results)
-    print(f"load: {len(results)} requests, {args.clients} clients, {args.containers} function processes")
+    phase2 = len(load) + len(sent)
+    print(f"load: {len(results) + len(sent)} requests, {args.clients} clients, {args.containers} function processes")
     print(f"  phase 1 (ambiguous)  {len(phase1_results):8d} requests in {phase1:.2f} s, one kind at a time")
-    print(f"  phase 2 (load)       {len(load):8d} requests in {wall:.2f} s ({len(load) / wall:.0f} requests/s)")
+    print(f"  phase 2 (load)       {phase2:8d} requests in {wall:.2f} s ({phase2 / wall:.0f} requests/s)")
     print(f"  latency p50          {percentile(latencies, 0.50):8.1f} ms   (phase 2)")
     print(f"  latency p95          {percentile(latencies, 0.95):8.1f} ms")
     print(f"  latency p99          {percentile(latencies, 0.99):8.1f} ms")
@@ -531,6 +781,18 @@ def report(
             f"    {batch.kind.name:<20} {len(batch.results):3d} intents, {batch.faults:3d} faults, "
             f"{batch.upstream_requests:3d} upstream requests, {len(batch.links):3d} links"
         )
+    by_op = Counter((result.op.kind, result.method, result.status) for result in sent)
+    unsent = f"; {len(ops) - len(sent)} not sent: no link" if len(ops) > len(sent) else ""
+    print(f"  reads and cancels    {len(sent):8d}   (phase 2, of links made earlier in the run{unsent})")
+    for kind in OP_KINDS:
+        answers = by_op.items()
+        print(
+            f"    {kind:<18} " + ", ".join(f"{m} {status}: {n}" for (k, m, status), n in sorted(answers) if k == kind)
+        )
+    print(
+        f"  Dots reads, cancels  {stats['reads']:8d}, {stats['cancels']}"
+        f"   (the owners' calls make {expected_reads}, {expected_cancels})"
+    )
     print(f"  links created        {links:8d}")
     print(f"  intents with a 201   {len(links_of):8d}")
     print(f"  distinct intents     {len(intents):8d}")
@@ -538,7 +800,10 @@ def report(
     for failure in failures:
         print(f"FAIL: {failure}")
     if not failures:
-        print("OK: one link per intent, ambiguous failures recovered, no 5xx but the intended ones")
+        print(
+            "OK: one link per intent, ambiguous failures recovered, no 5xx but the intended ones; owners read and "
+            "cancel their own links, strangers get 404 and never reach Dots"
+        )
     return 1 if failures else 0
 
 

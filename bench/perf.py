@@ -6,7 +6,9 @@
   figure is the median of RUNS fresh processes, so machine noise falls on all three alike.
 - Warm: CPU time per request in one process, for the handler and for the floor, new intent and replay, taking
   turns in chunks of 20; the ratio is the median of the chunks' ratios.
-- Round trips per request, counted by botocore event hooks and the upstream emulator.
+- Round trips per request, counted by botocore event hooks and the upstream emulator: a new intent and its
+  replay, then a read and cancels of the bench caller's own links (a fresh link, the same link again, a link the
+  payee claimed). Round trips are exact counts, not timings: any over its budget fails the bench (exit 1).
 - Size of the function and the layer as `sam build` makes them for the template, unzipped and zipped.
 - Memory: peak RSS after 10 and after 1,000 warm requests.
 
@@ -31,7 +33,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
 from local_stack.aws_resources import clients, ensure_secret, ensure_table, start_moto_server  # noqa: E402
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator  # noqa: E402
-from local_stack.stack import CREDENTIALS_SECRET_NAME, FUNCTION, LOCAL_NAMES, TABLE_NAME  # noqa: E402
+from local_stack.stack import (  # noqa: E402
+    CREDENTIALS_SECRET_NAME,
+    FUNCTION,
+    LOCAL_NAMES,
+    OWNERS_TABLE_NAME,
+    TABLE_NAME,
+)
 from local_stack.template import function_settings  # noqa: E402
 
 TOOLS_BIN = ROOT / ".venv-tools" / "bin"
@@ -42,6 +50,16 @@ TARGETS = {
     "zipped MB": 5.0,
     "RSS growth MB": 5.0,
 }
+# Round trips of a warm read or cancel of the caller's own link, at most: DynamoDB, Secrets Manager, upstream, new
+# connections. A cancel the upstream accepts takes one upstream call; one it refuses (already canceled, claimed:
+# answered 409) reads the link to decide, a second.
+LIFECYCLE_BUDGETS = (
+    ("read", "read", (1, 0, 1, 0)),
+    ("cancel", "cancel", (1, 0, 1, 0)),
+    ("cancel_again", "cancel again", (1, 0, 2, 0)),
+    ("cancel_claimed", "cancel claimed", (1, 0, 2, 0)),
+)
+UPSTREAM_METHODS = (("creates", "POST"), ("reads", "GET"), ("cancels", "DEL"))
 
 
 def probe(kind: str, env: dict[str, str]) -> dict:
@@ -88,7 +106,7 @@ def median(samples: list[dict], key: str) -> float:
 
 
 def row(label: str, value: str, target: str = "", verdict: str = "") -> str:
-    return f"| {label:<44} | {value:>22} | {target:>10} | {verdict:<4} |"
+    return f"| {label:<48} | {value:>22} | {target:>10} | {verdict:<4} |"
 
 
 def check(value: float, limit: float) -> str:
@@ -113,7 +131,8 @@ def main() -> int:
     emulator = DotsEmulator(DEMO_CLIENT_ID, DEMO_API_KEY).start()
     try:
         dynamodb, secrets = clients(endpoint, "us-east-1")
-        ensure_table(dynamodb, TABLE_NAME)
+        ensure_table(dynamodb, "IdempotencyTable", TABLE_NAME)
+        ensure_table(dynamodb, "LinkOwnersTable", OWNERS_TABLE_NAME)
         ensure_secret(
             secrets, CREDENTIALS_SECRET_NAME, {"client_id": DEMO_CLIENT_ID, "api_key": DEMO_API_KEY}, overwrite=True
         )
@@ -146,7 +165,7 @@ def main() -> int:
 
     print(f"payout-link-proxy performance: medians of {args.runs} fresh processes (Python {sys.version.split()[0]})")
     print(row("figure", "measured", "target", ""))
-    print(row("-" * 44, "-" * 22, "-" * 10, "-" * 4))
+    print(row("-" * 48, "-" * 22, "-" * 10, "-" * 4))
     print(row("cold: import + first create, handler", f"{handler_ms:.0f} ms"))
     print(row("cold: same work, floor", f"{floor_ms:.0f} ms"))
     print(row("cold: naive Powertools handler", f"{naive_ms:.0f} ms"))
@@ -172,15 +191,35 @@ def main() -> int:
         )
     )
     print(row("warm CPU/floor, replay", f"{replay_ratio:.2f}", "<= 1.3", check(replay_ratio, 1.3)))
+    over_budget: list[str] = []
     for name, target in (("new_intent", (2, 0, 1, 0)), ("replay", (1, 0, 0, 0))):
         counts = trips[name]
         measured = (counts["dynamodb"], counts["secretsmanager"], counts["upstream"], counts["new_connections"])
         ok = measured[0] <= target[0] and measured[1:] == target[1:] if name == "replay" else measured == target
+        if not ok:
+            over_budget.append(name)
         print(
             row(
                 f"round trips, warm {name.replace('_', ' ')}: DDB/SM/up/conn",
                 "/".join(map(str, measured)),
                 "/".join(map(str, target)),
+                "ok" if ok else "MISS",
+            )
+        )
+    # Reads and cancels of the caller's own links: at most one DynamoDB call (the owner record), no secret read,
+    # no new connection; one upstream call, two when the upstream refuses the DELETE (then the link is read).
+    for name, label, target in LIFECYCLE_BUDGETS:
+        counts = trips[name]
+        measured = (counts["dynamodb"], counts["secretsmanager"], counts["upstream"], counts["new_connections"])
+        ok = all(count <= limit for count, limit in zip(measured, target, strict=True))
+        if not ok:
+            over_budget.append(name)
+        calls = ", ".join(f"{counts[kind]} {method}" for kind, method in UPSTREAM_METHODS if counts[kind])
+        print(
+            row(
+                f"round trips, warm {label}: DDB/SM/up/conn",
+                "/".join(map(str, measured)) + (f" ({calls})" if calls else ""),
+                "<= " + "/".join(map(str, target)),
                 "ok" if ok else "MISS",
             )
         )
@@ -199,6 +238,11 @@ def main() -> int:
         print(row("size", "n/a: run make tools"))
     print(row("peak RSS after 10 / 1,000 warm requests", f"{rss_10:.1f} / {rss_1000:.1f} MB"))
     print(row("RSS growth 10 -> 1,000", f"{rss_1000 - rss_10:.1f} MB", "<= 5", check(rss_1000 - rss_10, 5)))
+    if over_budget:
+        print(f"FAIL: round trips over budget: {', '.join(over_budget)}")
+        for name in over_budget:
+            print(f"  {name}: {json.dumps(trips[name])}")
+        return 1
     return 0
 
 

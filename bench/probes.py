@@ -50,6 +50,27 @@ def event(key: str) -> dict:
     }
 
 
+def link_event(method: str, link_id: str) -> dict:
+    """GET or DELETE /payout-links/{id}, as API Gateway passes it on: no body, the id in pathParameters."""
+    route_key, path = f"{method} /payout-links/{{id}}", f"/payout-links/{link_id}"
+    return {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {},
+        "pathParameters": {"id": link_id},
+        "requestContext": {
+            "authorizer": {"jwt": {"claims": CLAIMS, "scopes": ["payouts:write"]}},
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
+            "requestId": uuid.uuid4().hex,
+            "routeKey": route_key,
+            "stage": "$default",
+        },
+        "isBase64Encoded": False,
+    }
+
+
 class Context:
     function_name = "payout-link-proxy-bench"
     memory_limit_in_mb = 512
@@ -64,6 +85,13 @@ def invoke(handler, key: str) -> dict:
     response = handler(event(key), Context())
     assert response["statusCode"] == 201, response
     return response
+
+
+def invoke_link(handler, method: str, link_id: str, expected: int = 200) -> dict:
+    """A read or a cancel of `link_id` that must answer `expected` (a 409 for a claimed link's cancel)."""
+    response = handler(link_event(method, link_id), Context())
+    assert response["statusCode"] == expected, response
+    return json.loads(response["body"])
 
 
 class Floor:
@@ -208,28 +236,51 @@ def warm() -> dict:
     rss_10 = peak_rss_mb()
     served = 10
 
-    # Round trips, counted where they happen: botocore's event hooks and the upstream emulator's counters.
-    aws_calls: list[str] = []
+    # Round trips, counted where they happen: botocore's event hooks and the upstream emulator's counters. Every
+    # call a client makes counts, whatever its operation (PutItem, GetItem, TransactWriteItems, ...).
+    aws_calls: list[tuple[str, str]] = []
     for service in ("dynamodb", "secretsmanager"):
-        aws.client(service).meta.events.register("before-call", lambda model, **_: aws_calls.append(model.name))
+        aws.client(service).meta.events.register(
+            "before-call", lambda model, service=service, **_: aws_calls.append((service, model.name))
+        )
     # One keep-alive connection for our own questions, opened before the first count is taken.
     control = httpx.Client(base_url=os.environ["PAYOUT_API_BASE_URL"].rsplit("/api", 1)[0])
 
-    def round_trips(key: str) -> dict:
+    def round_trips(action, *, breakdown: bool = False) -> dict:
         aws_calls.clear()
         before = control.get("/_emulator/stats").json()
-        handler(key)
+        action()
         after = control.get("/_emulator/stats").json()
-        return {
-            "dynamodb": sum(name in {"PutItem", "GetItem", "UpdateItem", "DeleteItem"} for name in aws_calls),
-            "secretsmanager": aws_calls.count("GetSecretValue"),
+        counts = {
+            "dynamodb": sum(service == "dynamodb" for service, _ in aws_calls),
+            "secretsmanager": aws_calls.count(("secretsmanager", "GetSecretValue")),
             "upstream": after["requests"] - before["requests"],
             "new_connections": after["connections"] - before["connections"],
         }
+        if breakdown:  # which upstream requests: creates (POST), reads (GET), cancels (DELETE)
+            counts.update({kind: after[kind] - before[kind] for kind in ("creates", "reads", "cancels")})
+            counts["dynamodb_calls"] = [name for service, name in aws_calls if service == "dynamodb"]
+        return counts
+
+    def created_link(key: str) -> str:
+        return json.loads(invoke(lambda_handler, key)["body"])["id"]
 
     repeated = str(uuid.uuid4())
-    trips = {"new_intent": round_trips(repeated), "replay": round_trips(repeated)}
-    served += 2
+    trips = {"new_intent": round_trips(lambda: handler(repeated)), "replay": round_trips(lambda: handler(repeated))}
+    # Reads and cancels of links this caller created: a read of the link just made; a cancel of a fresh link (the
+    # upstream accepts the DELETE: one call); the same cancel again (the upstream refuses it, so the link is read
+    # to decide: two calls); a cancel of a link the payee claimed (refused, read, answered 409: two calls).
+    link_id = created_link(repeated)  # a replay: the link the new intent made
+    fresh, claimed = created_link(str(uuid.uuid4())), created_link(str(uuid.uuid4()))
+    control.post(f"/_emulator/links/{claimed}/status", json={"status": "claimed"}).raise_for_status()
+    trips["read"] = round_trips(lambda: invoke_link(lambda_handler, "GET", link_id), breakdown=True)
+    trips["cancel"] = round_trips(lambda: invoke_link(lambda_handler, "DELETE", fresh), breakdown=True)
+    trips["cancel_again"] = round_trips(lambda: invoke_link(lambda_handler, "DELETE", fresh), breakdown=True)
+    trips["cancel_claimed"] = round_trips(
+        lambda: invoke_link(lambda_handler, "DELETE", claimed, expected=409), breakdown=True
+    )
+    assert invoke_link(lambda_handler, "GET", fresh)["status"] == "canceled"
+    served += 2 + 3 + 4 + 1  # the two counted creates; three more; four counted reads and cancels; one read
 
     floor = Floor()
     floor.fetch_credentials()
