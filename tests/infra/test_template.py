@@ -18,6 +18,7 @@ wheels from the package index (or uv's cache).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -386,22 +387,29 @@ def _tree_size(root: Path) -> int:
     return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
 
 
+def _sam_build(tmp_path: Path, name: str) -> Path:
+    build_dir = tmp_path / name
+    # Run from tmp_path: a build keeps a .aws-sam directory in the working
+    # directory, which must not land in the work tree.
+    _run_tool("sam", "build", "--template-file", TEMPLATE_PATH, "--build-dir", build_dir, cwd=tmp_path, timeout=600)
+    return build_dir
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+# CPython 3.13's bytecode magic number, then the flags of a hash-based pyc whose source is never checked (PEP 552).
+MAGIC_313 = (3571).to_bytes(2, "little") + b"\r\n"
+UNCHECKED_HASH_FLAGS = (1).to_bytes(4, "little")
+
+
 def test_sam_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    build_dir = tmp_path / "build"
-    # Run from tmp_path: a cached build keeps a .aws-sam/deps directory in the
-    # working directory, which must not land in the work tree.
-    _run_tool(
-        "sam",
-        "build",
-        "--template-file",
-        TEMPLATE_PATH,
-        "--build-dir",
-        build_dir,
-        "--cache-dir",
-        tmp_path / "cache",
-        cwd=tmp_path,
-        timeout=600,
-    )
+    build_dir = _sam_build(tmp_path, "build")
 
     layer = build_dir / "DependenciesLayer" / "python"
     function_dir = build_dir / "PayoutLinksFunction"
@@ -424,13 +432,31 @@ def test_sam_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert tag.startswith("cp313-"), tag
         assert "aarch64" in tag, tag
 
-    # Nothing the runtime already provides, and no bytecode compiled by the build machine.
+    # Nothing the runtime already provides.
     for package in RUNTIME_PROVIDED_PACKAGES:
         assert not [path for path in layer.rglob(package) if path.is_dir()], f"{package} is in the layer"
+    # Bytecode for every module, for CPython 3.13, hash-based and never checked against its source, and nothing
+    # else: Lambda's /opt and /var/task are read-only, so what is not shipped is compiled on every cold start.
     for root in (layer, function_dir):
-        assert not list(root.rglob("*.pyc")), f"bytecode in {root.name}"
-        assert not list(root.rglob("__pycache__")), f"__pycache__ in {root.name}"
+        sources = list(root.rglob("*.py"))
+        compiled = list(root.rglob("*.pyc"))
+        assert sources, root
+        assert {path.parent / "__pycache__" / f"{path.stem}.cpython-313.pyc" for path in sources} == set(compiled)
+        for path in compiled:
+            header = path.read_bytes()[:8]
+            assert header[:4] == MAGIC_313, path
+            assert header[4:8] == UNCHECKED_HASH_FLAGS, path
 
     assert (function_dir / "payout_links" / "app.py").is_file()
     # Served at /openapi.json where the docs are enabled.
     assert (function_dir / "payout_links" / "openapi.json").read_bytes() == (REPO_ROOT / "openapi.json").read_bytes()
+
+
+def test_sam_build_is_reproducible(tmp_path: Path) -> None:
+    """Two builds of one commit ship the same bytes: the same files, bytecode included (no timestamps, and the
+    paths recorded in it are the ones the code has in Lambda, not the build's)."""
+    first, second = _sam_build(tmp_path, "first"), _sam_build(tmp_path, "second")
+
+    assert _tree_digest(first) == _tree_digest(second)
+    compiled = next((first / "PayoutLinksFunction").rglob("app.cpython-313.pyc")).read_bytes()
+    assert b"/var/task/payout_links/app.py" in compiled and str(tmp_path).encode() not in compiled
