@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from payout_links import api_docs, inbound, webhooks
+from payout_links import api_docs, inbound, snapstart, webhooks
 from payout_links.idempotency import frontend_key, webhook_key
 from payout_links.models import CreatePayoutLinkRequest, parse_create_request, parse_partner_event
 from payout_links.observability import MetricUnit, logger, metrics
@@ -35,6 +35,8 @@ from payout_links.problems import (
 )
 from payout_links.service import get_partner_secrets, get_service
 from payout_links.settings import get_settings
+
+snapstart.register()  # no-op outside Lambda; see snapstart.py
 
 # Validation is done by the models in `parse_create_request` rather than by the resolver, so that
 # unreadable JSON (400) and invalid fields (422) stay distinct and the cold start skips the OpenAPI models.

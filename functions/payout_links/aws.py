@@ -27,6 +27,10 @@ _CLIENT_CONFIG = Config(
 )
 
 
+# The services the function calls, each through one client per container (see snapstart.py).
+CLIENTS_IN_USE = ("dynamodb", "secretsmanager")
+
+
 @cache
 def client(service: str) -> Any:
     return boto3.session.Session().client(service, config=_CLIENT_CONFIG)

@@ -63,6 +63,11 @@ class CachedJsonSecret[T]:
             return self.refresh(deadline=deadline)
         return self._cached
 
+    def forget(self) -> None:
+        """Drop the cached value: the next `get` reads the secret again."""
+        self._cached = None
+        self.last_attempt = -math.inf
+
     def refresh(self, *, deadline: float | None = None) -> T:
         if deadline is not None and deadline - self._clock() < aws.WORST_CASE_CALL_SECONDS:
             logger.error(f"no time left to read the {self._label}")
@@ -185,6 +190,9 @@ class PartnerSecrets:
         )
         self._refresh_interval = unknown_partner_refresh_seconds
         self._clock = clock
+
+    def forget(self) -> None:
+        self._secret.forget()
 
     def keys_for(self, partner: str) -> tuple[bytes, ...]:
         """The partner's keys in the stored order; empty for a partner that does not exist."""

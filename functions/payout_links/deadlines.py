@@ -125,6 +125,12 @@ class BoundedBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
+def drop_connections(client: httpx.Client) -> None:
+    """Close the client's open connections and keep the client usable: its next request opens a new one."""
+    pool = client._transport._pool  # type: ignore[attr-defined]  # set by deadline_client
+    pool.close()
+
+
 def deadline_client(*, limits: httpx.Limits, **client_options: Any) -> httpx.Client:
     """An `httpx.Client` like any other, whose connections are opened through `BoundedBackend`."""
     transport = httpx.HTTPTransport(limits=limits)

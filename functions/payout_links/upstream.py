@@ -66,6 +66,14 @@ class PayoutApiClient:
         self._clock = clock
         self._sleep = sleep
 
+    @property
+    def http(self) -> httpx.Client:
+        return self._http
+
+    @property
+    def credentials(self) -> CredentialsStore:
+        return self._credentials
+
     def create_payout_link(self, payload: dict[str, Any], *, deadline: float) -> dict[str, Any]:
         """POST the payload; return the normalized link once it is checked against the payload. Otherwise raise
         `CreateFailed`: the problem to answer, and whether any attempt may have made the link."""

@@ -460,3 +460,35 @@ def test_sam_build_is_reproducible(tmp_path: Path) -> None:
     assert _tree_digest(first) == _tree_digest(second)
     compiled = next((first / "PayoutLinksFunction").rglob("app.cpython-313.pyc")).read_bytes()
     assert b"/var/task/payout_links/app.py" in compiled and str(tmp_path).encode() not in compiled
+
+
+# --- what CloudFormation deploys: the template as the SAM translator makes it --------------------------------
+
+
+def _translated(**parameters: str) -> dict[str, Any]:
+    values = {"JwtIssuer": "https://issuer.example.test", "JwtAudience": "payout-link-proxy", **parameters}
+    result = _run_tool("python", Path(__file__).with_name("sam_translate.py"), TEMPLATE_PATH, json.dumps(values))
+    return json.loads(result.stdout)["Resources"]
+
+
+@pytest.mark.parametrize("enabled", ["true", "false"])
+def test_snapstart_is_a_parameter_and_the_api_calls_the_published_alias(enabled: str) -> None:
+    resources = _translated(EnableSnapStart=enabled)
+    template = load_template()
+
+    assert template["Parameters"]["EnableSnapStart"]["Default"] == "false"
+    function = resources["PayoutLinksFunction"]["Properties"]
+    assert function["SnapStart"] == {"ApplyOn": {"Fn::If": ["SnapStartEnabled", "PublishedVersions", "None"]}}
+    assert template["Conditions"]["SnapStartEnabled"] == {"Fn::Equals": [{"Ref": "EnableSnapStart"}, "true"]}
+    (alias,) = [name for name, resource in resources.items() if resource["Type"] == "AWS::Lambda::Alias"]
+    assert resources[alias]["Properties"]["Name"] == "live"
+    # Every route invokes the alias (the published version SnapStart snapshots), and may only invoke that.
+    paths = resources["HttpApi"]["Properties"]["Body"]["paths"]
+    integrations = [
+        operation["x-amazon-apigateway-integration"] for item in paths.values() for operation in item.values()
+    ]
+    assert len(integrations) == 6
+    for integration in integrations:
+        assert f"${{{alias}}}/invocations" in integration["uri"]["Fn::Sub"]
+    permissions = [resource for resource in resources.values() if resource["Type"] == "AWS::Lambda::Permission"]
+    assert permissions and all(permission["Properties"]["FunctionName"] == {"Ref": alias} for permission in permissions)
