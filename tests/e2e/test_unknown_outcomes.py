@@ -265,8 +265,8 @@ def test_stalled_completed_write_still_answers_before_the_timeout(tmp_path, aws_
         key = new_key()
         # Dots answers a second before the upstream deadline: the write gets only the time kept back for it.
         upstream.inject({"delay_seconds": timeout - RESPONSE_RESERVE_SECONDS - 1.0})
-        # Every attempt botocore makes at the COMPLETED write waits 10 s, then lands.
-        proxy.stall("DynamoDB_20120810.UpdateItem", seconds=STALL_SECONDS)
+        # Every attempt botocore makes at the COMPLETED write (with the owner record) waits 10 s, then lands.
+        proxy.stall("DynamoDB_20120810.TransactWriteItems", seconds=STALL_SECONDS)
 
         started = time.monotonic()
         failed = post(api, key=key)
