@@ -6,12 +6,10 @@ partners create them through signed webhooks."""
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Callable
 from functools import partial
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
@@ -21,11 +19,12 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from payout_links import api_docs, inbound, snapstart, webhooks
+from payout_links.http import Request, Response, Router
 from payout_links.idempotency import frontend_key, webhook_key
 from payout_links.models import CreatePayoutLinkRequest, parse_create_request, parse_partner_event
 from payout_links.observability import MetricUnit, logger, metrics
 from payout_links.outcomes import CreateFailed
-from payout_links.owners import LINK_ID, LinkNotFound
+from payout_links.owners import LINK_ID
 from payout_links.problems import (
     DependencyUnavailable,
     IdempotencyKeyReused,
@@ -38,72 +37,66 @@ from payout_links.settings import get_settings
 
 snapstart.register()  # no-op outside Lambda; see snapstart.py
 
-# Validation is done by the models in `parse_create_request` rather than by the resolver, so that
-# unreadable JSON (400) and invalid fields (422) stay distinct and the cold start skips the OpenAPI models.
-app = APIGatewayHttpResolver()
+# Validation is done by the models in `parse_create_request`, so that unreadable JSON (400) and invalid fields
+# (422) stay distinct.
+app = Router()
 _NO_SUCH_ROUTE = "No such route."
-_LINK_PATH = re.compile(r"/payout-links/[^/]+")
 
 
 @app.post("/payout-links")
-def create_payout_link() -> Response:
-    event = app.current_event
-    caller = inbound.frontend_caller(event)
-    logger.append_keys(caller=caller)
-    body = inbound.json_body(event, max_bytes=get_settings().max_body_bytes)
-    return _create(caller, body, parse_create_request, partial(frontend_key, event.headers.get("idempotency-key")))
+def create_payout_link(request: Request) -> Response:
+    caller = _frontend_caller(request)
+    body = inbound.json_body(request, max_bytes=get_settings().max_body_bytes)
+    key_for = partial(frontend_key, request.headers.get("idempotency-key"))
+    return _create(request, caller, body, parse_create_request, key_for)
 
 
 @app.get("/payout-links/<link_id>")
-def read_payout_link(link_id: str) -> Response:
-    caller = _lifecycle_caller()
-    link = get_service().read_payout_link(caller, link_id, remaining_millis=_remaining_millis())
+def read_payout_link(request: Request, link_id: str) -> Response:
+    caller = _frontend_caller(request)
+    link = get_service().read_payout_link(caller, link_id, remaining_millis=request.remaining_millis())
     logger.info("payout link read", extra={"link_id": link_id, "link_status": link["status"]})
     metrics.add_metric(name="PayoutLinkRead", unit=MetricUnit.Count, value=1)
     return _link_response(200, link)
 
 
 @app.delete("/payout-links/<link_id>")
-def cancel_payout_link(link_id: str) -> Response:
-    caller = _lifecycle_caller()
-    link = get_service().cancel_payout_link(caller, link_id, remaining_millis=_remaining_millis())
+def cancel_payout_link(request: Request, link_id: str) -> Response:
+    caller = _frontend_caller(request)
+    link = get_service().cancel_payout_link(caller, link_id, remaining_millis=request.remaining_millis())
     logger.info("payout link canceled", extra={"link_id": link_id, "link_status": link["status"]})
     metrics.add_metric(name="PayoutLinkCanceled", unit=MetricUnit.Count, value=1)
     return _link_response(200, link)
 
 
-def _lifecycle_caller() -> str:
-    caller = inbound.frontend_caller(app.current_event)
+def _frontend_caller(request: Request) -> str:
+    caller = inbound.frontend_caller(request)
     logger.append_keys(caller=caller)
     return caller
 
 
-def _remaining_millis() -> int:
-    return app.lambda_context.get_remaining_time_in_millis()
-
-
 @app.post("/webhooks/<partner>/payout-links")
-def receive_partner_event(partner: str) -> Response:
+def receive_partner_event(request: Request, partner: str) -> Response:
     # The name a request claims, until the signature proves it (the outcome says whether it did).
     caller = f"partner:{partner}"
     logger.append_keys(caller=caller)
     delivery = webhooks.verified_delivery(
-        app.current_event, partner, get_partner_secrets(), max_bytes=get_settings().max_body_bytes
+        request, partner, get_partner_secrets(), max_bytes=get_settings().max_body_bytes
     )
     logger.append_keys(webhook_id=delivery.webhook_id)
-    return _create(caller, delivery.body, _partner_request, partial(webhook_key, delivery.webhook_id))
+    return _create(request, caller, delivery.body, _partner_request, partial(webhook_key, delivery.webhook_id))
 
 
 @app.get("/openapi.json")
-def openapi_document() -> Response:
+def openapi_document(request: Request) -> Response:
     _require_api_docs()
-    return Response(status_code=200, content_type="application/json", body=api_docs.openapi_document())
+    return Response(200, api_docs.openapi_document(), "application/json")
 
 
 @app.get("/docs")
-def docs_page() -> Response:
+def docs_page(request: Request) -> Response:
     _require_api_docs()
-    return Response(status_code=200, content_type="text/html; charset=utf-8", body=api_docs.PAGE)
+    return Response(200, api_docs.PAGE, "text/html; charset=utf-8")
 
 
 def _require_api_docs() -> None:
@@ -118,6 +111,7 @@ def _partner_request(body: bytes, *, max_amount_cents: int) -> CreatePayoutLinkR
 
 
 def _create(
+    http_request: Request,
     caller: str,
     body: bytes,
     parse: Callable[..., CreatePayoutLinkRequest],
@@ -130,10 +124,8 @@ def _create(
     key = key_for(request.idempotency_key)
 
     service = get_service()
-    service.idempotency_config.register_lambda_context(app.lambda_context)
-    created = service.create_payout_link(
-        caller, key, request, remaining_millis=app.lambda_context.get_remaining_time_in_millis()
-    )
+    service.idempotency_config.register_lambda_context(http_request.context)
+    created = service.create_payout_link(caller, key, request, remaining_millis=http_request.remaining_millis())
 
     if not LINK_ID.fullmatch(created.link["id"]):
         # Created, and answered as such; but no URL can name it, so its owner will not be able to read it.
@@ -148,64 +140,59 @@ def _create(
 
 def _link_response(status: int, link: dict, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        status_code=status,
-        content_type="application/json",
+        status,
         # Sorted keys: a replay, read back from the store, is byte-for-byte the body of the first answer.
-        body=json.dumps(link, separators=(",", ":"), sort_keys=True),
+        json.dumps(link, separators=(",", ":"), sort_keys=True),
         # A link's status changes as the payee acts: never cached, by a browser or anything in between.
         headers={"Cache-Control": "no-store", **(headers or {})},
     )
 
 
-@app.exception_handler(Problem)
-def _problem(problem: Problem) -> Response:
+@app.error_handler(Problem)
+def _problem(problem: Problem, _: Request | None = None) -> Response:
     if problem.metric:
         metrics.add_metric(name=problem.metric, unit=MetricUnit.Count, value=1)
     log = logger.error if problem.status >= 500 else logger.info
     log("request refused", extra={"outcome": problem.slug, "status": problem.status})
     return Response(
-        status_code=problem.status,
-        content_type="application/problem+json",
-        body=json.dumps(problem.to_dict(), separators=(",", ":")),
+        problem.status,
+        json.dumps(problem.to_dict(), separators=(",", ":")),
+        "application/problem+json",
         # An answer about one moment (a lock, a rate limit, a link's state) is never to be reused from a cache.
         headers={"Cache-Control": "no-store", **problem.headers()},
     )
 
 
-@app.exception_handler(CreateFailed)
-def _create_failed(failure: CreateFailed) -> Response:
+@app.error_handler(CreateFailed)
+def _create_failed(failure: CreateFailed, _: Request) -> Response:
     # Whether a link may exist at the upstream: what an operator reconciles by (see outcomes.py).
     logger.append_keys(create_outcome=failure.outcome)
     return _problem(failure.problem)
 
 
-@app.exception_handler(IdempotencyAlreadyInProgressError)
-def _in_progress(_: IdempotencyAlreadyInProgressError) -> Response:
+@app.error_handler(IdempotencyAlreadyInProgressError)
+def _in_progress(_: IdempotencyAlreadyInProgressError, __: Request) -> Response:
     return _problem(RequestInProgress("A request with this idempotency key is still being processed; retry later."))
 
 
-@app.exception_handler(IdempotencyValidationError)
-def _key_reused(_: IdempotencyValidationError) -> Response:
+@app.error_handler(IdempotencyValidationError)
+def _key_reused(_: IdempotencyValidationError, __: Request) -> Response:
     return _problem(IdempotencyKeyReused("This idempotency key was already used with a different request."))
 
 
-@app.exception_handler(IdempotencyPersistenceLayerError)
-def _store_unavailable(exc: IdempotencyPersistenceLayerError) -> Response:
+@app.error_handler(IdempotencyPersistenceLayerError)
+def _store_unavailable(exc: IdempotencyPersistenceLayerError, _: Request) -> Response:
     logger.error("idempotency store failed", extra={"store_error": str(exc)})
     return _problem(DependencyUnavailable("The idempotency store is unavailable; retry with the same key."))
 
 
 @app.not_found
-def _not_found(_: Exception) -> Response:
-    event = app.current_event
-    if event.http_method in ("GET", "DELETE") and _LINK_PATH.fullmatch(event.path):
-        # A link id with characters no route takes: the same 404 as any id the caller does not own.
-        return _problem(LinkNotFound())
+def _not_found(_: Request) -> Response:
     return _problem(NotFound(_NO_SUCH_ROUTE))
 
 
-@app.exception_handler(Exception)
-def _unexpected(exc: Exception) -> Response:
+@app.error_handler(Exception)
+def _unexpected(_: Exception, __: Request) -> Response:
     logger.exception("unexpected error")
     return _problem(Problem("The request could not be completed; retry with the same key."))
 

@@ -5,18 +5,16 @@ from __future__ import annotations
 import base64
 import binascii
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
-
+from payout_links.http import Request
 from payout_links.problems import MalformedJson, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
 
 
-def frontend_caller(event: APIGatewayProxyEventV2) -> str:
+def frontend_caller(event: Request) -> str:
     """The caller scope from the JWT the authorizer verified: `user:<sub>`, or `client:<client_id>` for a
     machine token without a subject. Never taken from the body. A token that carries a `sub` is always a user's:
     an empty one is refused, never taken for the `client_id` beside it (the caller owns links it can read and
     cancel, so no token may pass for a machine client by leaving its subject blank)."""
-    authorizer = event.request_context.authorizer
-    claims = (authorizer.jwt_claim if authorizer else None) or {}
+    claims = event.claims or {}
     if "sub" in claims:
         if subject := claims["sub"]:
             return f"user:{subject}"
@@ -25,7 +23,7 @@ def frontend_caller(event: APIGatewayProxyEventV2) -> str:
     raise Unauthenticated("A valid bearer token is required.")
 
 
-def json_body(event: APIGatewayProxyEventV2, *, max_bytes: int) -> bytes:
+def json_body(event: Request, *, max_bytes: int) -> bytes:
     """The raw body, once its media type and size are acceptable (415 and 413 come before any parsing)."""
     require_json_media_type(event)
     body = event.body or ""
@@ -35,7 +33,7 @@ def json_body(event: APIGatewayProxyEventV2, *, max_bytes: int) -> bytes:
     return within_limit(decoded_body(event), max_bytes=max_bytes)
 
 
-def require_json_media_type(event: APIGatewayProxyEventV2) -> None:
+def require_json_media_type(event: Request) -> None:
     media_type = (event.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not (
         media_type.startswith("application/") and media_type.endswith("+json")
@@ -43,7 +41,7 @@ def require_json_media_type(event: APIGatewayProxyEventV2) -> None:
         raise UnsupportedMediaType("Send the body as application/json.")
 
 
-def decoded_body(event: APIGatewayProxyEventV2) -> bytes:
+def decoded_body(event: Request) -> bytes:
     """The body's bytes exactly as sent (what a signature covers), whatever their number; `MalformedJson` (400)
     when API Gateway's base64 does not decode."""
     body = event.body or ""

@@ -21,10 +21,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
-
 from payout_links import inbound
 from payout_links.credentials import PartnerSecrets
+from payout_links.http import Request
 from payout_links.observability import logger
 from payout_links.problems import MalformedJson, Unauthenticated
 
@@ -55,7 +54,7 @@ class SignatureRejected(Unauthenticated):
 
 
 def verified_delivery(
-    event: APIGatewayProxyEventV2,
+    event: Request,
     partner: str,
     partners: PartnerSecrets,
     *,
@@ -132,7 +131,7 @@ def _signatures(header: str) -> list[bytes]:
     return decoded
 
 
-def _decoded_body(event: APIGatewayProxyEventV2) -> bytes:
+def _decoded_body(event: Request) -> bytes:
     try:
         return inbound.decoded_body(event)
     except MalformedJson:

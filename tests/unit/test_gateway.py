@@ -9,9 +9,9 @@ from typing import Any
 
 import jwt
 import pytest
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from local_stack.gateway import Route, build_event, jwt_claims, routes_from_template
+from payout_links.http import Request
 from payout_links.inbound import frontend_caller
 
 pytestmark = pytest.mark.unit
@@ -193,7 +193,7 @@ def test_build_event_passes_claims_as_strings() -> None:
         "scope": "payouts:write payouts:read",
     }
     assert jwt_context["scopes"] == ["payouts:write", "payouts:read"]
-    assert frontend_caller(APIGatewayProxyEventV2(event)) == "user:user-1"
+    assert frontend_caller(Request.from_event(event)) == "user:user-1"
 
 
 @pytest.mark.parametrize(

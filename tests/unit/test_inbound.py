@@ -6,9 +6,9 @@ import base64
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from local_stack.gateway import Route, build_event
+from payout_links.http import Request
 from payout_links.inbound import decoded_body, frontend_caller, json_body, within_limit
 from payout_links.problems import MalformedJson, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
 
@@ -25,7 +25,7 @@ def event(
     headers: dict[str, str] | None = None,
     base64_encoded: bool = False,
     claims: dict[str, str] | None = None,
-) -> APIGatewayProxyEventV2:
+) -> Request:
     """A payload 2.0 event as API Gateway sends it, written out as a plain dict."""
     raw: dict[str, Any] = {
         "version": "2.0",
@@ -45,13 +45,13 @@ def event(
         raw["body"] = body
     if claims is not None:
         raw["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
-    return APIGatewayProxyEventV2(raw)
+    return Request.from_event(raw)
 
 
-def gateway_event(body: bytes, content_type: str | None) -> APIGatewayProxyEventV2:
+def gateway_event(body: bytes, content_type: str | None) -> Request:
     """The event the local gateway builds for the same request."""
     headers = {} if content_type is None else {"content-type": content_type}
-    return APIGatewayProxyEventV2(build_event(ROUTE, {}, "POST", "/payout-links", "", headers, body, "127.0.0.1", "r"))
+    return Request.from_event(build_event(ROUTE, {}, "POST", "/payout-links", "", headers, body, "127.0.0.1", "r"))
 
 
 @pytest.mark.parametrize(

@@ -6,15 +6,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from standardwebhooks import Webhook
 
 from payout_links import webhooks
 from payout_links.credentials import MalformedSecret, PartnerSecrets, decode_webhook_secret
+from payout_links.http import Request
 from payout_links.problems import PayloadTooLarge, Problem, UnsupportedMediaType
 from payout_links.webhooks import TOLERANCE_SECONDS, Delivery, SignatureRejected, verified_delivery, verify
 from tests.support import webhook_secret
@@ -244,7 +245,7 @@ def partner_request(
     *,
     content_type: str = "application/json",
     base64_encoded: bool = False,
-) -> APIGatewayProxyEventV2:
+) -> Request:
     """POST /webhooks/{partner}/payout-links as API Gateway hands it over: headers lower-cased, the body base64
     when the gateway could not pass it as text."""
     raw: dict[str, Any] = {
@@ -261,17 +262,17 @@ def partner_request(
         "body": base64.b64encode(body.encode()).decode() if base64_encoded else body,
         "isBase64Encoded": base64_encoded,
     }
-    return APIGatewayProxyEventV2(raw)
+    return Request.from_event(raw)
 
 
-def deliver(partner: str, event: APIGatewayProxyEventV2) -> Delivery:
+def deliver(partner: str, event: Request) -> Delivery:
     partners = PartnerSecrets(
         SecretsManager(), "partner-secrets", max_age_seconds=300, unknown_partner_refresh_seconds=60
     )
     return verified_delivery(event, partner, partners, max_bytes=LIMIT, now=lambda: NOW)
 
 
-def refusal(partner: str, event: APIGatewayProxyEventV2) -> Problem:
+def refusal(partner: str, event: Request) -> Problem:
     with pytest.raises(Problem) as caught:
         deliver(partner, event)
     return caught.value
@@ -331,8 +332,8 @@ def test_the_size_comes_before_the_media_type_once_the_signature_verifies() -> N
 
 @pytest.mark.parametrize("partner", ["acme", UNKNOWN])
 def test_a_base64_body_that_does_not_decode_cannot_be_verified_and_is_a_401(partner: str) -> None:
-    event = partner_request(BODY, signed(), base64_encoded=True)
-    event.raw_event["body"] = "not base64!"  # what API Gateway never sends: base64 that does not decode
+    # What API Gateway never sends: base64 that does not decode.
+    event = replace(partner_request(BODY, signed(), base64_encoded=True), body="not base64!")
 
     problem = refusal(partner, event)
 

@@ -1,0 +1,131 @@
+"""The HTTP edge: an API Gateway HTTP API (payload 2.0) event in, a route's answer out.
+
+Routes are declared with a decorator and errors are turned into answers by handlers registered in one place, as
+with Powertools' `APIGatewayHttpResolver`; this router does only that, which keeps Powertools' event-handler
+package (every resolver it has: AppSync, Bedrock, VPC Lattice, ...) off the cold start.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a route reads from the event: header names are lower case (API Gateway sends them so for HTTP APIs)."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: str | None
+    is_base64_encoded: bool
+    # The JWT's claims as the authorizer verified them; None on a route without the JWT authorizer.
+    claims: Mapping[str, Any] | None
+    context: LambdaContext | None = None
+    path_parameters: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any], context: LambdaContext | None = None) -> Request:
+        request_context = event.get("requestContext") or {}
+        authorizer = request_context.get("authorizer") or {}
+        return cls(
+            method=(request_context.get("http") or {}).get("method", ""),
+            path=event.get("rawPath", ""),
+            headers={name.lower(): value for name, value in (event.get("headers") or {}).items()},
+            body=event.get("body"),
+            is_base64_encoded=bool(event.get("isBase64Encoded")),
+            claims=(authorizer.get("jwt") or {}).get("claims"),
+            context=context,
+        )
+
+    def remaining_millis(self) -> int:
+        assert self.context is not None, "a request served by the router has its Lambda context"
+        return self.context.get_remaining_time_in_millis()
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: str
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def to_payload(self) -> dict[str, Any]:
+        """The payload 2.0 answer API Gateway expects from the function."""
+        return {
+            "statusCode": self.status,
+            "headers": {"Content-Type": self.content_type, **self.headers},
+            "body": self.body,
+            "isBase64Encoded": False,
+        }
+
+
+type RouteHandler = Callable[..., Response]
+type ErrorHandler = Callable[[Any, Request], Response]
+
+
+class Router:
+    """Routes by method and path (`/payout-links/<link_id>`: one segment per parameter, passed by name), and
+    error handlers by exception class (the most specific registered class wins)."""
+
+    def __init__(self) -> None:
+        self._routes: list[tuple[str, re.Pattern[str], RouteHandler]] = []
+        self._error_handlers: dict[type[BaseException], ErrorHandler] = {}
+        self._not_found: Callable[[Request], Response] | None = None
+
+    def route(self, method: str, path: str) -> Callable[[RouteHandler], RouteHandler]:
+        pattern = re.compile(re.sub(r"<(\w+)>", r"(?P<\1>[^/]+)", re.escape(path)))
+
+        def register(handler: RouteHandler) -> RouteHandler:
+            self._routes.append((method, pattern, handler))
+            return handler
+
+        return register
+
+    def get(self, path: str) -> Callable[[RouteHandler], RouteHandler]:
+        return self.route("GET", path)
+
+    def post(self, path: str) -> Callable[[RouteHandler], RouteHandler]:
+        return self.route("POST", path)
+
+    def delete(self, path: str) -> Callable[[RouteHandler], RouteHandler]:
+        return self.route("DELETE", path)
+
+    def error_handler[E: BaseException](
+        self, exception: type[E]
+    ) -> Callable[[Callable[[E, Request], Response]], Callable[[E, Request], Response]]:
+        def register(handler: Callable[[E, Request], Response]) -> Callable[[E, Request], Response]:
+            self._error_handlers[exception] = handler
+            return handler
+
+        return register
+
+    def not_found(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        self._not_found = handler
+        return handler
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+        request = Request.from_event(event, context)
+        try:
+            return self._dispatch(request).to_payload()
+        except Exception as exc:
+            return self._answer_error(exc, request).to_payload()
+
+    def _dispatch(self, request: Request) -> Response:
+        for method, pattern, handler in self._routes:
+            if method == request.method and (found := pattern.fullmatch(request.path)):
+                return handler(request, **found.groupdict())
+        if self._not_found is None:
+            raise LookupError(f"no route for {request.method} {request.path}")
+        return self._not_found(request)
+
+    def _answer_error(self, error: Exception, request: Request) -> Response:
+        for cls in type(error).__mro__:
+            if handler := self._error_handlers.get(cls):
+                return handler(error, request)
+        raise error
