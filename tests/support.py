@@ -294,7 +294,7 @@ class InProcessFunction:
         settings.get_settings.cache_clear()
         service.get_service.cache_clear()
         service.get_partner_secrets.cache_clear()
-        aws.client.cache_clear()
+        aws.reset()
 
     def set_env(self, **values: str) -> None:
         """Change the function's configuration; takes effect in the next (cold) container."""

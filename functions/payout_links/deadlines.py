@@ -133,9 +133,11 @@ def drop_connections(client: httpx.Client) -> None:
 
 def deadline_client(*, limits: httpx.Limits, **client_options: Any) -> httpx.Client:
     """An `httpx.Client` like any other, whose connections are opened through `BoundedBackend`."""
-    transport = httpx.HTTPTransport(limits=limits)
+    # One TLS context (loading the CA bundle takes about 20 ms), given to the transport and to its pool.
+    ssl_context = httpx.create_ssl_context()
+    transport = httpx.HTTPTransport(verify=ssl_context, limits=limits)
     transport._pool = httpcore.ConnectionPool(  # the one way to choose the network backend
-        ssl_context=httpx.create_ssl_context(),
+        ssl_context=ssl_context,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
