@@ -19,9 +19,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    StrictBool,
-    StrictInt,
-    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -49,21 +46,23 @@ def _refuse_controls(value: object) -> object:
 # patterns refuse them too: that is what the OpenAPI document shows, where a validator does not appear.
 NoControls = BeforeValidator(_refuse_controls)
 
-UserId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_PLAIN_TEXT), NoControls]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_PLAIN_TEXT), NoControls]
+UserId = Annotated[str, Field(min_length=1, max_length=100, pattern=_PLAIN_TEXT), NoControls]
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=_PLAIN_TEXT), NoControls]
 Email = Annotated[
     str,
-    StringConstraints(
-        max_length=254, pattern=rf"^{_EMAIL_CHARACTER}{{1,64}}@{_EMAIL_CHARACTER}+\.{_EMAIL_CHARACTER}+$"
-    ),
+    Field(max_length=254, pattern=rf"^{_EMAIL_CHARACTER}{{1,64}}@{_EMAIL_CHARACTER}+\.{_EMAIL_CHARACTER}+$"),
     NoControls,
 ]
-CountryCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$"), NoControls]
-PhoneNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{4,15}$"), NoControls]
-Message = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=_PLAIN_TEXT), NoControls]
-Memo = Annotated[str, StringConstraints(max_length=500, pattern=_PLAIN_TEXT), NoControls]
-MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=_PLAIN_TEXT), NoControls]
-MetadataValue = Annotated[str, StringConstraints(max_length=500, pattern=_PLAIN_TEXT), NoControls]
+CountryCode = Annotated[str, Field(pattern=r"^[0-9]{1,3}$"), NoControls]
+PhoneNumber = Annotated[str, Field(pattern=r"^[0-9]{4,15}$"), NoControls]
+Message = Annotated[str, Field(min_length=1, max_length=500, pattern=_PLAIN_TEXT), NoControls]
+Memo = Annotated[str, Field(max_length=500, pattern=_PLAIN_TEXT), NoControls]
+MetadataKey = Annotated[str, Field(min_length=1, max_length=40, pattern=_PLAIN_TEXT), NoControls]
+MetadataValue = Annotated[str, Field(max_length=500, pattern=_PLAIN_TEXT), NoControls]
+
+# Exactly an int or a bool, never a value that could be converted to one ("100", 1.0, 1).
+StrictInt = Annotated[int, Field(strict=True)]
+StrictBool = Annotated[bool, Field(strict=True)]
 
 DeliveryMethod = Literal["sms", "link", "email", "all"]
 AdditionalStep = Literal[
