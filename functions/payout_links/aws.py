@@ -43,6 +43,14 @@ def client(service: str) -> Any:
     return _session().client(service, config=_CLIENT_CONFIG)
 
 
+def renewed_credentials() -> Any:
+    """The function's AWS credentials, resolved again (from the environment, or Lambda's credentials endpoint)
+    rather than those the session resolved when the clients were built."""
+    botocore_session = _session()._session
+    botocore_session._credentials = None
+    return botocore_session.get_credentials()
+
+
 def reset() -> None:
     """Forget the session and its clients, as a new execution environment starts without them (tests)."""
     client.cache_clear()

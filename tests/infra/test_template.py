@@ -492,3 +492,56 @@ def test_snapstart_is_a_parameter_and_the_api_calls_the_published_alias(enabled:
         assert f"${{{alias}}}/invocations" in integration["uri"]["Fn::Sub"]
     permissions = [resource for resource in resources.values() if resource["Type"] == "AWS::Lambda::Permission"]
     assert permissions and all(permission["Properties"]["FunctionName"] == {"Ref": alias} for permission in permissions)
+
+
+def _parameters_in(value: Any, parameters: set[str]) -> set[str]:
+    """The template parameters a value refers to: by `Ref`, or by name inside an `Fn::Sub` string."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if value.get("Ref") in parameters:
+            found.add(value["Ref"])
+        if "Fn::Sub" in value:
+            text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+            found |= set(re.findall(r"\$\{(\w+)\}", text)) & parameters
+        for item in value.values():
+            found |= _parameters_in(item, parameters)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _parameters_in(item, parameters)
+    return found
+
+
+def test_every_deploy_time_value_of_the_function_publishes_a_new_version(template: dict[str, Any]) -> None:
+    """SAM names a version after the code alone, so a deploy that changes only a parameter or the layer would
+    leave the alias on the old version, with the old limits. The version's description carries every parameter
+    the function's configuration reads, and the layer's version, so that any such change publishes anew."""
+    parameters = set(template["Parameters"])
+    properties = template["Resources"]["PayoutLinksFunction"]["Properties"]
+    configuration = {
+        "global environment": template["Globals"]["Function"]["Environment"],
+        "environment": properties["Environment"],
+        "snapstart": properties["SnapStart"],
+    }
+    read = set().union(*(_parameters_in(value, parameters) for value in configuration.values()))
+    description = properties["VersionDescription"]
+
+    assert read and read <= _parameters_in(description, parameters), read - _parameters_in(description, parameters)
+    layer_version = {"Fn::Select": [7, {"Fn::Split": [":", {"Ref": "DependenciesLayer"}]}]}
+    assert description["Fn::Sub"][1]["LayerVersion"] == layer_version
+    assert properties["VersionDeletionPolicy"] == "Delete"
+    # With the stack's own secrets and the longest base URL allowed, the description fits CloudFormation's 256.
+    longest = {
+        "Stage": "staging",
+        "MaxAmountCents": "9" * 12,
+        "IdempotencyTtlSeconds": "9" * 10,
+        "LinkOwnerRetentionDays": "3650",
+        "EnableApiDocs": "false",
+        "LogLevel": "WARNING",
+        "EnableSnapStart": "false",
+        "LayerVersion": "99999",
+        "PayoutApiBaseUrl": "x" * template["Parameters"]["PayoutApiBaseUrl"]["MaxLength"],
+        "Credentials": "stack",
+        "Partners": "stack",
+    }
+    text = description["Fn::Sub"][0]
+    assert len(re.sub(r"\$\{(\w+)\}", lambda name: longest[name[1]], text)) <= 256

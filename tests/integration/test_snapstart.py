@@ -57,9 +57,15 @@ def test_after_a_restore_nothing_from_the_snapshot_is_shared(function, upstream,
     assert len(pool.connections) == 1 and built.payout_api.credentials._cached is not None
     assert any(aws.client(name)._endpoint.http_session._manager.pools for name in aws.CLIENTS_IN_USE)
 
+    signed_with = {name: aws.client(name)._request_signer._credentials for name in aws.CLIENTS_IN_USE}
+
     snapstart.after_restore()
 
     assert service.get_service() is built  # the clients are kept: building them again is what SnapStart saves
+    # ...but not the AWS credentials they resolved before the snapshot: each environment resolves its own.
+    renewed = {name: aws.client(name)._request_signer._credentials for name in aws.CLIENTS_IN_USE}
+    assert all(renewed[name] is not signed_with[name] for name in aws.CLIENTS_IN_USE)
+    assert renewed["dynamodb"] is renewed["secretsmanager"]
     assert len(pool.connections) == 0
     assert built.payout_api.credentials._cached is None
     assert service.get_partner_secrets()._secret._cached is None
@@ -86,3 +92,12 @@ def test_restored_copies_of_one_snapshot_draw_different_jitter(function):
         draws.append(random.random())
 
     assert draws[0] != draws[1]
+
+
+@pytest.mark.parametrize("max_amount_cents", ["1", "99"])
+def test_the_snapshot_is_taken_under_every_allowed_amount_limit(function, max_amount_cents):
+    from payout_links import snapstart
+
+    function.set_env(MAX_AMOUNT_CENTS=max_amount_cents)
+
+    snapstart.before_snapshot()  # a failure here would fail the version's publication, and the deploy
