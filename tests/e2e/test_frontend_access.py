@@ -96,6 +96,10 @@ def test_a_preflight_from_an_allowed_origin_is_answered_by_the_gateway(api, upst
         "authorization",
         "content-type",
         "idempotency-key",
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "sentry-trace",
     }
     assert response.headers["access-control-max-age"] == "600"
     assert upstream.stats()["requests"] == 0
@@ -117,7 +121,12 @@ def test_answers_to_an_allowed_origin_carry_the_cors_headers(api, upstream):
 
     assert response.status_code == 201
     assert response.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
-    assert set(response.headers["access-control-expose-headers"].split(",")) == {"idempotent-replayed", "retry-after"}
+    assert set(response.headers["access-control-expose-headers"].split(",")) == {
+        "idempotent-replayed",
+        "retry-after",
+        "apigw-requestid",
+    }
+    assert response.headers["apigw-requestid"]  # what the exposed name lets a frontend read and quote
 
 
 def test_error_answers_to_an_allowed_origin_carry_them_too(api, upstream):

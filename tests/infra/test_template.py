@@ -238,8 +238,9 @@ def test_cors_comes_from_a_parameter_and_allows_what_browsers_need(template: dic
     assert template["Parameters"]["CorsAllowedOrigins"]["Type"] == "CommaDelimitedList"
     assert "*" not in template["Parameters"]["CorsAllowedOrigins"]["Default"]
     assert cors["AllowMethods"] == ["GET", "POST", "DELETE", "OPTIONS"]
-    assert cors["AllowHeaders"] == ["authorization", "content-type", "idempotency-key"]
-    assert cors["ExposeHeaders"] == ["idempotent-replayed", "retry-after"]
+    tracing = ["traceparent", "tracestate", "baggage", "sentry-trace"]  # added by frontends' tracing, unasked
+    assert cors["AllowHeaders"] == ["authorization", "content-type", "idempotency-key", *tracing]
+    assert cors["ExposeHeaders"] == ["idempotent-replayed", "retry-after", "apigw-requestid"]
     assert cors["MaxAge"] == 600
     assert "AllowCredentials" not in cors  # tokens travel in a header, never in cookies
 
