@@ -262,7 +262,10 @@ def test_iam_grants_only_item_access_and_the_two_secrets(function: dict[str, Any
         # (DynamoDBCrudPolicy and friends) would grant more than this.
         assert isinstance(policy, dict), policy
         assert set(policy) <= {"Version", "Statement"}, policy
-        statements.extend(policy["Statement"])
+        # A statement under a condition counts as granted (its own test says when it is).
+        statements.extend(
+            statement["Fn::If"][1] if "Fn::If" in statement else statement for statement in policy["Statement"]
+        )
 
     resources_by_action: dict[str, list[Any]] = {}
     for statement in statements:
@@ -275,7 +278,8 @@ def test_iam_grants_only_item_access_and_the_two_secrets(function: dict[str, Any
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             resources_by_action.setdefault(action, []).extend(resources)
 
-    assert set(resources_by_action) == ITEM_ACTIONS | SECRET_ACTIONS
+    assert set(resources_by_action) == ITEM_ACTIONS | SECRET_ACTIONS | {"kms:Decrypt"}
+    assert resources_by_action["kms:Decrypt"] == [{"Ref": "SecretsKmsKeyArn"}]
     owners = {"Fn::GetAtt": "LinkOwnersTable.Arn"}
     for action in ITEM_ACTIONS:
         granted = [{"Fn::GetAtt": "IdempotencyTable.Arn"}]
@@ -546,3 +550,26 @@ def test_every_deploy_time_value_of_the_function_publishes_a_new_version(templat
     }
     text = description["Fn::Sub"][0]
     assert len(re.sub(r"\$\{(\w+)\}", lambda name: longest[name[1]], text)) <= 256
+
+
+def test_secrets_under_a_customer_managed_key_can_be_decrypted_only_through_secrets_manager(
+    template: dict[str, Any], function: dict[str, Any]
+) -> None:
+    """Without kms:Decrypt on the key of an existing secret, every request is a 503; with it, only Secrets
+    Manager may use the key on the function's behalf, and only when a key is named."""
+    parameter = template["Parameters"]["SecretsKmsKeyArn"]
+    assert parameter["Default"] == ""
+    assert re.fullmatch(parameter["AllowedPattern"], "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd")
+    assert not re.fullmatch(parameter["AllowedPattern"], "alias/my-key")
+    assert template["Conditions"]["DecryptSecretsWithKmsKey"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "SecretsKmsKeyArn"}, ""]}]
+    }
+    (conditional,) = [
+        statement for policy in function["Policies"] for statement in policy["Statement"] if "Fn::If" in statement
+    ]
+    condition, statement, otherwise = conditional["Fn::If"]
+    assert (condition, otherwise) == ("DecryptSecretsWithKmsKey", {"Ref": "AWS::NoValue"})
+    assert statement["Action"] == ["kms:Decrypt"] and statement["Resource"] == {"Ref": "SecretsKmsKeyArn"}
+    assert statement["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}
+    }
