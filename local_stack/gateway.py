@@ -8,13 +8,20 @@ token without one of the route's authorization scopes gets API Gateway's own 403
 
 The API's CorsConfiguration applies as in AWS: the gateway answers preflight requests itself and adds the
 CORS headers to every answer for an allowed origin, whatever the function sent.
+
+Like API Gateway, it takes bursts of hundreds of connections (they queue for a free execution environment rather
+than being reset) and never makes a caller wait for the function longer than the 30-second integration timeout:
+then it answers `503 {"message":"Service Unavailable"}` itself, and an event that has not reached the function
+by then never does.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import queue
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -25,12 +32,18 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from local_stack.template import load_template, resolve
+from local_stack.workers import NotStarted
 
-# HTTP APIs refuse bodies over 10 MB before any integration runs.
+# HTTP APIs refuse bodies over 10 MB before any integration runs, and give up on an integration after 30 s.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+INTEGRATION_TIMEOUT_SECONDS = 30.0
+# Connections a burst may open before any is accepted (socketserver's default is 5: a burst got resets).
+LISTEN_BACKLOG = 1024
 _TEXT_MEDIA_TYPES = re.compile(r"^(text/|application/([\w.+-]*\+)?(json|xml|x-www-form-urlencoded))", re.I)
 
-Invoke = Callable[[dict[str, Any], str], dict[str, Any]]
+# Runs an event: (event, request id, start_by), where start_by is the time.monotonic() time after which the event
+# must not be handed to the function any more (raise instead).
+Invoke = Callable[..., dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -226,11 +239,21 @@ def build_event(
 
 class LocalHttpApi(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, port: int, routes: list[Route], invoke: Invoke, *, cors: Cors | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        routes: list[Route],
+        invoke: Invoke,
+        *,
+        cors: Cors | None = None,
+        integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
+    ) -> None:
         self.routes = routes
         self.invoke = invoke
         self.cors = cors
+        self.integration_timeout = integration_timeout
         super().__init__(("127.0.0.1", port), _Handler)
 
 
@@ -278,17 +301,39 @@ class _Handler(BaseHTTPRequestHandler):
         event = build_event(
             route, path_parameters, self.command, url.path, url.query, headers, body, self.client_address[0], request_id
         )
-        try:
-            response = self.server.invoke(event, request_id)
-        except Exception:  # the function raised, crashed or timed out
+        outcome = self._integrate(event, request_id)
+        if outcome is None:  # no answer within the integration timeout: API Gateway's own
+            self._send(503, {"content-type": "application/json"}, b'{"message":"Service Unavailable"}', request_id)
+            return
+        if isinstance(outcome, Exception):  # the function raised, crashed or timed out
             self._send(500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}', request_id)
             return
+        response = outcome
         payload = response.get("body") or ""
         raw = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode("utf-8")
         headers_out = {name.lower(): str(value) for name, value in (response.get("headers") or {}).items()}
         for name, values in (response.get("multiValueHeaders") or {}).items():
             headers_out[name.lower()] = ",".join(map(str, values))
         self._send(int(response.get("statusCode", 200)), headers_out, raw, request_id, response.get("cookies") or [])
+
+    def _integrate(self, event: dict[str, Any], request_id: str) -> dict[str, Any] | Exception | None:
+        """The function's answer, its failure, or None when neither came within the integration timeout (an
+        invocation under way goes on, as a Lambda invocation does when API Gateway has given up on it)."""
+        deadline = time.monotonic() + self.server.integration_timeout
+        answers: queue.Queue[dict[str, Any] | Exception] = queue.Queue(maxsize=1)
+
+        def invoke() -> None:
+            try:
+                answers.put(self.server.invoke(event, request_id, start_by=deadline))
+            except Exception as exc:
+                answers.put(exc)
+
+        threading.Thread(target=invoke, name=f"integration-{request_id}", daemon=True).start()
+        try:
+            outcome = answers.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+        return None if isinstance(outcome, NotStarted) else outcome
 
     def __getattr__(self, name: str) -> Any:
         # Every method (GET, TRACE, QUERY, ...) goes through the routes, as in API Gateway: a method no route has

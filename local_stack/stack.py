@@ -1,7 +1,8 @@
 """Start and stop everything the proxy needs on this machine, honouring the local stack's names:
 PORT, AWS_ENDPOINT_URL, PAYOUT_API_BASE_URL, PAYOUT_API_CLIENT_ID, PAYOUT_API_KEY, PARTNER_WEBHOOK_SECRETS,
-PAYOUT_API_TIMEOUT_SECONDS, LAMBDA_TIMEOUT_SECONDS (and LOCAL_CONCURRENCY, the number of environments, and
-CORS_ALLOWED_ORIGINS, the browser origins the gateway allows instead of the template's default)."""
+PAYOUT_API_TIMEOUT_SECONDS, LAMBDA_TIMEOUT_SECONDS (and LOCAL_CONCURRENCY, the number of environments,
+CORS_ALLOWED_ORIGINS, the browser origins the gateway allows instead of the template's default, and
+LOCAL_INTEGRATION_TIMEOUT_SECONDS, API Gateway's 30 s unless a test needs it shorter)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from local_stack.aws_resources import clients, ensure_secret, ensure_table, start_moto_server
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator
-from local_stack.gateway import Cors, LocalHttpApi, routes_from_template
+from local_stack.gateway import INTEGRATION_TIMEOUT_SECONDS, Cors, LocalHttpApi, routes_from_template
 from local_stack.template import function_settings
 from local_stack.workers import WorkerPool, function_environment
 
@@ -52,6 +53,7 @@ class StackConfig:
     lambda_timeout_seconds: float | None = None
     concurrency: int = 4
     cors_allowed_origins: list[str] | None = None  # None: the template's default
+    integration_timeout_seconds: float = INTEGRATION_TIMEOUT_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StackConfig:
@@ -60,6 +62,9 @@ class StackConfig:
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             payout_api_base_url=env.get("PAYOUT_API_BASE_URL") or None,
             concurrency=int(env.get("LOCAL_CONCURRENCY", "4")),
+            integration_timeout_seconds=float(
+                env.get("LOCAL_INTEGRATION_TIMEOUT_SECONDS", str(INTEGRATION_TIMEOUT_SECONDS))
+            ),
         )
         if env.get("CORS_ALLOWED_ORIGINS"):
             config.cors_allowed_origins = [origin.strip() for origin in env["CORS_ALLOWED_ORIGINS"].split(",")]
@@ -166,7 +171,13 @@ class LocalStack:
         }
         self._pool = WorkerPool(config.concurrency, worker_env, config.lambda_timeout_seconds or timeout)
         cors = Cors.from_template(allow_origins=config.cors_allowed_origins)
-        self._gateway = LocalHttpApi(config.port, routes_from_template(), self._pool.invoke, cors=cors)
+        self._gateway = LocalHttpApi(
+            config.port,
+            routes_from_template(),
+            self._pool.invoke,
+            cors=cors,
+            integration_timeout=config.integration_timeout_seconds,
+        )
         self.config.port = self._gateway.server_address[1]
         threading.Thread(target=self._gateway.serve_forever, name="local-http-api", daemon=True).start()
 

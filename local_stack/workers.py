@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -87,6 +88,10 @@ class LambdaWorker:
                 self.kill()
 
 
+class NotStarted(Exception):
+    """No environment became free in time: the event was never handed to the function."""
+
+
 class WorkerPool:
     """`size` environments, started in parallel; `invoke` borrows an idle one and waits while all are busy."""
 
@@ -114,8 +119,13 @@ class WorkerPool:
             self._all.append(worker)
         self._idle.put(worker)
 
-    def invoke(self, event: dict[str, Any], request_id: str) -> dict[str, Any]:
-        worker = self._idle.get()
+    def invoke(self, event: dict[str, Any], request_id: str, *, start_by: float | None = None) -> dict[str, Any]:
+        """Run the event on an idle environment, waiting for one while all are busy, but not past `start_by` (a
+        `time.monotonic()` time): `NotStarted` then, and the function never sees the event."""
+        try:
+            worker = self._idle.get(timeout=None if start_by is None else max(0.0, start_by - time.monotonic()))
+        except queue.Empty:
+            raise NotStarted(request_id) from None
         try:
             return worker.invoke(event, request_id)
         finally:

@@ -1,0 +1,104 @@
+"""The local gateway behaves like API Gateway under load: a burst queues instead of being reset, and no caller
+waits for the function longer than the integration timeout (then API Gateway's own 503)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.conftest import start_stack
+from tests.support import frontend_headers, payout_body
+
+pytestmark = pytest.mark.e2e
+
+BURST = 300
+
+
+def create(url: str) -> tuple[int | str, float]:
+    """One create on a connection of its own: its status (or the connection error's name) and how long it took."""
+    started = time.monotonic()
+    try:
+        with httpx.Client(timeout=60) as client:
+            status: int | str = client.post(
+                f"{url}/payout-links", json=payout_body(), headers=frontend_headers()
+            ).status_code
+    except httpx.TransportError as exc:
+        status = type(exc).__name__
+    return status, time.monotonic() - started
+
+
+def test_a_burst_of_300_queues_for_two_environments_and_loses_nothing(tmp_path, aws_endpoint, aws_resources, upstream):
+    stack = start_stack(
+        tmp_path, AWS_ENDPOINT_URL=aws_endpoint, PAYOUT_API_BASE_URL=upstream.base_url, LOCAL_CONCURRENCY="2"
+    )
+    try:
+        with ThreadPoolExecutor(max_workers=BURST) as callers:
+            results = list(callers.map(lambda _: create(stack.url), range(BURST)))
+    finally:
+        stack.stop()
+
+    statuses = [status for status, _ in results]
+    slowest = max(seconds for _, seconds in results)
+    print(f"\nburst: {BURST} creates at LOCAL_CONCURRENCY=2, slowest answer {slowest:.1f} s")
+    assert [status for status in statuses if not isinstance(status, int)] == []  # no reset, no refused connection
+    assert statuses.count(201) == upstream.stats()["links_created"]
+    assert set(statuses) <= {201, 503}
+    assert slowest < 31  # API Gateway's 30 s, and a second of slack for this machine
+
+
+def test_a_burst_of_connections_is_accepted_at_once(stack):
+    """300 connections opened at the same instant: each is accepted within half a second. With a listen backlog
+    of 5 (socketserver's default) the kernel drops the SYNs it has no room for, and those callers wait for a
+    retransmission (a second or more) or are reset."""
+    address = urlsplit(stack.url)
+    barrier = threading.Barrier(BURST)
+
+    def connect() -> float | str:
+        barrier.wait()
+        started = time.monotonic()
+        try:
+            with socket.create_connection((address.hostname, address.port), timeout=10):
+                return time.monotonic() - started
+        except OSError as exc:
+            return type(exc).__name__
+
+    with ThreadPoolExecutor(max_workers=BURST) as callers:
+        results = list(callers.map(lambda _: connect(), range(BURST)))
+
+    failed = [result for result in results if isinstance(result, str)]
+    assert failed == []
+    assert max(results) < 0.5, sorted(results)[-5:]
+
+
+def test_no_caller_waits_past_the_integration_timeout(tmp_path, aws_endpoint, aws_resources, upstream):
+    """One environment, busy with a slow upstream: both callers get API Gateway's 503 at the timeout. The first
+    request's invocation goes on (as in Lambda) and makes its link; the queued one never reaches the function."""
+    stack = start_stack(
+        tmp_path,
+        AWS_ENDPOINT_URL=aws_endpoint,
+        PAYOUT_API_BASE_URL=upstream.base_url,
+        LOCAL_CONCURRENCY="1",
+        LOCAL_INTEGRATION_TIMEOUT_SECONDS="2",
+    )
+    try:
+        assert create(stack.url)[0] == 201  # warm: the environment has read its credentials
+        upstream.inject({"delay_seconds": 4})
+        with ThreadPoolExecutor(max_workers=2) as callers:
+            first = callers.submit(create, stack.url)
+            time.sleep(0.3)
+            queued = callers.submit(create, stack.url)
+            answers = [first.result(), queued.result()]
+        assert upstream.wait_idle(timeout=10)
+        time.sleep(0.5)  # the environment is free again: a request still queued would reach it now
+    finally:
+        stack.stop()
+
+    assert [status for status, _ in answers] == [503, 503]
+    assert all(seconds < 3 for _, seconds in answers), answers
+    assert upstream.stats()["creates"] == 2  # the warm-up, and the first slow one: the queued one never ran
