@@ -259,7 +259,9 @@ class IntentStore(DynamoDBPersistenceLayer):
             answer = getattr(exc, "response", None) or {}
             reasons = [reason.get("Code") for reason in answer.get("CancellationReasons", [])]
             if reasons[1:2] == ["ConditionalCheckFailed"]:
-                logger.error("the link is already recorded for another owner", extra={"intent_state": "unknown"})
+                logger.error(
+                    "the link is already recorded for another owner", extra={"intent_state": IntentState.UNKNOWN}
+                )
             self._drop_lock(data_record.idempotency_key)
             raise
 

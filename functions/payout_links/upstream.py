@@ -99,8 +99,7 @@ class PayoutApiClient:
                 outcomes.append(failed.outcome)
                 if isinstance(failed, _CredentialsRejected) and not credentials_refreshed:
                     credentials_refreshed = True
-                    self._credentials.refresh(deadline=deadline)
-                    metrics.add_metric(name="CredentialsRefreshed", unit=MetricUnit.Count, value=1)
+                    self._refresh_credentials(deadline)
                     attempt -= 1  # a rotation retry is not a failure of the upstream
                 elif not (failed.retryable and attempt < self._max_attempts and self._backoff(attempt, deadline)):
                     raise failed.problem from None
@@ -210,8 +209,7 @@ class PayoutApiClient:
                 return response, started
             self._report(started, "4xx", status=401)
             credentials_refreshed = True
-            self._credentials.refresh(deadline=deadline)
-            metrics.add_metric(name="CredentialsRefreshed", unit=MetricUnit.Count, value=1)
+            self._refresh_credentials(deadline)
 
     @staticmethod
     def _lifecycle_link(response: httpx.Response, link_id: str) -> dict[str, Any] | None:
@@ -275,6 +273,11 @@ class PayoutApiClient:
             problem = UpstreamRejected("The payout provider rejected the request; check the payee and amount.")
             return _AttemptFailed(problem, outcome)
         return _AttemptFailed(UpstreamFailed(f"The payout provider answered with unexpected status {status}."), outcome)
+
+    def _refresh_credentials(self, deadline: float) -> None:
+        """Read the credentials again after a 401 (they may have been rotated): once per request, counted."""
+        self._credentials.refresh(deadline=deadline)
+        metrics.add_metric(name="CredentialsRefreshed", unit=MetricUnit.Count, value=1)
 
     def _backoff(self, attempt: int, deadline: float) -> bool:
         """Sleep a jittered, exponentially growing delay; False when no further attempt fits before the deadline."""

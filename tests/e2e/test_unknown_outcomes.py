@@ -236,8 +236,9 @@ STALL_SECONDS = 10.0
 
 
 @contextmanager
-def stack_behind_aws_proxy(tmp_path: Path, aws_endpoint: str, upstream) -> Iterator[tuple[RunningStack, AwsFaultProxy]]:
-    """A fresh stack (one cold container) whose every AWS call goes through a fault proxy to the session moto."""
+def api_behind_aws_proxy(tmp_path: Path, aws_endpoint: str, upstream) -> Iterator[tuple[httpx.Client, AwsFaultProxy]]:
+    """A client of a fresh stack (one cold container) whose every AWS call goes through a fault proxy to the
+    session moto."""
     proxy = AwsFaultProxy(aws_endpoint)
     try:
         stack = start_stack(
@@ -248,7 +249,8 @@ def stack_behind_aws_proxy(tmp_path: Path, aws_endpoint: str, upstream) -> Itera
             LAMBDA_TIMEOUT_SECONDS=str(dedicated_timeout_seconds()),
         )
         try:
-            yield stack, proxy
+            with httpx.Client(base_url=stack.url, timeout=60) as api:
+                yield api, proxy
         finally:
             stack.stop()
     finally:
@@ -258,10 +260,7 @@ def stack_behind_aws_proxy(tmp_path: Path, aws_endpoint: str, upstream) -> Itera
 
 def test_stalled_completed_write_still_answers_before_the_timeout(tmp_path, aws_endpoint, aws_resources, upstream):
     timeout = dedicated_timeout_seconds()
-    with (
-        stack_behind_aws_proxy(tmp_path, aws_endpoint, upstream) as (stack, proxy),
-        httpx.Client(base_url=stack.url, timeout=60) as api,
-    ):
+    with api_behind_aws_proxy(tmp_path, aws_endpoint, upstream) as (api, proxy):
         key = new_key()
         # Dots answers a second before the upstream deadline: the write gets only the time kept back for it.
         upstream.inject({"delay_seconds": timeout - RESPONSE_RESERVE_SECONDS - 1.0})
@@ -292,10 +291,7 @@ def test_stalled_completed_write_still_answers_before_the_timeout(tmp_path, aws_
 
 def test_stalled_secret_read_is_a_503_before_the_timeout(tmp_path, aws_endpoint, aws_resources, upstream):
     timeout = dedicated_timeout_seconds()
-    with (
-        stack_behind_aws_proxy(tmp_path, aws_endpoint, upstream) as (stack, proxy),
-        httpx.Client(base_url=stack.url, timeout=60) as api,
-    ):
+    with api_behind_aws_proxy(tmp_path, aws_endpoint, upstream) as (api, proxy):
         key = new_key()
         # The cold container has no secret yet. Its reads reach moto at once, their answers come 10 s late (or
         # never: the client is gone by then), so nothing reaches moto once the test is over.
@@ -316,10 +312,7 @@ def test_stalled_secret_read_is_a_503_before_the_timeout(tmp_path, aws_endpoint,
 
 
 def test_slow_lock_write_that_lands_is_the_requests_own_lock(tmp_path, aws_endpoint, aws_resources, upstream):
-    with (
-        stack_behind_aws_proxy(tmp_path, aws_endpoint, upstream) as (stack, proxy),
-        httpx.Client(base_url=stack.url, timeout=60) as api,
-    ):
+    with api_behind_aws_proxy(tmp_path, aws_endpoint, upstream) as (api, proxy):
         key = new_key()
         # The lock lands at once, its answer comes after botocore's 1 s read timeout: botocore sends it again.
         proxy.stall("DynamoDB_20120810.PutItem", seconds=aws.READ_TIMEOUT_SECONDS + 0.5, count=1, forward=True)
