@@ -209,20 +209,37 @@ class HttpResult:
     status: int
     headers: dict[str, str]
     body: bytes
+    # API Gateway's id of the request: the answer's `apigw-requestid` header, or the event's `requestId` when the
+    # handler was called in-process.
+    request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        self.headers = {name.lower(): value for name, value in self.headers.items()}
+        if self.request_id is None:
+            self.request_id = self.headers.get("apigw-requestid")
 
     def json(self) -> Any:
         return json.loads(self.body)
 
     def is_problem(self) -> bool:
-        """An RFC 9457 body whose status matches the HTTP status."""
+        """An RFC 9457 body whose status matches the HTTP status, carrying the request's id for a user to quote."""
         if self.headers.get("content-type") != "application/problem+json":
             return False
         problem = self.json()
         return (
             problem.get("status") == self.status
             and {"type", "title", "status", "detail"} <= problem.keys()
+            and self.request_id is not None
+            and problem.get("request_id") == self.request_id
             and "Traceback" not in self.body.decode()
         )
+
+    def body_but_request_id(self) -> bytes:
+        """The body with this request's id blanked out: what two answers share when they reveal the same thing."""
+        assert self.request_id, "an answer through API Gateway has a request id"
+        quoted = json.dumps(self.request_id).encode()
+        assert self.body.count(quoted) == 1, self.body
+        return self.body.replace(quoted, b'"-"')
 
 
 def http_event(
@@ -266,12 +283,13 @@ def create_event(
     return http_event("POST", "/payout-links", body=payout_body() if body is None else body, headers=all_headers)
 
 
-def http_result(response: dict[str, Any]) -> HttpResult:
-    """What the caller sees of the function's answer."""
+def http_result(response: dict[str, Any], event: dict[str, Any]) -> HttpResult:
+    """What the caller sees of the function's answer to `event`."""
     return HttpResult(
         status=response["statusCode"],
         headers={name.lower(): value for name, value in (response.get("headers") or {}).items()},
         body=(response.get("body") or "").encode(),
+        request_id=event["requestContext"]["requestId"],
     )
 
 
@@ -306,7 +324,7 @@ class InProcessFunction:
         from payout_links.app import lambda_handler
 
         context = LocalLambdaContext(timeout_seconds, event["requestContext"]["requestId"])
-        return http_result(lambda_handler(event, context))
+        return http_result(lambda_handler(event, context), event)
 
     def request(
         self,

@@ -152,14 +152,14 @@ def _link_response(status: int, link: dict, headers: dict[str, str] | None = Non
 
 
 @app.error_handler(Problem)
-def _problem(problem: Problem, _: Request | None = None) -> Response:
+def _problem(problem: Problem, request: Request) -> Response:
     if problem.metric:
         metrics.add_metric(name=problem.metric, unit=MetricUnit.Count, value=1)
     log = logger.error if problem.status >= 500 else logger.info
     log("request refused", extra={"outcome": problem.slug, "status": problem.status})
     return Response(
         problem.status,
-        json.dumps(problem.to_dict(), separators=(",", ":")),
+        json.dumps(problem.to_dict(request.request_id), separators=(",", ":")),
         "application/problem+json",
         # An answer about one moment (a lock, a rate limit, a link's state) is never to be reused from a cache.
         headers={"Cache-Control": "no-store", **problem.headers()},
@@ -167,37 +167,39 @@ def _problem(problem: Problem, _: Request | None = None) -> Response:
 
 
 @app.error_handler(CreateFailed)
-def _create_failed(failure: CreateFailed, _: Request) -> Response:
+def _create_failed(failure: CreateFailed, request: Request) -> Response:
     # Whether a link may exist at the upstream: what an operator reconciles by (see outcomes.py).
     logger.append_keys(create_outcome=failure.outcome)
-    return _problem(failure.problem)
+    return _problem(failure.problem, request)
 
 
 @app.error_handler(IdempotencyAlreadyInProgressError)
-def _in_progress(_: IdempotencyAlreadyInProgressError, __: Request) -> Response:
-    return _problem(RequestInProgress("A request with this idempotency key is still being processed; retry later."))
+def _in_progress(_: IdempotencyAlreadyInProgressError, request: Request) -> Response:
+    return _problem(
+        RequestInProgress("A request with this idempotency key is still being processed; retry later."), request
+    )
 
 
 @app.error_handler(IdempotencyValidationError)
-def _key_reused(_: IdempotencyValidationError, __: Request) -> Response:
-    return _problem(IdempotencyKeyReused("This idempotency key was already used with a different request."))
+def _key_reused(_: IdempotencyValidationError, request: Request) -> Response:
+    return _problem(IdempotencyKeyReused("This idempotency key was already used with a different request."), request)
 
 
 @app.error_handler(IdempotencyPersistenceLayerError)
-def _store_unavailable(exc: IdempotencyPersistenceLayerError, _: Request) -> Response:
+def _store_unavailable(exc: IdempotencyPersistenceLayerError, request: Request) -> Response:
     logger.error("idempotency store failed", extra={"store_error": str(exc)})
-    return _problem(DependencyUnavailable("The idempotency store is unavailable; retry with the same key."))
+    return _problem(DependencyUnavailable("The idempotency store is unavailable; retry with the same key."), request)
 
 
 @app.not_found
-def _not_found(_: Request) -> Response:
-    return _problem(NotFound(_NO_SUCH_ROUTE))
+def _not_found(request: Request) -> Response:
+    return _problem(NotFound(_NO_SUCH_ROUTE), request)
 
 
 @app.error_handler(Exception)
-def _unexpected(_: Exception, __: Request) -> Response:
+def _unexpected(_: Exception, request: Request) -> Response:
     logger.exception("unexpected error")
-    return _problem(Problem("The request could not be completed; retry with the same key."))
+    return _problem(Problem("The request could not be completed; retry with the same key."), request)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

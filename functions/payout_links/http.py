@@ -28,6 +28,8 @@ class Request:
     claims: Mapping[str, Any] | None
     context: LambdaContext | None = None
     path_parameters: Mapping[str, str] = field(default_factory=dict)
+    # API Gateway's id of the request: the `apigw-requestid` header of the answer, and what the access log carries.
+    request_id: str = ""
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any], context: LambdaContext | None = None) -> Request:
@@ -41,6 +43,7 @@ class Request:
             is_base64_encoded=bool(event.get("isBase64Encoded")),
             claims=(authorizer.get("jwt") or {}).get("claims"),
             context=context,
+            request_id=request_context.get("requestId") or "",
         )
 
     def remaining_millis(self) -> int:

@@ -300,6 +300,12 @@ class ProblemDetails(BaseModel):
     title: str
     status: int = Field(ge=400, le=599)
     detail: str
+    request_id: str | None = Field(
+        default=None,
+        description="API Gateway's id of the request, also sent as the `apigw-requestid` header: quote it to "
+        "support. Absent only when the function is invoked without API Gateway.",
+        examples=["Xyz1AbCdIAMEYqy="],
+    )
     errors: list[ProblemFieldError] = Field(
         default_factory=list, description="Present on field validation errors only: one entry per invalid field."
     )

@@ -38,13 +38,17 @@ class Problem(Exception):
         if retry_after is not None:
             self.retry_after = retry_after
 
-    def to_dict(self) -> dict:
+    def to_dict(self, request_id: str = "") -> dict:
+        """The problem body; `request_id` is API Gateway's id of the request (the `apigw-requestid` header), for a
+        caller to quote."""
         body: dict = {
             "type": PROBLEM_TYPE_PREFIX + self.slug,
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
         }
+        if request_id:
+            body["request_id"] = request_id
         if self.errors:
             body["errors"] = [{"pointer": error.pointer, "detail": error.detail} for error in self.errors]
         return body

@@ -22,7 +22,8 @@ def test_fifty_identical_requests_across_eight_containers_make_one_link(containe
     upstream.inject({"delay_seconds": 0.3})  # the first creation stays in flight while duplicates arrive
 
     with ThreadPoolExecutor(max_workers=REQUESTS) as callers:
-        results = [http_result(r) for r in callers.map(lambda n: pool.invoke(event, f"dup-{n}"), range(REQUESTS))]
+        answers = callers.map(lambda n: pool.invoke(event, f"dup-{n}"), range(REQUESTS))
+        results = [http_result(answer, event) for answer in answers]
 
     statuses = [result.status for result in results]
     assert set(statuses) <= {201, 409}, statuses

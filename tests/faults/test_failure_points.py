@@ -79,17 +79,18 @@ def test_process_killed_after_the_upstream_created_the_link(containers, upstream
     caller.join()
     assert crashed and not first.alive()
 
-    while_locked = http_result(second.invoke(event, "retry-1"))
+    while_locked = http_result(second.invoke(event, "retry-1"), event)
     assert while_locked.status == 409 and while_locked.is_problem()
     assert int(while_locked.headers["Retry-After".lower()]) >= 1
-    other_body = http_result(second.invoke(create_event(payout_body(amount=9_999), key=key), "other-1"))
+    other_event = create_event(payout_body(amount=9_999), key=key)
+    other_body = http_result(second.invoke(other_event, "other-1"), other_event)
     assert other_body.status == 422 and other_body.json()["type"].endswith("idempotency-key-reused")
 
     # The lock expires with the function; wait for that moment, not a guessed one.
     wait_until(lambda: time.monotonic() > started + lock_seconds + 0.2, timeout=lock_seconds + 5)
-    other_body_later = http_result(second.invoke(create_event(payout_body(amount=9_999), key=key), "other-2"))
+    other_body_later = http_result(second.invoke(other_event, "other-2"), other_event)
     assert other_body_later.status == 422  # the expired lock is not the other body's to take
-    after_expiry = http_result(second.invoke(event, "retry-2"))
+    after_expiry = http_result(second.invoke(event, "retry-2"), event)
     assert after_expiry.status == 201
     assert after_expiry.json()["id"] == only_link_id(upstream)
     assert links_created(upstream) == 1

@@ -10,9 +10,11 @@ import uuid
 import pytest
 
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID
+from local_stack.lambda_worker import LocalLambdaContext
 from local_stack.stack import CREDENTIALS_SECRET_NAME
+from payout_links.app import lambda_handler
 from payout_links.idempotency import UPSTREAM_KEY_NAMESPACE
-from tests.support import LINK_KEYS, new_key, payout_body
+from tests.support import LINK_KEYS, create_event, new_key, payout_body
 
 pytestmark = pytest.mark.integration
 
@@ -182,3 +184,31 @@ def test_a_link_for_another_user_exemption_or_order_is_never_a_201(function, ups
     result = function.create(payout_body(**asked))
 
     assert result.status == 502 and result.json()["type"].endswith("upstream-mismatch")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"content-type": "text/plain"}, {"idempotency-key": "bad key with spaces"}, {}],
+    ids=["415", "400", "422"],
+)
+def test_every_problem_carries_the_request_id_api_gateway_gave(function, headers):
+    """The id a user quotes to support: the event's requestId, which API Gateway also sends as `apigw-requestid`."""
+    event = create_event({"amount": 0} if not headers else None, headers=headers)
+    event["requestContext"]["requestId"] = "Quote-Me-1234abc="
+
+    answer = function.invoke(event)
+
+    assert answer.status in (400, 415, 422)
+    assert answer.json()["request_id"] == "Quote-Me-1234abc="
+    assert answer.is_problem()
+
+
+def test_a_problem_without_api_gateway_has_no_request_id(function):
+    """Invoked directly (no requestContext.requestId), the body has no empty or made-up id."""
+    event = create_event({"amount": 0})
+    del event["requestContext"]["requestId"]
+
+    answer = lambda_handler(event, LocalLambdaContext(20.0, "direct-invoke"))
+
+    assert answer["statusCode"] == 422
+    assert "request_id" not in json.loads(answer["body"])

@@ -41,7 +41,7 @@ def load(name: str) -> dict[str, Any]:
 def invoke(event: dict[str, Any]) -> HttpResult:
     from payout_links.app import lambda_handler
 
-    return http_result(lambda_handler(event, LocalLambdaContext(20.0, event["requestContext"]["requestId"])))
+    return http_result(lambda_handler(event, LocalLambdaContext(20.0, event["requestContext"]["requestId"])), event)
 
 
 @pytest.fixture
