@@ -4,6 +4,10 @@ The document is `openapi.json` beside this module (written by `make openapi`), r
 only, so that serving it costs the payout routes nothing. The page loads Swagger UI from a CDN in the browser;
 the function ships no UI assets. The version is pinned and each file carries its Subresource Integrity hash, so a
 changed file on the CDN is refused by the browser instead of run.
+
+Where the CDN cannot be reached (no internet, a firewall, a content security policy, a changed file), the page
+says so and links to the document itself: that message is the page's own content, and only a Swagger UI that
+actually loaded replaces it.
 """
 
 from __future__ import annotations
@@ -25,11 +29,20 @@ PAGE = f"""<!doctype html>
   <link rel="stylesheet" href="{SWAGGER_UI}/swagger-ui.css" integrity="{SWAGGER_UI_CSS_SRI}" crossorigin="anonymous">
 </head>
 <body>
+  <main id="fallback" style="font: 16px/1.5 system-ui, sans-serif; max-width: 40em; margin: 2em auto">
+    <h1>payout-link-proxy API</h1>
+    <p>The interactive reference could not load: it comes from cdn.jsdelivr.net, which this browser cannot reach
+      (offline, a firewall or a content security policy).</p>
+    <p>The API is described in full by its OpenAPI document: <a href="openapi.json">openapi.json</a>.</p>
+  </main>
   <div id="swagger-ui"></div>
   <script src="{SWAGGER_UI}/swagger-ui-bundle.js" integrity="{SWAGGER_UI_JS_SRI}" crossorigin="anonymous"></script>
   <script>
-    // Relative, so that the page works behind any stage, custom domain or local port.
-    window.ui = SwaggerUIBundle({{ url: "openapi.json", dom_id: "#swagger-ui" }});
+    if (window.SwaggerUIBundle) {{
+      document.getElementById("fallback").hidden = true;
+      // Relative, so that the page works behind any stage, custom domain or local port.
+      window.ui = SwaggerUIBundle({{ url: "openapi.json", dom_id: "#swagger-ui" }});
+    }}
   </script>
 </body>
 </html>
