@@ -107,7 +107,7 @@ def signed_webhook(
 PHONE, EMAIL = "5555550123", "ada@example.com"
 
 
-# The keys of every 201 body, as DESIGN.md lists them: always all present, nothing else.
+# The keys of every 201 body, as docs/api.md lists them: always all present, nothing else.
 LINK_KEYS = {
     "id",
     "created",

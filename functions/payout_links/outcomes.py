@@ -42,7 +42,7 @@ class Outcome(StrEnum):
 
 
 class IntentState(StrEnum):
-    """The states of an intent's record, as the logs and the README name them."""
+    """The states of an intent's record, as the logs and docs/idempotency.md name them."""
 
     NEW = "new"
     LOCKED = "locked"

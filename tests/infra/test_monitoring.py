@@ -25,7 +25,7 @@ ALARMS = {
     "FunctionThrottlesAlarm": {("AWS/Lambda", "Throttles")},
     "TableThrottlesAlarm": {("AWS/DynamoDB", "ReadThrottleEvents"), ("AWS/DynamoDB", "WriteThrottleEvents")},
 }
-# What an operator looks for on the dashboard (README, Operations).
+# What an operator looks for on the dashboard (docs/operations.md).
 DASHBOARD_METRICS = {
     ("PayoutLinkProxy", name)
     for name in (

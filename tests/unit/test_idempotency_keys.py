@@ -1,4 +1,4 @@
-"""Which idempotency key a request carries, and the key the upstream gets for it (DESIGN.md §1 and §2)."""
+"""Which idempotency key a request carries, and the key the upstream gets for it (docs/idempotency.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The request contract of POST /payout-links (DESIGN.md §1): what is accepted, what is refused, and where the
+"""The request contract of POST /payout-links (docs/api.md): what is accepted, what is refused, and where the
 refusal points; and the canonical request that is both forwarded upstream and fingerprinted for idempotency."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Whatever shape the upstream answers with, callers get the one normalized payout link (DESIGN.md §1 and §3)."""
+"""Whatever shape the upstream answers with, callers get the one normalized payout link (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The RFC 9457 problems callers receive, with the statuses and Retry-After headers of DESIGN.md §1."""
+"""The RFC 9457 problems callers receive, with the statuses and Retry-After headers of docs/api.md."""
 
 from __future__ import annotations
 

@@ -1,0 +1,106 @@
+"""docs/ is the contract callers and contributors rely on: these checks keep it in step with the code it describes.
+
+Each list the docs hold (problems, configuration, local variables, alarms, parameters) is compared with the
+source it comes from, so that adding one without writing it down fails here; links between documents resolve.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from local_stack.template import load_template
+from payout_links import problems
+from tests.support import ROOT
+
+pytestmark = pytest.mark.unit
+
+DOCS = ROOT / "docs"
+# Files whose words a reader of the repository meets: all Markdown, and the code and tests that cite the docs.
+CITING = [*ROOT.glob("*.md"), *DOCS.glob("*.md"), *(ROOT / "events").glob("*.md")]
+SOURCES = [
+    path
+    for folder in ("functions", "local_stack", "tests", "bench", "scripts", "layers")
+    for path in (ROOT / folder).rglob("*")
+    if path.suffix in {".py", ".md", ".yaml", ""} and path.is_file() and "__pycache__" not in path.parts
+]
+
+
+def text(name: str) -> str:
+    return (DOCS / name).read_text(encoding="utf-8")
+
+
+def table_column(markdown: str, heading: str) -> set[str]:
+    """The first column of the table under `heading`, with backticks and markup stripped, one name per cell part."""
+    section = markdown[markdown.index(heading) :]
+    names: set[str] = set()
+    for line in section.splitlines()[1:]:
+        if line.startswith("#"):
+            break
+        if line.startswith("|") and not line.startswith("|---"):
+            names.update(re.findall(r"`([^`]+)`", line.split("|")[1]))
+    return names
+
+
+def problem_slugs() -> set[str]:
+    found, pending = {problems.Problem}, [problems.Problem]
+    while pending:
+        for subclass in pending.pop().__subclasses__():
+            found.add(subclass)
+            pending.append(subclass)
+    return {problem.slug for problem in found}
+
+
+def test_the_error_table_lists_every_problem_the_function_answers():
+    table = text("api.md")[text("api.md").index("## Errors") :]
+    listed = set(re.findall(r"^\| \d{3} \| `([a-z-]+)`", table, re.MULTILINE))
+    assert listed == problem_slugs()
+
+
+def test_the_configuration_table_lists_every_function_variable_of_the_template():
+    template = load_template()
+    variables = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            variables |= set(resource["Properties"].get("Environment", {}).get("Variables", {}))
+    listed = table_column(text("deploy.md"), "## Configuration (function environment)")
+    assert variables <= listed, variables - listed
+
+
+def test_the_local_stack_page_lists_every_variable_make_run_reads():
+    source = (ROOT / "local_stack" / "stack.py").read_text(encoding="utf-8")
+    read = set(re.findall(r'(?<![\w.])env(?:\.get\(|\[)"([A-Z_]+)"', source))
+    listed = table_column(text("local-stack.md"), "| variable |")
+    assert read and read <= listed, read - listed
+
+
+def test_the_operations_page_explains_every_alarm():
+    alarms = {
+        resource["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
+        for resource in load_template()["Resources"].values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    page = text("operations.md")
+    assert alarms and all(f"`{alarm}`" in page for alarm in alarms), [a for a in alarms if f"`{a}`" not in page]
+
+
+def test_the_deploy_page_names_every_parameter_of_the_template():
+    page = text("deploy.md")
+    missing = [name for name in load_template()["Parameters"] if f"`{name}`" not in page]
+    assert not missing
+
+
+@pytest.mark.parametrize("document", CITING, ids=lambda path: str(path.relative_to(ROOT)))
+def test_relative_links_resolve(document: Path):
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", document.read_text(encoding="utf-8"))
+    local = [link for link in links if not re.match(r"[a-z]+:", link)]
+    broken = [link for link in local if not (document.parent / link).exists()]
+    assert not broken
+
+
+def test_nothing_cites_a_document_outside_the_repository():
+    outside = "DESIGN" + ".md"  # not in the repository; split so that this file does not name it either
+    citing = [str(path.relative_to(ROOT)) for path in SOURCES + CITING if outside in path.read_text("utf-8")]
+    assert not citing
