@@ -62,7 +62,7 @@ test: dev tools checkov schemathesis  ## run every test tier (unit, integration,
 unit integration e2e infra: dev tools checkov schemathesis  ## run one test tier
 	$(PY) -m pytest -m $@ $(PYTEST_ARGS)
 
-bench: dev tools  ## measure cold start, warm CPU, round trips, size and memory against the floor (bench/perf.py)
+bench: dev tools  ## measure cold start, warm CPU, round trips, size and memory against the floor; writes docs/performance.md
 	$(PY) bench/perf.py
 
 load: dev  ## drive the local stack with 2,000 requests and check one link per intent (bench/load.py)

@@ -25,6 +25,7 @@ Everything runs against a local moto server and the Dots emulator; no figure dep
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib.metadata
 import io
 import json
@@ -54,6 +55,8 @@ from local_stack.template import function_settings  # noqa: E402
 
 TOOLS_BIN = ROOT / ".venv-tools" / "bin"
 DEV_BIN = ROOT / ".venv" / "bin"
+DOCS_PAGE = ROOT / "docs" / "performance.md"
+FIGURES_START, FIGURES_END = "<!-- figures: written by make bench -->", "<!-- end of figures -->"
 TARGETS = {
     "cold/floor": 1.2,
     "warm CPU/floor": 1.2,
@@ -161,6 +164,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=9, help="fresh processes per cold figure (median)")
     parser.add_argument("--warm-runs", type=int, default=3, help="fresh processes for the warm figures (median)")
+    parser.add_argument(
+        "--no-docs", action="store_true", help="print the figures only; do not write them into docs/performance.md"
+    )
     args = parser.parse_args()
 
     # A local moto server takes any credentials; never a real account's.
@@ -176,7 +182,7 @@ def main() -> int:
         shipped = shipped_layout(Path(work))
         sizes = built_sizes(shipped.build)
         cold, warm = measure(shipped, args.runs, args.warm_runs)
-    return report(cold, warm, sizes, args.runs)
+    return report(cold, warm, sizes, args.runs, write_docs=not args.no_docs)
 
 
 # Cold probes, in the order each round runs them: (label, probe, shipped layout?).
@@ -218,9 +224,18 @@ def measure(shipped: Shipped, runs: int, warm_runs: int) -> tuple[dict[str, list
     return cold, warm
 
 
-def report(cold: dict[str, list[dict]], warm: list[dict], sizes: dict[str, tuple[int, int]], runs: int) -> int:
-    """Print the table; 1 when any figure misses its target."""
+def report(
+    cold: dict[str, list[dict]],
+    warm: list[dict],
+    sizes: dict[str, tuple[int, int]],
+    runs: int,
+    *,
+    write_docs: bool,
+) -> int:
+    """Print the table and write it into docs/performance.md; 1 when any figure misses its target."""
     missed: list[str] = []
+    lines: list[str] = []
+    emit = lines.append
 
     def judged(label: str, value: float, text: str, limit: float) -> str:
         verdict = check(value, limit)
@@ -241,45 +256,45 @@ def report(cold: dict[str, list[dict]], warm: list[dict], sizes: dict[str, tuple
     trips = warm[0]["round_trips"]
     assert all(sample["round_trips"] == trips for sample in warm), "round trips differ between runs"
 
-    print(
+    emit(
         f"payout-link-proxy performance, as shipped: medians of {runs} fresh processes per cold figure "
         f"(Python {sys.version.split()[0]}, {platform.machine()})"
     )
-    print(row("figure", "measured", "target", ""))
-    print(row("-" * 48, "-" * 22, "-" * 10, "-" * 4))
-    print(row("cold, shipped: import + first create, handler", f"{total['handler']:.0f} ms"))
-    print(row("cold, shipped: same work, floor", f"{total['floor']:.0f} ms"))
-    print(row("  of which imports: handler / floor", "{:.0f} / {:.0f} ms".format(imports["handler"], imports["floor"])))
-    print(judged("cold/floor, shipped", cold_ratio, f"{cold_ratio:.2f}", TARGETS["cold/floor"]))
-    print(
+    emit(row("figure", "measured", "target", ""))
+    emit(row("-" * 48, "-" * 22, "-" * 10, "-" * 4))
+    emit(row("cold, shipped: import + first create, handler", f"{total['handler']:.0f} ms"))
+    emit(row("cold, shipped: same work, floor", f"{total['floor']:.0f} ms"))
+    emit(row("  of which imports: handler / floor", "{:.0f} / {:.0f} ms".format(imports["handler"], imports["floor"])))
+    emit(judged("cold/floor, shipped", cold_ratio, f"{cold_ratio:.2f}", TARGETS["cold/floor"]))
+    emit(
         row(
             "cold, dev venv (bytecode written): handler / floor",
             "{:.0f} / {:.0f} ms".format(total["venv handler"], total["venv floor"]),
         )
     )
-    print(row("cold/floor, dev venv (not what ships)", f"{venv_ratio:.2f}"))
-    print(row("cold, dev venv: naive Powertools handler", f"{total['naive']:.0f} ms"))
-    print(
+    emit(row("cold/floor, dev venv (not what ships)", f"{venv_ratio:.2f}"))
+    emit(row("cold, dev venv: naive Powertools handler", f"{total['naive']:.0f} ms"))
+    emit(
         row(
             "warm CPU, new intent: handler / floor",
             "{:.2f} / {:.2f} ms".format(median(warm, "handler_new_ms"), median(warm, "floor_new_ms")),
         )
     )
-    print(judged("warm CPU/floor, new intent", new_ratio, f"{new_ratio:.2f}", TARGETS["warm CPU/floor"]))
-    print(
+    emit(judged("warm CPU/floor, new intent", new_ratio, f"{new_ratio:.2f}", TARGETS["warm CPU/floor"]))
+    emit(
         row(
             "warm CPU, replay: handler / floor",
             "{:.2f} / {:.2f} ms".format(median(warm, "handler_replay_ms"), median(warm, "floor_replay_ms")),
         )
     )
-    print(judged("warm CPU/floor, replay", replay_ratio, f"{replay_ratio:.2f}", TARGETS["warm CPU/floor"]))
+    emit(judged("warm CPU/floor, replay", replay_ratio, f"{replay_ratio:.2f}", TARGETS["warm CPU/floor"]))
     for name, target in (("new_intent", (2, 0, 1, 0)), ("replay", (1, 0, 0, 0))):
         counts = trips[name]
         measured = (counts["dynamodb"], counts["secretsmanager"], counts["upstream"], counts["new_connections"])
         ok = measured[0] <= target[0] and measured[1:] == target[1:] if name == "replay" else measured == target
         if not ok:
             missed.append(name)
-        print(
+        emit(
             row(
                 f"round trips, warm {name.replace('_', ' ')}: DDB/SM/up/conn",
                 "/".join(map(str, measured)),
@@ -296,7 +311,7 @@ def report(cold: dict[str, list[dict]], warm: list[dict], sizes: dict[str, tuple
         if not ok:
             missed.append(name)
         calls = ", ".join(f"{counts[kind]} {method}" for kind, method in UPSTREAM_METHODS if counts[kind])
-        print(
+        emit(
             row(
                 f"round trips, warm {label}: DDB/SM/up/conn",
                 "/".join(map(str, measured)) + (f" ({calls})" if calls else ""),
@@ -306,17 +321,20 @@ def report(cold: dict[str, list[dict]], warm: list[dict], sizes: dict[str, tuple
         )
     unzipped = (sizes["function"][0] + sizes["layer"][0]) / 1e6
     zipped = (sizes["function"][1] + sizes["layer"][1]) / 1e6
-    print(judged("size: function + layer, unzipped", unzipped, f"{unzipped:.2f} MB", TARGETS["unzipped MB"]))
-    print(judged("size: function + layer, zipped", zipped, f"{zipped:.2f} MB", TARGETS["zipped MB"]))
-    print(
+    emit(judged("size: function + layer, unzipped", unzipped, f"{unzipped:.2f} MB", TARGETS["unzipped MB"]))
+    emit(judged("size: function + layer, zipped", zipped, f"{zipped:.2f} MB", TARGETS["zipped MB"]))
+    emit(
         row(
             "  function / layer, zipped",
             "{:.0f} / {:.0f} kB".format(sizes["function"][1] / 1e3, sizes["layer"][1] / 1e3),
         )
     )
-    print(row("peak RSS after 10 / 1,000 warm requests", f"{rss_10:.1f} / {rss_1000:.1f} MB"))
+    emit(row("peak RSS after 10 / 1,000 warm requests", f"{rss_10:.1f} / {rss_1000:.1f} MB"))
     growth = rss_1000 - rss_10
-    print(judged("RSS growth 10 -> 1,000", growth, f"{growth:.1f} MB", TARGETS["RSS growth MB"]))
+    emit(judged("RSS growth 10 -> 1,000", growth, f"{growth:.1f} MB", TARGETS["RSS growth MB"]))
+    print("\n".join(lines))
+    if write_docs:
+        write_figures(lines)
     if missed:
         print(f"FAIL: missed {', '.join(missed)}")
         for name in missed:
@@ -324,6 +342,17 @@ def report(cold: dict[str, list[dict]], warm: list[dict], sizes: dict[str, tuple
                 print(f"  {name}: {json.dumps(trips[name])}")
         return 1
     return 0
+
+
+def write_figures(lines: list[str]) -> None:
+    """Replace the figures in docs/performance.md (between its markers) by this run's, dated, so that the
+    document always shows what the benchmark last measured and never a number typed by hand."""
+    document = DOCS_PAGE.read_text(encoding="utf-8")
+    start, end = document.index(FIGURES_START) + len(FIGURES_START), document.index(FIGURES_END)
+    heading, table = lines[0], lines[1:]
+    figures = f"\n{heading}, on {datetime.date.today().isoformat()}:\n\n" + "\n".join(table) + "\n"
+    DOCS_PAGE.write_text(document[:start] + figures + document[end:], encoding="utf-8")
+    print(f"wrote the figures into {DOCS_PAGE.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

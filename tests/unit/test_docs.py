@@ -104,3 +104,15 @@ def test_nothing_cites_a_document_outside_the_repository():
     outside = "DESIGN" + ".md"  # not in the repository; split so that this file does not name it either
     citing = [str(path.relative_to(ROOT)) for path in SOURCES + CITING if outside in path.read_text("utf-8")]
     assert not citing
+
+
+def test_the_performance_figures_are_the_benchmarks_own():
+    """docs/performance.md shows the table `make bench` last wrote between its markers, and no other figures table
+    anywhere in the docs or the README could disagree with it."""
+    page = text("performance.md")
+    start, end = "<!-- figures: written by make bench -->", "<!-- end of figures -->"
+    assert page.count(start) == page.count(end) == 1 and page.index(start) < page.index(end)
+    bench = (ROOT / "bench" / "perf.py").read_text(encoding="utf-8")
+    assert start in bench and end in bench
+    elsewhere = [path.name for path in CITING if path.name != "performance.md" and "warm CPU/floor" in path.read_text()]
+    assert not elsewhere
