@@ -12,7 +12,7 @@ SCHEMATHESIS_VENV := .venv-schemathesis
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help dev tools checkov schemathesis openapi run bench load test unit integration e2e infra lint format clean
+.PHONY: help dev tools checkov schemathesis openapi run bench load check test unit integration faults properties e2e infra lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,11 +55,19 @@ openapi: dev  ## regenerate openapi.json (and the function's copy) from the mode
 run: dev  ## run the proxy locally on http://127.0.0.1:$PORT (default 3000) with moto and the Dots emulator
 	$(PY) -m local_stack
 
-test: dev tools checkov schemathesis  ## run every test tier (unit, integration, e2e, infra) and the linter
-	$(VENV)/bin/ruff check .
+check: lint  ## the one-minute loop: style, then the unit and integration tests (needs only .venv)
+	$(PY) -m pytest -q -m "unit or integration" $(PYTEST_ARGS)
+
+test: lint tools checkov schemathesis  ## the whole truth: style, then every test tier
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-unit integration e2e infra: dev tools checkov schemathesis  ## run one test tier
+unit integration faults properties: dev  ## run one test tier (these need only .venv)
+	$(PY) -m pytest -m $@ $(PYTEST_ARGS)
+
+e2e: dev schemathesis  ## run the end-to-end tier (the local stack over HTTP, and the API fuzzer)
+	$(PY) -m pytest -m $@ $(PYTEST_ARGS)
+
+infra: dev tools checkov  ## run the template tier (SAM translator, cfn-lint, sam validate and build, checkov)
 	$(PY) -m pytest -m $@ $(PYTEST_ARGS)
 
 bench: dev tools  ## measure cold start, warm CPU, round trips, size and memory against the floor; writes docs/performance.md

@@ -48,6 +48,18 @@ from tests.support import TEST_PARTNERS, InProcessFunction, RunningStack  # noqa
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The tiers: each test carries exactly one, so that `make check` (unit, integration) and `make test` (all of them)
+# between them run every test, and a test without a tier cannot slip out of both.
+TIERS = ("unit", "integration", "faults", "properties", "e2e", "infra", "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tiers = sorted({mark.name for mark in item.iter_markers() if mark.name in TIERS})
+        if len(tiers) != 1:
+            raise pytest.UsageError(f"{item.nodeid} must carry exactly one tier marker of {TIERS}, not {tiers}")
+
+
 @pytest.fixture(scope="session")
 def aws_endpoint() -> Iterator[str]:
     server, url = start_moto_server()

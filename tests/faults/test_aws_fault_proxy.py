@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 
 from tests.faults.aws_fault_proxy import THROTTLED, AwsFaultProxy
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.faults
 
 GET_ITEM = "DynamoDB_20120810.GetItem"
 PUT_ITEM = "DynamoDB_20120810.PutItem"

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support import create_event, http_result, new_key
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.faults
 
 CONTAINERS = 8
 REQUESTS = 50

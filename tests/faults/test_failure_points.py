@@ -22,7 +22,7 @@ from payout_links.service import RESPONSE_RESERVE_SECONDS
 from tests.faults.aws_fault_proxy import SERVICE_UNAVAILABLE
 from tests.support import create_event, frontend_headers, http_result, new_key, payout_body
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.faults
 
 
 def links_created(upstream) -> int:

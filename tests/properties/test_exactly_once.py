@@ -49,7 +49,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from local_stack.dots_emulator import PAYOUT_LINKS_PATH, DotsEmulator
 from tests.support import EMAIL, InProcessFunction, payout_body
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.properties
 
 ATTEMPT_TIMEOUT_SECONDS = 0.3
 MAX_ATTEMPTS = 2

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.support import payout_body
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.properties
 
 FIELDS = [
     "amount",
