@@ -6,7 +6,7 @@ its signature is NOT checked here (in AWS, API Gateway verifies it before the fu
 undecodable or expired token reaches the function without claims, and the function answers 401. A decodable
 token without one of the route's authorization scopes gets API Gateway's own 403.
 
-The API's CorsConfiguration applies as in AWS: the gateway answers preflight requests itself and adds the
+The API's CORS configuration applies as in AWS: the gateway answers preflight requests itself and adds the
 CORS headers to every answer for an allowed origin, whatever the function sent.
 
 Like API Gateway, it takes bursts of hundreds of connections (they queue for a free execution environment rather
@@ -88,9 +88,19 @@ def routes_from_template(template: dict[str, Any] | None = None) -> list[Route]:
     return routes
 
 
+# The CORS settings by their names in CorsConfiguration (SAM) and in x-amazon-apigateway-cors (OpenAPI).
+_CORS_FIELDS = {
+    "allow_origins": ("AllowOrigins", "allowOrigins"),
+    "allow_methods": ("AllowMethods", "allowMethods"),
+    "allow_headers": ("AllowHeaders", "allowHeaders"),
+    "expose_headers": ("ExposeHeaders", "exposeHeaders"),
+    "max_age": ("MaxAge", "maxAge"),
+}
+
+
 @dataclass(frozen=True)
 class Cors:
-    """An HTTP API's CorsConfiguration, applied as API Gateway applies it."""
+    """An HTTP API's CORS configuration, applied as API Gateway applies it."""
 
     allow_origins: tuple[str, ...]
     allow_methods: tuple[str, ...] = ()
@@ -102,19 +112,34 @@ class Cors:
     def from_template(
         cls, template: dict[str, Any] | None = None, *, allow_origins: Sequence[str] | None = None
     ) -> Cors | None:
-        """The CorsConfiguration of the template's HTTP API, None when it has none; `allow_origins` replaces
-        the configured origins (what a deployment does by setting the parameter they come from)."""
+        """The CORS configuration of the template's HTTP API, None when it has none; `allow_origins` replaces
+        the configured origins (what a deployment does by setting the parameter they come from).
+
+        It is read where API Gateway gets it from: the `x-amazon-apigateway-cors` extension of the API's
+        DefinitionBody, and the SAM property CorsConfiguration, whose settings SAM writes over the extension's."""
         template = template or load_template()
         for resource in template["Resources"].values():
-            if resource["Type"] == "AWS::Serverless::HttpApi" and "CorsConfiguration" in resource["Properties"]:
-                config = resolve(resource["Properties"]["CorsConfiguration"], template)
-                return cls(
-                    allow_origins=tuple(config.get("AllowOrigins", []) if allow_origins is None else allow_origins),
-                    allow_methods=tuple(config.get("AllowMethods", [])),
-                    allow_headers=tuple(config.get("AllowHeaders", [])),
-                    expose_headers=tuple(config.get("ExposeHeaders", [])),
-                    max_age=config.get("MaxAge"),
-                )
+            if resource["Type"] != "AWS::Serverless::HttpApi":
+                continue
+            properties = resource["Properties"]
+            extension = properties.get("DefinitionBody", {}).get("x-amazon-apigateway-cors")
+            configuration = properties.get("CorsConfiguration")
+            if extension is None and configuration is None:
+                return None
+            settings: dict[str, Any] = {}
+            for field_name, (sam_name, openapi_name) in _CORS_FIELDS.items():
+                for source, name in ((extension, openapi_name), (configuration, sam_name)):
+                    if source and name in source:
+                        settings[field_name] = resolve(source[name], template)
+            if allow_origins is not None:
+                settings["allow_origins"] = allow_origins
+            return cls(
+                allow_origins=tuple(settings.get("allow_origins", ())),
+                allow_methods=tuple(settings.get("allow_methods", ())),
+                allow_headers=tuple(settings.get("allow_headers", ())),
+                expose_headers=tuple(settings.get("expose_headers", ())),
+                max_age=settings.get("max_age"),
+            )
         return None
 
     def headers(self, origin: str | None, *, preflight: bool) -> dict[str, str]:

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from local_stack.gateway import Cors
 from local_stack.template import TEMPLATE_PATH, load_template
 
 pytestmark = pytest.mark.infra
@@ -232,17 +233,34 @@ def test_the_webhook_route_is_throttled_on_its_own(template: dict[str, Any]) -> 
     assert webhook["ThrottlingRateLimit"] < default["ThrottlingRateLimit"]
 
 
+# What the CORS configuration allows besides the origins (the CorsAllowedOrigins parameter).
+CORS_ALLOWS = {
+    "allowMethods": ["GET", "POST", "DELETE", "OPTIONS"],
+    # The API's own headers, and those that frontends' tracing adds unasked.
+    "allowHeaders": [
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "sentry-trace",
+    ],
+    "exposeHeaders": ["idempotent-replayed", "retry-after", "apigw-requestid"],
+    "maxAge": 600,
+}
+
+
 def test_cors_comes_from_a_parameter_and_allows_what_browsers_need(template: dict[str, Any]) -> None:
-    cors = template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
-    assert cors["AllowOrigins"] == {"Ref": "CorsAllowedOrigins"}
+    """In the OpenAPI extension, not in CorsConfiguration: there the SAM translator would inline the parameter
+    (see test_the_deployed_api_allows_each_origin_of_the_parameter)."""
+    api = template["Resources"]["HttpApi"]["Properties"]
+    assert "CorsConfiguration" not in api
+    cors = api["DefinitionBody"]["x-amazon-apigateway-cors"]
+    assert cors == {"allowOrigins": {"Ref": "CorsAllowedOrigins"}, **CORS_ALLOWS}
     assert template["Parameters"]["CorsAllowedOrigins"]["Type"] == "CommaDelimitedList"
     assert "*" not in template["Parameters"]["CorsAllowedOrigins"]["Default"]
-    assert cors["AllowMethods"] == ["GET", "POST", "DELETE", "OPTIONS"]
-    tracing = ["traceparent", "tracestate", "baggage", "sentry-trace"]  # added by frontends' tracing, unasked
-    assert cors["AllowHeaders"] == ["authorization", "content-type", "idempotency-key", *tracing]
-    assert cors["ExposeHeaders"] == ["idempotent-replayed", "retry-after", "apigw-requestid"]
-    assert cors["MaxAge"] == 600
-    assert "AllowCredentials" not in cors  # tokens travel in a header, never in cookies
+    assert "allowCredentials" not in cors  # tokens travel in a header, never in cookies
 
 
 def test_access_logs_never_carry_headers_or_bodies(template: dict[str, Any]) -> None:
@@ -470,10 +488,84 @@ def test_sam_build_is_reproducible(tmp_path: Path) -> None:
 # --- what CloudFormation deploys: the template as the SAM translator makes it --------------------------------
 
 
-def _translated(**parameters: str) -> dict[str, Any]:
-    values = {"JwtIssuer": "https://issuer.example.test", "JwtAudience": "payout-link-proxy", **parameters}
+REQUIRED_PARAMETERS = {"JwtIssuer": "https://issuer.example.test", "JwtAudience": "payout-link-proxy"}
+
+
+def _transformed(**parameters: str) -> dict[str, Any]:
+    """The whole template CloudFormation gets from the SAM translator, given these parameter values (as text, the
+    way a deploy passes them) and the template's defaults for the others."""
+    values = {**REQUIRED_PARAMETERS, **parameters}
     result = _run_tool("python", Path(__file__).with_name("sam_translate.py"), TEMPLATE_PATH, json.dumps(values))
-    return json.loads(result.stdout)["Resources"]
+    return json.loads(result.stdout)
+
+
+def _translated(**parameters: str) -> dict[str, Any]:
+    return _transformed(**parameters)["Resources"]
+
+
+def _as_cloudformation_resolves(value: Any, template: dict[str, Any], parameters: dict[str, str]) -> Any:
+    """A value of the transformed template as CloudFormation resolves it at deploy time, for the intrinsics the
+    tests here meet: `Ref` to a parameter (the value given, else the default; a CommaDelimitedList's becomes the
+    list of its items, each space-trimmed), `Fn::Split` and `Fn::Join`. Any other intrinsic fails the test."""
+    if isinstance(value, list):
+        return [_as_cloudformation_resolves(item, template, parameters) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if list(value) == ["Ref"]:
+        declared = template["Parameters"][value["Ref"]]
+        text = str(parameters.get(value["Ref"], declared.get("Default")))
+        return [item.strip() for item in text.split(",")] if declared["Type"] == "CommaDelimitedList" else text
+    if list(value) == ["Fn::Split"]:
+        delimiter, source = _as_cloudformation_resolves(value["Fn::Split"], template, parameters)
+        return source.split(delimiter)
+    if list(value) == ["Fn::Join"]:
+        delimiter, items = _as_cloudformation_resolves(value["Fn::Join"], template, parameters)
+        return delimiter.join(items)
+    intrinsics = [key for key in value if key == "Ref" or key.startswith("Fn::")]
+    assert not intrinsics, f"not resolved by this test: {value}"
+    return {key: _as_cloudformation_resolves(item, template, parameters) for key, item in value.items()}
+
+
+def _deployed_cors(**parameters: str) -> dict[str, Any]:
+    """The CORS configuration of the AWS::ApiGatewayV2::Api that CloudFormation creates."""
+    transformed = _transformed(**parameters)
+    (api,) = [
+        resource for resource in transformed["Resources"].values() if resource["Type"] == "AWS::ApiGatewayV2::Api"
+    ]
+    # API Gateway takes it from the OpenAPI body; SAM never sets the Api's own CorsConfiguration.
+    assert "CorsConfiguration" not in api["Properties"]
+    cors = api["Properties"]["Body"]["x-amazon-apigateway-cors"]
+    return _as_cloudformation_resolves(cors, transformed, {**REQUIRED_PARAMETERS, **parameters})
+
+
+@pytest.mark.parametrize(
+    "origins",
+    [
+        ["https://app.example.test"],
+        ["https://app.example.test", "https://admin.example.test", "http://localhost:5173"],
+    ],
+    ids=["one-origin", "three-origins"],
+)
+def test_the_deployed_api_allows_each_origin_of_the_parameter(origins: list[str]) -> None:
+    """Whatever the number of origins, API Gateway gets them as a list, beside the rest of the CORS settings.
+    With CorsConfiguration.AllowOrigins: !Ref, the translator inlined the parameter's text: two origins became
+    the one origin "a,b", which no browser sends, and every preflight failed."""
+    assert _deployed_cors(CorsAllowedOrigins=",".join(origins)) == {"allowOrigins": origins, **CORS_ALLOWS}
+
+
+def test_the_local_gateway_answers_preflights_with_the_deployed_cors() -> None:
+    """With the parameter's default, the local gateway's CORS is the deployed API's, setting for setting."""
+    deployed = _deployed_cors()
+    local = Cors.from_template()
+
+    assert local is not None
+    assert local == Cors(
+        allow_origins=tuple(deployed["allowOrigins"]),
+        allow_methods=tuple(deployed["allowMethods"]),
+        allow_headers=tuple(deployed["allowHeaders"]),
+        expose_headers=tuple(deployed["exposeHeaders"]),
+        max_age=deployed["maxAge"],
+    )
 
 
 @pytest.mark.parametrize("enabled", ["true", "false"])

@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 import pytest
 
-from local_stack.gateway import Route, build_event, jwt_claims, routes_from_template
+from local_stack.gateway import Cors, Route, build_event, jwt_claims, routes_from_template
 from payout_links.http import Request
 from payout_links.inbound import frontend_caller
 
@@ -96,6 +96,89 @@ def test_a_route_with_a_path_parameter_captures_it() -> None:
 
 def test_literal_characters_in_a_route_are_not_patterns() -> None:
     assert Route("GET", "/v1.0/links", jwt_protected=False).match("GET", "/v1x0/links") is None
+
+
+# --- CORS --------------------------------------------------------------------------------------------------------
+
+ORIGINS = ("https://app.example.test", "https://admin.example.test", "http://localhost:5173")
+
+
+def _api_template(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "Parameters": {"Origins": {"Type": "CommaDelimitedList", "Default": ",".join(ORIGINS)}},
+        "Resources": {"Api": {"Type": "AWS::Serverless::HttpApi", "Properties": properties}},
+    }
+
+
+def test_the_templates_cors_comes_from_the_apis_openapi_definition() -> None:
+    """template.yaml puts CORS in the x-amazon-apigateway-cors extension of the API's DefinitionBody (where SAM
+    leaves the parameter's !Ref for CloudFormation to resolve); the gateway reads it there."""
+    cors = Cors.from_template()
+
+    assert cors == Cors(
+        allow_origins=("http://localhost:5173",),
+        allow_methods=("GET", "POST", "DELETE", "OPTIONS"),
+        allow_headers=(
+            "authorization",
+            "content-type",
+            "idempotency-key",
+            "traceparent",
+            "tracestate",
+            "baggage",
+            "sentry-trace",
+        ),
+        expose_headers=("idempotent-replayed", "retry-after", "apigw-requestid"),
+        max_age=600,
+    )
+
+
+def test_cors_from_the_openapi_extension_resolves_a_comma_delimited_list_of_origins() -> None:
+    template = _api_template(
+        {
+            "DefinitionBody": {
+                "openapi": "3.0.1",
+                "paths": {},
+                "x-amazon-apigateway-cors": {
+                    "allowOrigins": {"Ref": "Origins"},
+                    "allowMethods": ["GET", "POST"],
+                    "allowHeaders": ["authorization"],
+                    "exposeHeaders": ["retry-after"],
+                    "maxAge": 60,
+                },
+            }
+        }
+    )
+
+    cors = Cors.from_template(template)
+
+    assert cors == Cors(ORIGINS, ("GET", "POST"), ("authorization",), ("retry-after",), 60)
+    for origin in ORIGINS:  # each origin of the list, not their comma-joined text
+        assert cors.headers(origin, preflight=True)["access-control-allow-origin"] == origin
+    assert cors.headers(",".join(ORIGINS), preflight=True) == {}
+
+
+def test_cors_configuration_is_read_too_and_wins_over_the_extension_as_in_sam() -> None:
+    template = _api_template(
+        {
+            "DefinitionBody": {
+                "openapi": "3.0.1",
+                "paths": {},
+                "x-amazon-apigateway-cors": {"allowOrigins": ["https://body.example.test"], "maxAge": 60},
+            },
+            "CorsConfiguration": {"AllowOrigins": {"Ref": "Origins"}, "AllowMethods": ["GET"]},
+        }
+    )
+
+    assert Cors.from_template(template) == Cors(ORIGINS, ("GET",), max_age=60)
+    only_sam = _api_template({"CorsConfiguration": {"AllowOrigins": ["https://sam.example.test"], "MaxAge": 5}})
+    assert Cors.from_template(only_sam) == Cors(("https://sam.example.test",), max_age=5)
+
+
+def test_no_cors_anywhere_is_none_and_given_origins_replace_the_configured_ones() -> None:
+    assert Cors.from_template(_api_template({"DefinitionBody": {"openapi": "3.0.1", "paths": {}}})) is None
+    cors = Cors.from_template(allow_origins=["https://deployed.example.test"])
+    assert cors is not None and cors.allow_origins == ("https://deployed.example.test",)
+    assert cors.allow_methods == ("GET", "POST", "DELETE", "OPTIONS")
 
 
 @pytest.mark.parametrize("key", SIGNING_KEYS)
