@@ -591,6 +591,36 @@ def test_snapstart_is_a_parameter_and_the_api_calls_the_published_alias(enabled:
     assert permissions and all(permission["Properties"]["FunctionName"] == {"Ref": alias} for permission in permissions)
 
 
+PATH_TEMPLATE = re.compile(r"\{([^}+]+)\+?\}")
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace", "x-amazon-apigateway-any-method"}
+
+
+def test_the_generated_openapi_has_nothing_that_fails_the_import_under_fail_on_warnings() -> None:
+    """FailOnWarnings stays on (a warning otherwise drops part of the API silently), so the body SAM generates
+    must import without a warning. The constructs SAM users reported failing under the flag: a path without its
+    leading "/" (the `$default` route or stage, SAM issue 2297: "Resource $default should start with /") and a
+    `servers` entry without a `url` (what DisableExecuteApiEndpoint generates, SAM issue 2424). And, from the
+    OpenAPI parser those messages come from, every `{name}` in a path declared as a path parameter of each of
+    its operations, and none declared that the path lacks."""
+    resources = _translated()
+    (api,) = [resource for resource in resources.values() if resource["Type"] == "AWS::ApiGatewayV2::Api"]
+    body = api["Properties"]["Body"]
+
+    assert api["Properties"]["FailOnWarnings"] is True
+    assert body["openapi"].startswith("3.0")
+    assert all(server.get("url") for server in body.get("servers", [])), body["servers"]
+    assert "x-amazon-apigateway-endpoint-configuration" not in json.dumps(body)
+    assert body["paths"]
+    for path, item in body["paths"].items():
+        assert path.startswith("/"), path
+        in_path = set(PATH_TEMPLATE.findall(path))
+        operations = {method: operation for method, operation in item.items() if method in HTTP_METHODS}
+        assert operations and set(item) == set(operations), (path, set(item) - set(operations))
+        for method, operation in operations.items():
+            declared = [parameter["name"] for parameter in operation.get("parameters", []) if parameter["in"] == "path"]
+            assert sorted(declared) == sorted(in_path), (method, path, declared)
+
+
 def _parameters_in(value: Any, parameters: set[str]) -> set[str]:
     """The template parameters a value refers to: by `Ref`, or by name inside an `Fn::Sub` string."""
     found: set[str] = set()
