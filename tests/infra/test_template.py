@@ -18,6 +18,7 @@ wheels from the package index (or uv's cache).
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -589,6 +590,80 @@ def test_snapstart_is_a_parameter_and_the_api_calls_the_published_alias(enabled:
         assert f"${{{alias}}}/invocations" in integration["uri"]["Fn::Sub"]
     permissions = [resource for resource in resources.values() if resource["Type"] == "AWS::Lambda::Permission"]
     assert permissions and all(permission["Properties"]["FunctionName"] == {"Ref": alias} for permission in permissions)
+
+
+# Two realistic deployments: a dev stack on the defaults, and a production one with every option taken. (SnapStart
+# on or off changes no resource, only the condition's value; both are covered here all the same.)
+DEPLOYMENTS = {
+    "dev-defaults": {},
+    "prod-every-option": {
+        "Stage": "prod",
+        "JwtAudience": "payout-link-proxy,payout-link-proxy-admin",
+        "CorsAllowedOrigins": "https://app.example.test,https://admin.example.test,https://ops.example.test",
+        "EnableSnapStart": "true",
+        "EnableApiDocs": "true",
+        "ReservedConcurrency": "100",
+        "ExistingPayoutApiCredentialsSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dots-AbC123",
+        "ExistingPartnerWebhookSecretsSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:hooks-AbC123",
+        "SecretsKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "AlarmEmail": "oncall@example.test",
+    },
+}
+# Findings of cfn-lint on the transformed template that are accepted, by rule id: where they occur (a glob over
+# the finding's path) and why. Each must still occur, so that a fixed one leaves this list.
+JUSTIFIED_LINT_FINDINGS = {
+    "W1020": (
+        "Resources/DependenciesLayer*/Properties/LayerName/Fn::Sub",
+        "SAM inlines Stage into the layer's LayerName !Sub, leaving no variable; template.yaml's !Sub has one",
+    ),
+}
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_cfn_lint_of_what_cloudformation_deploys(
+    deployment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cfn-lint on the template as the SAM translator makes it (test_cfn_lint only sees the SAM template): no
+    error, and every warning or informational finding is one of JUSTIFIED_LINT_FINDINGS, each of which occurs."""
+    transformed = tmp_path / "transformed.json"
+    transformed.write_text(json.dumps(_transformed(**DEPLOYMENTS[deployment])))
+    result = subprocess.run(
+        [str(_tool("cfn-lint")), str(transformed), "--format", "json", "--include-checks", "I"],
+        cwd=REPO_ROOT,
+        env=_tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    # cfn-lint's exit code is a bit set: 2 errors, 4 warnings, 8 informational found; 1, it failed to run.
+    assert result.returncode % 2 == 0 and result.stdout, result.stderr
+    findings = json.loads(result.stdout)
+    by_level = {level: [f for f in findings if f["Level"] == level] for level in ("Error", "Warning", "Informational")}
+    with capsys.disabled():
+        print(
+            f"\ncfn-lint of the transformed template ({deployment}): {len(by_level['Error'])} errors, "
+            f"{len(by_level['Warning'])} warnings, {len(by_level['Informational'])} informational: "
+            + (", ".join(sorted({f["Rule"]["Id"] for f in findings})) or "none")
+        )
+
+    def described(finding: dict[str, Any]) -> str:
+        return f"{finding['Rule']['Id']} at {'/'.join(map(str, finding['Location']['Path']))}: {finding['Message']}"
+
+    assert not by_level["Error"], "\n".join(map(described, by_level["Error"]))
+    unjustified = [
+        finding
+        for finding in findings
+        if finding["Rule"]["Id"] not in JUSTIFIED_LINT_FINDINGS
+        or not fnmatch.fnmatchcase(
+            "/".join(map(str, finding["Location"]["Path"])), JUSTIFIED_LINT_FINDINGS[finding["Rule"]["Id"]][0]
+        )
+    ]
+    assert not unjustified, "fix these, or justify them in JUSTIFIED_LINT_FINDINGS:\n" + "\n".join(
+        map(described, unjustified)
+    )
+    gone = set(JUSTIFIED_LINT_FINDINGS) - {finding["Rule"]["Id"] for finding in findings}
+    assert not gone, f"no longer found, remove from JUSTIFIED_LINT_FINDINGS: {sorted(gone)}"
 
 
 PATH_TEMPLATE = re.compile(r"\{([^}+]+)\+?\}")
