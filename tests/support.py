@@ -188,6 +188,7 @@ FUNCTION_METRICS = {
     "PayoutLinkRead": "Count",
     "PayoutLinkCanceled": "Count",
     "LinkOwnershipRefused": "Count",
+    "WebhookRefused": "Count",
     "ColdStart": "Count",
 }
 

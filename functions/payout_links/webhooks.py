@@ -46,7 +46,12 @@ class Delivery:
 
 
 class SignatureRejected(Unauthenticated):
-    """Every webhook refusal tells the caller the same thing; `reason` (logged, never sent) tells operators."""
+    """Every webhook refusal tells the caller the same thing; `reason` (logged, never sent) tells operators.
+
+    Each refused delivery also counts once in `WebhookRefused`, with the service as its only dimension: never the
+    partner name in the URL, which whoever sends the request chooses (nor the reason, which the log has)."""
+
+    metric = "WebhookRefused"
 
     def __init__(self, reason: str) -> None:
         super().__init__("The webhook signature could not be verified.")

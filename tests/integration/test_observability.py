@@ -5,11 +5,22 @@ dashboard rely on."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.support import FUNCTION_METRICS, create_event, emitted_metrics, function_logs, new_key
+from tests.support import (
+    FUNCTION_METRICS,
+    PARTNER,
+    create_event,
+    emitted_metrics,
+    function_logs,
+    new_key,
+    partner_event,
+    payout_body,
+    signed_webhook,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +110,58 @@ def test_refusals_count_by_cause(function, upstream):
 
     assert set(invalid) == {"ValidationRejected"}
     assert set(reused) == {"IdempotencyConflict"}
+
+
+# A name only a stranger would send: it must not reach a metric, where it would become a dimension value.
+STRANGERS_PARTNER_NAME = "stranger-chosen-name-7f3a"
+
+
+def _unsigned(request):
+    del request.headers["webhook-signature"]
+    return request
+
+
+def _bad_signature(request):
+    request.headers["webhook-signature"] = signed_webhook(webhook_id="msg_other").headers["webhook-signature"]
+    return request
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        lambda: _unsigned(signed_webhook()),
+        lambda: _bad_signature(signed_webhook()),
+        lambda: signed_webhook(headers={"webhook-signature": "v1,not base64!"}),
+        lambda: signed_webhook(at=datetime.now(UTC) - timedelta(minutes=6)),
+        lambda: signed_webhook(partner=STRANGERS_PARTNER_NAME),
+        lambda: _unsigned(signed_webhook(partner=STRANGERS_PARTNER_NAME)),
+    ],
+    ids=["missing-signature", "bad-signature", "malformed-signature", "stale-timestamp", "unknown-partner", "both"],
+)
+def test_each_refused_webhook_delivery_counts_once_with_no_per_request_dimension(function, upstream, refused):
+    """Refusals are what a stranger flooding the webhook route produces (the route's throttle is shared by every
+    partner): the count feeds an alarm, and carries neither the partner name the URL claims nor the reason."""
+    request = refused()
+    with emitted_metrics() as documents:
+        result = function.request("POST", request.path, body=request.body, headers=request.headers)
+
+    assert result.status == 401
+    metrics = metrics_of(documents)
+    metrics.pop("ColdStart", None)  # the first invocation of a container
+    assert metrics == {"WebhookRefused": ("Count", [1.0], [["service"]])}
+    emitted = json.dumps(documents)
+    assert STRANGERS_PARTNER_NAME not in emitted and f'"{PARTNER}"' not in emitted
+
+
+def test_a_delivery_that_passes_the_signature_check_is_not_counted_as_refused(function, upstream):
+    with emitted_metrics() as documents:
+        created = function.webhook()
+        too_large = function.webhook(
+            partner_event(payout_body(memo="x" * 20_000))
+        )  # signed, over MAX_BODY_BYTES: a 413
+
+    assert (created.status, too_large.status) == (201, 413)
+    assert "WebhookRefused" not in metrics_of(documents)
 
 
 def test_a_rotated_credential_is_counted_when_reread(function, upstream):
