@@ -24,6 +24,7 @@ ALARMS = {
     "FunctionErrorsAlarm": {("AWS/Lambda", "Errors")},
     "FunctionThrottlesAlarm": {("AWS/Lambda", "Throttles")},
     "TableThrottlesAlarm": {("AWS/DynamoDB", "ReadThrottleEvents"), ("AWS/DynamoDB", "WriteThrottleEvents")},
+    "WebhookRefusalsAlarm": {("PayoutLinkProxy", "WebhookRefused")},
 }
 # What an operator looks for on the dashboard (docs/operations.md).
 DASHBOARD_METRICS = {
@@ -44,6 +45,7 @@ DASHBOARD_METRICS = {
         "PayoutLinkRead",
         "PayoutLinkCanceled",
         "LinkOwnershipRefused",
+        "WebhookRefused",
         "ColdStart",
     )
 } | {
@@ -137,6 +139,21 @@ def test_the_5xx_alarm_is_a_rate_with_a_minimum_of_requests(template):
     assert (properties["ComparisonOperator"], properties["Threshold"]) == ("GreaterThanThreshold", 5)
     periods = {query["MetricStat"]["Period"] for query in properties["Metrics"] if "MetricStat" in query}
     assert periods == {300}
+
+
+def test_the_webhook_refusals_alarm_fires_on_a_flood_well_below_what_the_route_lets_through(template):
+    """The webhook route's throttle is shared by every partner and spent by unsigned requests: a flood of forgeries
+    at its rate keeps partners at 429. Its refusals reach the function and raise the alarm long before that."""
+    properties = template["Resources"]["WebhookRefusalsAlarm"]["Properties"]
+    parameter = template["Parameters"]["WebhookRefusalsAlarmThreshold"]
+    route = template["Resources"]["HttpApi"]["Properties"]["RouteSettings"]["POST /webhooks/{partner}/payout-links"]
+    let_through = route["ThrottlingRateLimit"] * properties["Period"]
+
+    assert properties["Threshold"] == {"Ref": "WebhookRefusalsAlarmThreshold"}
+    assert (parameter["Type"], parameter["MinValue"]) == ("Number", 1)
+    assert 0 < parameter["Default"] <= let_through / 5, (parameter["Default"], let_through)
+    assert (properties["Statistic"], properties["Period"], properties["EvaluationPeriods"]) == ("Sum", 300, 1)
+    assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
 
 def test_there_is_one_alarm_per_failure_and_an_optional_email(template):
