@@ -92,11 +92,23 @@ def test_the_deploy_page_names_every_parameter_of_the_template():
     assert not missing
 
 
+def anchors(document: Path) -> set[str]:
+    """The anchors GitHub makes of a Markdown file's headings: lower case, punctuation dropped, spaces to `-`."""
+    headings = re.findall(r"^#+ (.+)$", document.read_text(encoding="utf-8"), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
 @pytest.mark.parametrize("document", CITING, ids=lambda path: str(path.relative_to(ROOT)))
-def test_relative_links_resolve(document: Path):
-    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", document.read_text(encoding="utf-8"))
-    local = [link for link in links if not re.match(r"[a-z]+:", link)]
-    broken = [link for link in local if not (document.parent / link).exists()]
+def test_relative_links_and_their_anchors_resolve(document: Path):
+    links = re.findall(r"\]\(([^)\s]+)\)", document.read_text(encoding="utf-8"))
+    broken = []
+    for link in links:
+        if re.match(r"[a-z]+:", link):
+            continue
+        target, _, anchor = link.partition("#")
+        path = document.parent / target if target else document
+        if not path.exists() or (anchor and path.suffix == ".md" and anchor not in anchors(path)):
+            broken.append(link)
     assert not broken
 
 
