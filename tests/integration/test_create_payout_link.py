@@ -7,14 +7,16 @@ import hashlib
 import json
 import uuid
 
+import httpx
 import pytest
 
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID
 from local_stack.lambda_worker import LocalLambdaContext
 from local_stack.stack import CREDENTIALS_SECRET_NAME
+from payout_links import service
 from payout_links.app import lambda_handler
 from payout_links.idempotency import UPSTREAM_KEY_NAMESPACE
-from tests.support import LINK_KEYS, create_event, new_key, payout_body
+from tests.support import LINK_KEYS, create_event, function_logs, new_key, payout_body
 
 pytestmark = pytest.mark.integration
 
@@ -212,3 +214,54 @@ def test_a_problem_without_api_gateway_has_no_request_id(function):
 
     assert answer["statusCode"] == 422
     assert "request_id" not in json.loads(answer["body"])
+
+
+class BrokenDependency(RuntimeError):
+    """A failure no handler expects: a bug in the function or in a library it uses."""
+
+
+# What the exception says; none of it may reach the caller.
+INTERNAL_DETAIL = "pool state corrupted at 0x7f3a9c (internal-marker-5e1d)"
+
+
+def test_an_unexpected_error_is_a_500_problem_that_shows_nothing_of_it(function, upstream, monkeypatch):
+    """Whatever raises where no handler expects it: the caller gets the generic problem, never the exception's
+    text, its repr or a traceback; the operator gets the exception in the logs."""
+
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise BrokenDependency(INTERNAL_DETAIL)
+
+    # The upstream's HTTP client, as the container builds it, is the dependency that fails.
+    working_client = service.deadline_client
+    monkeypatch.setattr(service, "deadline_client", lambda **_: httpx.Client(transport=httpx.MockTransport(broken)))
+    function.reset_container()
+    key = new_key()
+
+    with function_logs() as logs:
+        result = function.create(key=key)
+
+    assert result.status == 500
+    assert result.headers["content-type"] == "application/problem+json"
+    assert result.headers["cache-control"] == "no-store"
+    assert result.json() == {
+        "type": "urn:payout-link-proxy:problem:internal-error",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "The request could not be completed; retry with the same key.",
+    }
+    exposed = result.body.decode() + json.dumps(result.headers)
+    for leak in (INTERNAL_DETAIL, "internal-marker", "BrokenDependency", "RuntimeError", "Traceback", 'File "'):
+        assert leak not in exposed
+    entries = [json.loads(line) for line in logs.getvalue().splitlines() if line.startswith("{")]
+    (logged,) = [entry for entry in entries if entry["message"] == "unexpected error"]
+    assert logged["level"] == "ERROR"
+    assert logged["exception_name"] == "BrokenDependency"
+    assert "Traceback" in logged["exception"] and INTERNAL_DETAIL in logged["exception"]
+    assert upstream.stats()["requests"] == 0
+
+    # As the detail says: once the fault is gone, the same key creates the link.
+    monkeypatch.setattr(service, "deadline_client", working_client)
+    function.reset_container()
+    retry = function.create(key=key)
+    assert retry.status == 201 and "idempotent-replayed" not in retry.headers
+    assert upstream.stats()["links_created"] == 1
