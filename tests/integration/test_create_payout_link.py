@@ -64,13 +64,18 @@ def test_replay_returns_the_same_body_without_calling_the_upstream(function, ups
 
 
 def test_replay_is_also_served_to_a_new_container(function, upstream):
+    """The record in DynamoDB, not the container's memory, answers: a new container replays the first answer
+    without asking the upstream again (which would also hand back the same link, by the derived key)."""
     key = new_key()
     first = function.create(key=key)
+    assert first.status == 201 and "idempotent-replayed" not in first.headers
     function.reset_container()
 
     replay = function.create(key=key)
 
     assert (replay.status, replay.body) == (201, first.body)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert upstream.stats()["creates"] == 1
     assert upstream.stats()["links_created"] == 1
 
 
