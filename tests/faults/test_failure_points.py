@@ -7,18 +7,22 @@ upstream created for the intent: always 0 or 1.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from local_stack.aws_resources import free_port
-from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID
+from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator
 from local_stack.workers import InvocationFailed
+from payout_links import service
 from payout_links.aws import WORST_CASE_CALL_SECONDS
 from payout_links.service import RESPONSE_RESERVE_SECONDS
+from payout_links.upstream import PayoutApiClient
 from tests.faults.aws_fault_proxy import SERVICE_UNAVAILABLE
 from tests.support import create_event, frontend_headers, http_result, new_key, payout_body
 
@@ -260,12 +264,54 @@ def test_retries_after_5xx_never_make_a_second_link(function, upstream):
     assert links_created(upstream) == 1
 
 
-def test_connection_refused_is_retried(function, upstream):
-    function.set_env(PAYOUT_API_BASE_URL=f"http://127.0.0.1:{free_port()}/api")
+class Backoffs:
+    """The upstream client's sleeps between attempts: each is recorded, and `before_first` runs before the first."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+        self.before_first: Callable[[], object] | None = None
+
+    def sleep(self, seconds: float) -> None:
+        if not self.slept and self.before_first is not None:
+            self.before_first()
+        self.slept.append(seconds)
+        time.sleep(seconds)
+
+
+@pytest.fixture
+def backoffs(monkeypatch) -> Backoffs:
+    """The container's upstream client sleeps through a `Backoffs` (its constructor takes the sleep to use)."""
+    recorder = Backoffs()
+    monkeypatch.setattr(service, "PayoutApiClient", functools.partial(PayoutApiClient, sleep=recorder.sleep))
+    return recorder
+
+
+def test_connection_refused_is_retried(function, upstream, backoffs):
+    """Nothing listens on the upstream's port at the first attempt (refused: the request never left); the
+    upstream comes up during the backoff, and the retry is the one request it sees, which makes the link."""
+    port = free_port()
+    late = DotsEmulator(DEMO_CLIENT_ID, DEMO_API_KEY, port=port)
+    backoffs.before_first = late.start
+    function.set_env(PAYOUT_API_BASE_URL=f"http://127.0.0.1:{port}/api")
+    try:
+        result = function.create()
+    finally:
+        late.stop()
+
+    assert result.status == 201 and "idempotent-replayed" not in result.headers
+    assert len(backoffs.slept) == 1  # one refused attempt, then the one that reached the upstream
+    assert late.stats()["creates"] == 1 and late.stats()["links_created"] == 1
+    assert result.json()["id"] == only_link_id(late)
+    assert upstream.stats()["requests"] == 0
+
+
+def test_an_upstream_that_stays_unreachable_is_a_502_after_every_attempt(function, upstream, backoffs):
+    function.set_env(PAYOUT_API_BASE_URL=f"http://127.0.0.1:{free_port()}/api", PAYOUT_API_MAX_ATTEMPTS="3")
 
     result = function.create()
 
     assert result.status == 502 and result.is_problem()
+    assert len(backoffs.slept) == 2  # three attempts, each refused
     assert links_created(upstream) == 0
 
 
