@@ -87,13 +87,26 @@ def test_another_caller_with_the_same_key_gets_its_own_link(api, upstream):
     assert upstream.stats()["links_created"] == 2
 
 
-def test_machine_token_without_subject_is_scoped_by_client_id(api, upstream, stack):
+def test_machine_token_without_subject_is_scoped_by_client_id(api, upstream):
+    """A machine token (a client_id, no subject) is its own caller: a user whose subject is that same name shares
+    neither its idempotency keys nor its links."""
     key = new_key()
-    headers = {"authorization": f"Bearer {token(None, client_id='billing-service')}"}
+    machine = {"authorization": f"Bearer {token(None, client_id='billing-service')}"}
+    namesake = {"authorization": f"Bearer {token('billing-service')}"}
 
-    result = post(api, key=key, sub=None, headers=headers)
+    made = post(api, key=key, sub=None, headers=machine)
+    again = post(api, key=key, sub=None, headers=machine)
+    users = post(api, key=key, sub=None, headers=namesake)
 
-    assert result.status == 201
+    assert made.status == 201 and "idempotent-replayed" not in made.headers
+    assert again.status == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == made.json()["id"]
+    assert users.status == 201 and "idempotent-replayed" not in users.headers
+    assert users.json()["id"] != made.json()["id"]
+    assert upstream.stats()["links_created"] == 2
+    link = f"/payout-links/{made.json()['id']}"
+    assert api.get(link, headers=machine).status_code == 200
+    assert api.get(link, headers=namesake).status_code == 404
 
 
 @pytest.mark.parametrize(
