@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 
 import httpx
@@ -77,6 +78,30 @@ def test_replay_is_also_served_to_a_new_container(function, upstream):
     assert replay.headers["idempotent-replayed"] == "true"
     assert upstream.stats()["creates"] == 1
     assert upstream.stats()["links_created"] == 1
+
+
+def padded_body(size: int) -> str:
+    """A valid create body of exactly `size` bytes: JSON allows trailing whitespace."""
+    body = json.dumps(payout_body())
+    assert len(body) <= size
+    return body + " " * (size - len(body))
+
+
+@pytest.mark.parametrize("configured", [None, "2048"], ids=["template-limit", "configured-limit"])
+def test_the_body_limit_is_the_configured_one(function, upstream, configured):
+    """MAX_BODY_BYTES (the template's, or another) is what the create route enforces: a body of exactly that many
+    bytes is served, one byte more is a 413 that never reaches the upstream."""
+    if configured is not None:
+        function.set_env(MAX_BODY_BYTES=configured)
+    limit = int(os.environ["MAX_BODY_BYTES"])
+
+    over = function.create(padded_body(limit + 1))
+    at = function.create(padded_body(limit))
+
+    assert over.status == 413 and over.is_problem()
+    assert over.json()["detail"] == f"The body must be at most {limit} bytes."
+    assert at.status == 201
+    assert upstream.stats()["creates"] == 1
 
 
 def test_body_key_and_quoted_header_name_the_same_intent(function, upstream):
