@@ -141,7 +141,12 @@ def test_literal_settings_the_local_runner_reads(function: dict[str, Any]) -> No
 def test_routes_and_who_may_call_them(template: dict[str, Any], function: dict[str, Any]) -> None:
     api = template["Resources"]["HttpApi"]["Properties"]
     assert api["Auth"]["DefaultAuthorizer"] == "JwtAuthorizer"
-    assert list(api["Auth"]["Authorizers"]) == ["JwtAuthorizer"]
+    assert api["Auth"]["Authorizers"] == {
+        "JwtAuthorizer": {
+            "IdentitySource": "$request.header.Authorization",
+            "JwtConfiguration": {"issuer": {"Ref": "JwtIssuer"}, "audience": {"Ref": "JwtAudience"}},
+        }
+    }
     assert template["Parameters"]["RequiredScope"]["Default"] == "payouts:write"
     assert template["Parameters"]["ReadScope"]["Default"] == "payouts:read"
     common = {"ApiId": {"Ref": "HttpApi"}, "PayloadFormatVersion": "2.0"}

@@ -45,6 +45,21 @@ def test_the_template_declares_post_payout_links_behind_the_jwt_authorizer() -> 
     assert len({route.route_key for route in routes}) == len(routes)
 
 
+def test_each_route_requires_exactly_the_scopes_the_template_gives_it() -> None:
+    """What the local gateway enforces, read from template.yaml with every parameter at its default: a token
+    needs one of these scopes (`Route.scopes` takes no part in comparing routes, so it is checked here)."""
+    routes = {route.route_key: (route.jwt_protected, route.scopes) for route in routes_from_template()}
+
+    assert routes == {
+        "POST /payout-links": (True, ("payouts:write",)),
+        "GET /payout-links/{id}": (True, ("payouts:read", "payouts:write")),
+        "DELETE /payout-links/{id}": (True, ("payouts:write",)),
+        "POST /webhooks/{partner}/payout-links": (False, ()),
+        "GET /openapi.json": (False, ()),
+        "GET /docs": (False, ()),
+    }
+
+
 def test_routes_follow_default_and_explicit_authorizers() -> None:
     template = {
         "Resources": {
