@@ -7,19 +7,23 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from payout_links.problems import PROBLEM_TYPE_PREFIX
 from tests.support import create_event, http_result, new_key
 
 pytestmark = pytest.mark.faults
 
 CONTAINERS = 8
 REQUESTS = 50
+HOLD_SECONDS = 1.0
+IN_PROGRESS = PROBLEM_TYPE_PREFIX + "request-in-progress"
 
 
 def test_fifty_identical_requests_across_eight_containers_make_one_link(container_pool, upstream):
     pool = container_pool(CONTAINERS)
     assert len(set(pool.pids)) == CONTAINERS
     event = create_event(key=new_key())
-    upstream.inject({"delay_seconds": 0.3})  # the first creation stays in flight while duplicates arrive
+    # The first creation stays in flight while the duplicates arrive (the function waits up to 8 s for it).
+    upstream.inject({"delay_seconds": HOLD_SECONDS})
 
     with ThreadPoolExecutor(max_workers=REQUESTS) as callers:
         answers = callers.map(lambda n: pool.invoke(event, f"dup-{n}"), range(REQUESTS))
@@ -31,5 +35,14 @@ def test_fifty_identical_requests_across_eight_containers_make_one_link(containe
     fresh = [result for result in created if "idempotent-replayed" not in result.headers]
     assert len(fresh) == 1  # exactly one request made the link; every other 201 is a replay of it
     assert {result.body for result in created} == {fresh[0].body}
-    assert all(result.is_problem() and "retry-after" in result.headers for result in results if result.status == 409)
+    in_progress = [result for result in results if result.status == 409]
+    # The requests overlapped: some found the first one's lock held. Served one after another, none would.
+    assert in_progress, "no request overlapped another"
+    assert all(result.is_problem() and "retry-after" in result.headers for result in in_progress)
+    assert {result.json()["type"] for result in in_progress} == {IN_PROGRESS}
+    # And once the link is made, the same request is replayed by whichever container gets it.
+    later = http_result(pool.invoke(event, "later"))
+    assert later.status == 201 and later.headers["idempotent-replayed"] == "true"
+    assert later.body == fresh[0].body
+    assert upstream.stats()["creates"] == 1
     assert upstream.stats()["links_created"] == 1
