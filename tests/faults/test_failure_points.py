@@ -24,7 +24,7 @@ from payout_links.aws import WORST_CASE_CALL_SECONDS
 from payout_links.service import RESPONSE_RESERVE_SECONDS
 from payout_links.upstream import PayoutApiClient
 from tests.faults.aws_fault_proxy import SERVICE_UNAVAILABLE
-from tests.support import create_event, frontend_headers, http_result, new_key, payout_body
+from tests.support import create_event, frontend_headers, http_event, http_result, new_key, payout_body
 
 pytestmark = pytest.mark.faults
 
@@ -61,12 +61,19 @@ def test_process_killed_after_the_upstream_created_the_link(containers, upstream
     """The link exists upstream, the record still says INPROGRESS, and the process is gone: while the lock lives
     the same body gets 409, another body 422 at any time, and once the lock has expired the same body gets the
     link that exists."""
-    # The function's timeout: a cold container must be able to read its credentials before the upstream deadline.
+    # The function's timeout: reading the credentials (the worst case of an AWS call), a second for the upstream,
+    # and the reserve to record the result and answer.
     lock_seconds = RESPONSE_RESERVE_SECONDS + WORST_CASE_CALL_SECONDS + 1.0
     first, second = containers(lock_seconds), containers(lock_seconds)
+    # Clients built (a cold container's slowest part) by reading a link nobody has: however slowly a container
+    # starts, the create then has its whole upstream budget.
+    for container in (first, second):
+        unknown = http_event("GET", f"/payout-links/{new_key()}", headers=frontend_headers(key=None))
+        assert http_result(container.invoke(unknown, "warm")).status == 404
     key = new_key()
     event = create_event(key=key)
-    upstream.inject({"delay_seconds": 2.0, "after_create": True})  # created, then the answer is slow
+    # Created, then the answer is held for longer than the function waits: it can only end by being killed.
+    upstream.inject({"delay_seconds": lock_seconds, "after_create": True})
     crashed: list[Exception] = []
 
     def invoke_and_crash() -> None:
@@ -75,10 +82,11 @@ def test_process_killed_after_the_upstream_created_the_link(containers, upstream
         except InvocationFailed as exc:
             crashed.append(exc)
 
-    started = time.monotonic()
     caller = threading.Thread(target=invoke_and_crash)
     caller.start()
-    wait_until(lambda: links_created(upstream) == 1)
+    wait_until(lambda: links_created(upstream) == 1 or not caller.is_alive(), timeout=lock_seconds + 5)
+    seen_created = time.monotonic()
+    assert links_created(upstream) == 1, "the invocation ended without creating the link"
     os.kill(first.pid, signal.SIGKILL)  # dies before it can record COMPLETED
     caller.join()
     assert crashed and not first.alive()
@@ -90,8 +98,9 @@ def test_process_killed_after_the_upstream_created_the_link(containers, upstream
     other_body = http_result(second.invoke(other_event, "other-1"), other_event)
     assert other_body.status == 422 and other_body.json()["type"].endswith("idempotency-key-reused")
 
-    # The lock expires with the function; wait for that moment, not a guessed one.
-    wait_until(lambda: time.monotonic() > started + lock_seconds + 0.2, timeout=lock_seconds + 5)
+    # The lock expires with the function: at the latest `lock_seconds` after its invocation started, which was
+    # before the link was seen upstream.
+    wait_until(lambda: time.monotonic() > seen_created + lock_seconds + 0.2, timeout=lock_seconds + 5)
     other_body_later = http_result(second.invoke(other_event, "other-2"), other_event)
     assert other_body_later.status == 422  # the expired lock is not the other body's to take
     after_expiry = http_result(second.invoke(event, "retry-2"), event)
