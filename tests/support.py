@@ -10,8 +10,9 @@ import logging
 import re
 import signal
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,15 @@ def token(sub: str | None = "user-1", **claims: Any) -> str:
     if sub is not None:
         payload["sub"] = sub
     return jwt.encode(payload, TEST_SIGNING_KEY, algorithm="HS256")
+
+
+def wait_until(condition: Callable[[], object], *, timeout: float) -> None:
+    """Return once `condition()` is true; fail after `timeout` seconds. For waiting on something observable,
+    never on a guessed duration."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting"
+        time.sleep(0.02)
 
 
 def new_key() -> str:

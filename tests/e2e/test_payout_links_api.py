@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from tests.support import HttpResult, frontend_headers, new_key, payout_body, token
+from tests.support import HttpResult, frontend_headers, new_key, payout_body, token, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -75,7 +74,8 @@ def test_request_in_flight_gets_409_with_retry_after(api, upstream):
     upstream.inject({"delay_seconds": 1.5})
     with ThreadPoolExecutor(max_workers=1) as pool:
         first = pool.submit(post, api, key=key)
-        time.sleep(0.5)
+        # The first request holds the key once the upstream has it (and holds it there for 1.5 s).
+        wait_until(lambda: upstream.stats()["creates"] == 1, timeout=20)
         second = post(api, key=key)
         assert first.result().status == 201
     assert second.status == 409 and second.is_problem()

@@ -284,8 +284,8 @@ def test_stalled_completed_write_still_answers_before_the_timeout(tmp_path, aws_
         assert retry.status == 201, retry.body
         assert retry.json()["id"] == link_id
         # The stalled writes all reached the proxy before the answer, and each is let through STALL_SECONDS after
-        # it came: past this, nothing reaches the session's moto server from this test (nothing else to poll).
-        time.sleep(max(0.0, answered + STALL_SECONDS + 0.2 - time.monotonic()))
+        # it came: once the proxy is idle, nothing more reaches the session's moto server from this test.
+        assert proxy.wait_idle(timeout=STALL_SECONDS + 10)
     assert upstream.stats()["links_created"] == 1
 
 

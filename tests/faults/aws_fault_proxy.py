@@ -40,6 +40,8 @@ class AwsFaultProxy:
         self._upstream = (upstream.hostname or "127.0.0.1", upstream.port or 80)
         self._rules: list[_Rule] = []
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified whenever a call has been dealt with
+        self._in_flight = 0
         self.calls: list[str] = []  # every operation seen, failed or forwarded
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -66,6 +68,21 @@ class AwsFaultProxy:
         with self._lock:
             self._rules.clear()
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no call is being handled: a stalled call has reached moto (and been answered, or found its
+        client gone). False if that takes longer than `timeout`."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    def _begin(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+
+    def _end(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
+
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
@@ -89,6 +106,13 @@ class AwsFaultProxy:
                 pass
 
             def do_POST(self) -> None:
+                proxy._begin()
+                try:
+                    self._handle()
+                finally:
+                    proxy._end()
+
+            def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 rule = proxy._take_rule(self.headers.get("x-amz-target", ""))
                 if rule is None:

@@ -78,8 +78,29 @@ def test_stall_after_forwarding_lands_the_write_but_times_out_the_client(
     stored = direct_dynamodb.get_item(TableName=aws_resources["table"], Key=key, ConsistentRead=True)
     assert stored["Item"]["state"] == {"S": "written"}
     # Once the held answer meets the closed connection, the proxy stays quiet about it.
-    time.sleep(max(0.0, started + STALL_SECONDS + 0.3 - time.monotonic()))
+    assert proxy.wait_idle(timeout=STALL_SECONDS + 5)
+    assert time.monotonic() - started >= STALL_SECONDS  # the held answer was written (or found no one) by now
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_wait_idle_returns_once_a_stalled_call_has_landed(
+    aws_resources: dict[str, str],
+    aws_clients: tuple[Any, Any],
+    proxy: AwsFaultProxy,
+    impatient_dynamodb: Any,
+) -> None:
+    proxy.stall(PUT_ITEM, seconds=STALL_SECONDS, count=1)  # held, then forwarded: it lands after the client gave up
+    key = item_key()
+    direct_dynamodb, _ = aws_clients
+
+    with pytest.raises(ReadTimeoutError):
+        impatient_dynamodb.put_item(TableName=aws_resources["table"], Item={**key, "state": {"S": "late"}})
+    assert not proxy.wait_idle(timeout=0)  # still held
+    assert "Item" not in direct_dynamodb.get_item(TableName=aws_resources["table"], Key=key, ConsistentRead=True)
+
+    assert proxy.wait_idle(timeout=STALL_SECONDS + 5)
+    stored = direct_dynamodb.get_item(TableName=aws_resources["table"], Key=key, ConsistentRead=True)
+    assert stored["Item"]["state"] == {"S": "late"}
 
 
 def test_fail_answers_with_the_aws_error_then_forwards(

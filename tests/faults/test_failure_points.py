@@ -24,7 +24,15 @@ from payout_links.aws import WORST_CASE_CALL_SECONDS
 from payout_links.service import RESPONSE_RESERVE_SECONDS
 from payout_links.upstream import PayoutApiClient
 from tests.faults.aws_fault_proxy import SERVICE_UNAVAILABLE
-from tests.support import create_event, frontend_headers, http_event, http_result, new_key, payout_body
+from tests.support import (
+    create_event,
+    frontend_headers,
+    http_event,
+    http_result,
+    new_key,
+    payout_body,
+    wait_until,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -45,13 +53,6 @@ def warmed(upstream, *invocations) -> None:
     for invoke in invocations:
         assert invoke().status == 201
     upstream.reset()
-
-
-def wait_until(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.02)
 
 
 # -- the function dies -------------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def test_dynamodb_timing_out_when_saving_the_result(function, upstream, aws_faul
 
     retry = function.create(key=key)
     assert retry.status == 201 and retry.json()["id"] == link_id
-    time.sleep(3.5)  # the stalled transactions land by now
+    assert aws_faults.wait_idle(timeout=10)  # the stalled transactions have landed
     replay = function.create(key=key)
     assert replay.status == 201 and replay.headers.get("idempotent-replayed") == "true"
     assert replay.json()["id"] == link_id and links_created(upstream) == 1
