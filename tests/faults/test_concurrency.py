@@ -41,7 +41,7 @@ def test_fifty_identical_requests_across_eight_containers_make_one_link(containe
     assert all(result.is_problem() and "retry-after" in result.headers for result in in_progress)
     assert {result.json()["type"] for result in in_progress} == {IN_PROGRESS}
     # And once the link is made, the same request is replayed by whichever container gets it.
-    later = http_result(pool.invoke(event, "later"))
+    later = http_result(pool.invoke(event, "later"), event)
     assert later.status == 201 and later.headers["idempotent-replayed"] == "true"
     assert later.body == fresh[0].body
     assert upstream.stats()["creates"] == 1

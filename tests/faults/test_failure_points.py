@@ -70,7 +70,7 @@ def test_process_killed_after_the_upstream_created_the_link(containers, upstream
     # starts, the create then has its whole upstream budget.
     for container in (first, second):
         unknown = http_event("GET", f"/payout-links/{new_key()}", headers=frontend_headers(key=None))
-        assert http_result(container.invoke(unknown, "warm")).status == 404
+        assert http_result(container.invoke(unknown, "warm"), unknown).status == 404
     key = new_key()
     event = create_event(key=key)
     # Created, then the answer is held for longer than the function waits: it can only end by being killed.

@@ -278,6 +278,7 @@ def test_an_unexpected_error_is_a_500_problem_that_shows_nothing_of_it(function,
         "title": "Internal error",
         "status": 500,
         "detail": "The request could not be completed; retry with the same key.",
+        "request_id": result.request_id,
     }
     exposed = result.body.decode() + json.dumps(result.headers)
     for leak in (INTERNAL_DETAIL, "internal-marker", "BrokenDependency", "RuntimeError", "Traceback", 'File "'):
