@@ -12,7 +12,7 @@ SCHEMATHESIS_VENV := .venv-schemathesis
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help dev tools checkov schemathesis openapi run bench load check test unit integration faults properties e2e infra lint format clean
+.PHONY: help dev tools checkov schemathesis openapi run bench load check test unit integration faults properties e2e infra browser lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,7 +61,8 @@ check: lint  ## the one-minute loop: style, then the unit and integration tests 
 test: lint tools checkov schemathesis  ## the whole truth: style, then every test tier
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-unit integration faults properties: dev  ## run one test tier (these need only .venv)
+# browser: headless Chromium (Debian's chromium package); skipped, in one line, where there is none.
+unit integration faults properties browser: dev  ## run one test tier (these need only .venv)
 	$(PY) -m pytest -m $@ $(PYTEST_ARGS)
 
 e2e: dev schemathesis  ## run the end-to-end tier (the local stack over HTTP, and the API fuzzer)
