@@ -15,7 +15,8 @@ PYTEST_ARGS ?=
 .PHONY: help dev tools checkov schemathesis openapi run bench load check test unit integration faults properties e2e infra browser lint format clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9][a-z0-9 -]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ gsub(/ /, " | ", $$1); \
+		if (length($$1) > 12) printf "  make %s\n  %-17s %s\n", $$1, "", $$2; else printf "  make %-12s %s\n", $$1, $$2 }'
 
 $(VENV)/.installed: requirements-dev.txt layers/dependencies/requirements.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12+ is needed (3.13 preferred)"; exit 1; }
