@@ -1,54 +1,66 @@
-# Everything installs itself: a fresh machine needs Python 3.13 (3.12+ works) and make.
+# Everything installs itself, from locks: a fresh machine needs CPython 3.13, make and the Python package index.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# Python 3.13 matches the Lambda runtime: take it from PATH or pyenv, else any python3 that is 3.12 or newer.
+# CPython 3.13 matches the Lambda runtime (and uv.lock's requires-python): take it from PATH or pyenv.
 PYTHON ?= $(shell for candidate in python3.13 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null | sort -V | tail -n 1) python3; do \
-	$$candidate -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { echo $$candidate; break; }; done)
+	$$candidate -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1 && { echo $$candidate; break; }; done)
 VENV := .venv
+UV_VENV := .venv-uv
 TOOLS_VENV := .venv-tools
 CHECKOV_VENV := .venv-checkov
 SCHEMATHESIS_VENV := .venv-schemathesis
 PY := $(VENV)/bin/python
+# uv, pinned with hashes in tools/uv.txt; every other environment and every lock comes from it.
+UV := $(UV_VENV)/bin/uv
+LAYER_REQUIREMENTS := layers/dependencies/requirements.txt
 PYTEST_ARGS ?=
+# What the test tiers need: the app's environment and every tool's.
+TEST_ENVIRONMENTS := dev tools checkov schemathesis
+# make lock UPGRADE=1 moves every pin to the newest version its input allows.
+UPGRADE ?=
+# Never let uv fetch a Python of its own: the environments use the CPython 3.13 found above.
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help dev tools checkov schemathesis openapi run bench load check test unit integration faults properties e2e infra browser lint format clean
+.PHONY: help uv dev tools checkov schemathesis lock check-locks build openapi run bench load check test unit integration faults properties e2e infra browser lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9][a-z0-9 -]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ gsub(/ /, " | ", $$1); \
 		if (length($$1) > 12) printf "  make %s\n  %-17s %s\n", $$1, "", $$2; else printf "  make %-12s %s\n", $$1, $$2 }'
 
-$(VENV)/.installed: requirements-dev.txt layers/dependencies/requirements.txt
-	@test -n "$(PYTHON)" || { echo "Python 3.12+ is needed (3.13 preferred)"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements-dev.txt
+define need_python
+	@test -n "$(PYTHON)" || { echo "CPython 3.13 is needed (on PATH as python3.13, or under pyenv; or set PYTHON)"; exit 1; }
+endef
+
+$(UV): tools/uv.txt
+	$(need_python)
+	$(PYTHON) -m venv --clear $(UV_VENV)
+	$(UV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r tools/uv.txt
 	touch $@
 
-# The tool venvs are built alike; one recipe, named by the venv and its requirements file.
+# Exactly what uv.lock says, or nothing: --locked fails when pyproject.toml has changed and uv.lock has not.
+$(VENV)/.installed: pyproject.toml uv.lock $(UV)
+	$(need_python)
+	$(UV) sync --locked --python $(PYTHON)
+	touch $@
+
+# The tool environments are built alike, each from its hashed lock and nothing else (uv pip sync removes what
+# the lock does not list); one recipe, named by the venv and its lock.
 define tool_venv
-	$(PYTHON) -m venv $(1)
-	$(1)/bin/python -m pip install --quiet --disable-pip-version-check uv
-	$(1)/bin/uv pip install --quiet --python $(1)/bin/python -r $(2)
+	$(need_python)
+	$(UV) venv --quiet --clear --python $(PYTHON) $(1)
+	$(UV) pip sync --quiet --require-hashes --python $(1)/bin/python $(2)
 	touch $(1)/.installed
 endef
 
-$(TOOLS_VENV)/.installed: requirements-tools.txt
+$(TOOLS_VENV)/.installed: tools/sam.txt $(UV)
 	$(call tool_venv,$(TOOLS_VENV),$<)
 
-$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+$(CHECKOV_VENV)/.installed: tools/checkov.txt $(UV)
 	$(call tool_venv,$(CHECKOV_VENV),$<)
 
-$(SCHEMATHESIS_VENV)/.installed: requirements-schemathesis.txt
+$(SCHEMATHESIS_VENV)/.installed: tools/schemathesis.txt $(UV)
 	$(call tool_venv,$(SCHEMATHESIS_VENV),$<)
-
-dev: $(VENV)/.installed  ## create the development environment (.venv)
-
-tools: $(TOOLS_VENV)/.installed  ## create the SAM tooling environment (.venv-tools)
-
-checkov: $(CHECKOV_VENV)/.installed  ## create the template scanner's environment (.venv-checkov)
-
-schemathesis: $(SCHEMATHESIS_VENV)/.installed  ## create the API fuzzer's environment (.venv-schemathesis)
 
 openapi: dev  ## regenerate openapi.json (and the function's copy) from the models
 	$(PY) scripts/openapi.py
@@ -86,5 +98,27 @@ format: dev  ## fix style
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+lock: $(UV)  ## regenerate uv.lock, the layer's hashed requirements and tools/*.txt (UPGRADE=1: newest pins)
+	$(need_python)
+	$(PYTHON) scripts/locks.py --uv $(UV) $(if $(UPGRADE),--upgrade)
+
+check-locks: $(UV)  ## fail when any lock or export is stale (from uv's cache when it can)
+	$(need_python)
+	$(PYTHON) scripts/locks.py --uv $(UV) --check
+
+build: tools uv  ## sam build from the locks: the layer from its hashed requirements, with the pinned uv
+	PATH="$(CURDIR)/$(UV_VENV)/bin:$$PATH" $(TOOLS_VENV)/bin/sam build
+
+uv: $(UV)  ## bootstrap the pinned uv (.venv-uv) from tools/uv.txt's hashes
+
+dev: $(VENV)/.installed  ## create the development environment (.venv) from uv.lock, the project editable
+
+tools: $(TOOLS_VENV)/.installed  ## create the SAM tooling environment (.venv-tools) from tools/sam.txt
+
+checkov: $(CHECKOV_VENV)/.installed  ## create the template scanner's environment (.venv-checkov)
+
+schemathesis: $(SCHEMATHESIS_VENV)/.installed  ## create the API fuzzer's environment (.venv-schemathesis)
+
 clean:  ## remove the environments and build output
-	rm -rf $(VENV) $(TOOLS_VENV) $(CHECKOV_VENV) $(SCHEMATHESIS_VENV) .aws-sam .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(UV_VENV) $(TOOLS_VENV) $(CHECKOV_VENV) $(SCHEMATHESIS_VENV) \
+		.aws-sam build .pytest_cache .ruff_cache *.egg-info

@@ -65,7 +65,6 @@ import httpx
 import jwt
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator  # noqa: E402
 from local_stack.gateway import routes_from_template  # noqa: E402

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
 from local_stack.aws_resources import clients, ensure_secret, ensure_table, start_moto_server  # noqa: E402
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator  # noqa: E402
@@ -57,6 +56,7 @@ TOOLS_BIN = ROOT / ".venv-tools" / "bin"
 DEV_BIN = ROOT / ".venv" / "bin"
 DOCS_PAGE = ROOT / "docs" / "performance.md"
 FIGURES_START, FIGURES_END = "<!-- figures: written by make bench -->", "<!-- end of figures -->"
+UV_BIN = ROOT / ".venv-uv" / "bin"
 TARGETS = {
     "cold/floor": 1.2,
     "warm CPU/floor": 1.2,
@@ -103,8 +103,8 @@ def probe(kind: str, env: dict[str, str], shipped: Shipped | None = None) -> dic
 
 
 def _run(command: list[str], cwd: Path, **env: str) -> None:
-    # The dev venv's uv first on PATH: the layer's Makefile installs with it when it finds it.
-    path = f"{DEV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    # The pinned uv first on PATH, as `make build` has it: the layer's Makefile installs with it.
+    path = f"{UV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     environment = {**os.environ, "PATH": path, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1", **env}
     subprocess.run(command, cwd=cwd, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
 
@@ -129,7 +129,7 @@ def shipped_layout(work: Path) -> Shipped:
     boto3 = f"boto3=={importlib.metadata.version('boto3')}"
     target = ["--target", str(runtime), "--python-version", "3.13", "--no-compile-bytecode"]
     wheels = ["--python-platform", f"{machine.replace('arm64', 'aarch64')}-manylinux2014"]
-    _run([str(DEV_BIN / "uv"), "pip", "install", "--quiet", *target, *wheels, boto3], work)
+    _run([str(UV_BIN / "uv"), "pip", "install", "--quiet", *target, *wheels, boto3], work)
     _run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(runtime)], work)
     return Shipped(build=build, sys_path=(build / FUNCTION, layer / "python", runtime))
 

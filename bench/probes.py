@@ -22,14 +22,11 @@ import sys  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 if os.environ.get("BENCH_SYS_PATH"):
     # What Lambda runs (perf.py lays it out): the function as built, the layer, and the runtime's boto3, in
     # Lambda's order, before the standard library; started with -I -S -B, so nothing else is on the path and no
-    # bytecode is written.
+    # bytecode is written. Otherwise the dev venv, where the project is installed.
     sys.path[:0] = os.environ["BENCH_SYS_PATH"].split(os.pathsep)
-else:
-    sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 
 BODY = {"amount": 2500, "payee": {"country_code": "1", "phone_number": "5555550123"}, "metadata": {"order": "A-1"}}
 # A token the local gateway would pass on; the function reads only the claims API Gateway put in the event.
@@ -204,7 +201,7 @@ def cold_handler() -> dict:
 
 
 def cold_naive() -> dict:
-    import bench.naive_handler as naive
+    import naive_handler as naive  # beside this file (the venv variant runs it as a script, not isolated)
 
     imported = time.perf_counter()
     invoke(naive.lambda_handler, str(uuid.uuid4()))

@@ -18,9 +18,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-
-FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 
 
 @dataclass
@@ -46,8 +43,6 @@ class LocalLambdaContext:
 
 def load_handler(spec: str):
     module_name, _, function_name = spec.rpartition(".")
-    if str(FUNCTIONS_DIR) not in sys.path:
-        sys.path.insert(0, str(FUNCTIONS_DIR))
     return getattr(importlib.import_module(module_name), function_name)
 
 

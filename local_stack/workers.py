@@ -149,10 +149,6 @@ class WorkerPool:
 
 
 def function_environment(handler: str) -> dict[str, str]:
-    """What every execution environment starts with: our environment, the function's package importable, and
-    the handler to load."""
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
-        "LAMBDA_HANDLER": handler,
-    }
+    """What every execution environment starts with: our environment and the handler to load (the function's
+    package is installed in the environment, as it is in Lambda's /var/task)."""
+    return {**os.environ, "LAMBDA_HANDLER": handler}

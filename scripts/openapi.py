@@ -16,15 +16,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from pydantic.json_schema import models_json_schema
+
+from payout_links import problems
+from payout_links.credentials import PARTNER_NAME
+from payout_links.models import CreatePayoutLinkRequest, PartnerEvent, PayoutLink, ProblemDetails
+from payout_links.webhooks import TOLERANCE_SECONDS
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "functions"))
-
-from pydantic.json_schema import models_json_schema  # noqa: E402
-
-from payout_links import problems  # noqa: E402
-from payout_links.credentials import PARTNER_NAME  # noqa: E402
-from payout_links.models import CreatePayoutLinkRequest, PartnerEvent, PayoutLink, ProblemDetails  # noqa: E402
-from payout_links.webhooks import TOLERANCE_SECONDS  # noqa: E402
 
 OUTPUTS = (ROOT / "openapi.json", ROOT / "functions" / "payout_links" / "openapi.json")
 

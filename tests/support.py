@@ -385,3 +385,32 @@ class RunningStack:
             self.process.wait(timeout=20)
             self._stopped = True
         return self.process.returncode
+
+
+# What the layer ships, as `make lock` exported it from uv.lock: each package pinned, with its files' hashes.
+LAYER_REQUIREMENTS = ROOT / "layers" / "dependencies" / "requirements.txt"
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+_HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
+
+
+def canonical_name(name: str) -> str:
+    """A distribution's name as the packaging standards compare them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_layer_requirements(path: Path = LAYER_REQUIREMENTS) -> dict[str, tuple[str, frozenset[str]]]:
+    """Each locked package of the layer by canonical name: its version and the sha256 of each of its files."""
+    locked: dict[str, tuple[str, frozenset[str]]] = {}
+    name = ""
+    for line in path.read_text().splitlines():
+        if match := _PIN.match(line):
+            name = canonical_name(match[1])
+            locked[name] = (match[2], frozenset())
+        elif name and (hashes := _HASH.findall(line)):
+            version, known = locked[name]
+            locked[name] = (version, known | set(hashes))
+    return locked
+
+
+def locked_layer_packages() -> dict[str, str]:
+    return {name: version for name, (version, _) in locked_layer_requirements().items()}

@@ -31,12 +31,14 @@ import pytest
 
 from local_stack.gateway import Cors
 from local_stack.template import TEMPLATE_PATH, load_template
+from tests.support import canonical_name, locked_layer_packages
 
 pytestmark = pytest.mark.infra
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_BIN = Path(os.environ.get("TOOLS_VENV", REPO_ROOT / ".venv-tools")) / "bin"
 CHECKOV_BIN = Path(os.environ.get("CHECKOV_VENV", REPO_ROOT / ".venv-checkov")) / "bin"
+UV_BIN = REPO_ROOT / ".venv-uv" / "bin"
 
 # API Gateway gives up on a Lambda integration after 30 seconds.
 API_GATEWAY_INTEGRATION_LIMIT_SECONDS = 30
@@ -347,8 +349,9 @@ def _tool_env() -> dict[str, str]:
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_SESSION_TOKEN="testing",
         SAM_CLI_TELEMETRY="0",
-        # As if the venv were activated: the build Makefiles then find its uv and python3.
-        PATH=f"{TOOLS_BIN}{os.pathsep}{env.get('PATH', '')}",
+        # As `make build` runs sam: the tools venv first, then the pinned uv, which the layer's Makefile installs
+        # with.
+        PATH=os.pathsep.join([str(TOOLS_BIN), str(UV_BIN), env.get("PATH", "")]),
     )
     return env
 
@@ -476,9 +479,22 @@ def test_sam_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
             assert header[:4] == MAGIC_313, path
             assert header[4:8] == UNCHECKED_HASH_FLAGS, path
 
+    # Exactly the locked packages, at their locked versions.
+    assert _installed(layer) == locked_layer_packages()
+
     assert (function_dir / "payout_links" / "app.py").is_file()
     # Served at /openapi.json where the docs are enabled.
     assert (function_dir / "payout_links" / "openapi.json").read_bytes() == (REPO_ROOT / "openapi.json").read_bytes()
+
+
+def _installed(layer: Path) -> dict[str, str]:
+    """Each distribution in the layer, by normalized name, with its version, from its METADATA."""
+    installed = {}
+    for metadata in layer.glob("*.dist-info/METADATA"):
+        headers = metadata.read_text().split("\n\n")[0].splitlines()
+        fields = dict(line.split(": ", 1) for line in headers if ": " in line)
+        installed[canonical_name(fields["Name"])] = fields["Version"]
+    return installed
 
 
 def test_sam_build_is_reproducible(tmp_path: Path) -> None:

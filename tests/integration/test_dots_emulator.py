@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import ssl
 import subprocess
@@ -482,11 +481,9 @@ def test_stop_closes_the_listening_socket_and_idle_connections() -> None:
 
 
 def test_cli_serves_until_sigterm() -> None:
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", "local_stack.dots_emulator", "--port", "0", "--api-key", "cli-key"],
         cwd=PROJECT_ROOT,
-        env=env,
         stdout=subprocess.PIPE,
         text=True,
     )
