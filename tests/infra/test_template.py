@@ -18,8 +18,11 @@ wheels from the package index (or uv's cache).
 
 from __future__ import annotations
 
+import base64
+import csv
 import fnmatch
 import hashlib
+import io
 import json
 import os
 import re
@@ -479,8 +482,10 @@ def test_sam_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
             assert header[:4] == MAGIC_313, path
             assert header[4:8] == UNCHECKED_HASH_FLAGS, path
 
-    # Exactly the locked packages, at their locked versions.
+    # Exactly the locked packages, at their locked versions, and each RECORD true to what the layer holds.
     assert _installed(layer) == locked_layer_packages()
+    assert not (layer / "bin").exists()
+    assert _record_problems(layer) == []
 
     assert (function_dir / "payout_links" / "app.py").is_file()
     # Served at /openapi.json where the docs are enabled.
@@ -495,6 +500,27 @@ def _installed(layer: Path) -> dict[str, str]:
         fields = dict(line.split(": ", 1) for line in headers if ": " in line)
         installed[canonical_name(fields["Name"])] = fields["Version"]
     return installed
+
+
+def _record_problems(layer: Path) -> list[str]:
+    """Every file each RECORD lists, with a wrong hash or size or missing; and every file no RECORD lists."""
+    problems, listed = [], set()
+    for record in sorted(layer.glob("*.dist-info/RECORD")):
+        for name, recorded_hash, size in csv.reader(io.StringIO(record.read_text())):
+            listed.add(name)
+            path = layer / name
+            if name == record.relative_to(layer).as_posix():
+                continue
+            if not path.is_file():
+                problems.append(f"{record.parent.name} lists {name}, which is missing")
+                continue
+            data = path.read_bytes()
+            actual = "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            if (recorded_hash, size) != (actual, str(len(data))):
+                problems.append(f"{record.parent.name} lists {name} with another hash or size")
+    files = {path.relative_to(layer).as_posix() for path in layer.rglob("*") if path.is_file()}
+    problems += [f"{name} is in no RECORD" for name in sorted(files - listed)]
+    return problems
 
 
 def test_sam_build_is_reproducible(tmp_path: Path) -> None:
