@@ -10,19 +10,25 @@ UV_VENV := .venv-uv
 TOOLS_VENV := .venv-tools
 CHECKOV_VENV := .venv-checkov
 SCHEMATHESIS_VENV := .venv-schemathesis
+AUDIT_VENV := .venv-audit
+SBOM_VENV := .venv-sbom
 PY := $(VENV)/bin/python
 # uv, pinned with hashes in tools/uv.txt; every other environment and every lock comes from it.
 UV := $(UV_VENV)/bin/uv
 LAYER_REQUIREMENTS := layers/dependencies/requirements.txt
+SBOM := build/sbom/layer.cdx.json
 PYTEST_ARGS ?=
 # What the test tiers need: the app's environment and every tool's.
-TEST_ENVIRONMENTS := dev tools checkov schemathesis
+TEST_ENVIRONMENTS := dev tools checkov schemathesis sbom-tools audit-tools
 # make lock UPGRADE=1 moves every pin to the newest version its input allows.
 UPGRADE ?=
+# make audit AUDIT_ARGS="--service osv" asks OSV instead of PyPI.
+AUDIT_ARGS ?=
 # Never let uv fetch a Python of its own: the environments use the CPython 3.13 found above.
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help uv dev tools checkov schemathesis lock check-locks build openapi run bench load check test unit integration faults properties e2e infra browser lint format clean
+.PHONY: help uv dev tools checkov schemathesis audit-tools sbom-tools lock check-locks sbom audit build openapi run \
+	bench load check test unit integration faults properties e2e infra browser lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9][a-z0-9 -]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ gsub(/ /, " | ", $$1); \
@@ -61,6 +67,12 @@ $(CHECKOV_VENV)/.installed: tools/checkov.txt $(UV)
 
 $(SCHEMATHESIS_VENV)/.installed: tools/schemathesis.txt $(UV)
 	$(call tool_venv,$(SCHEMATHESIS_VENV),$<)
+
+$(AUDIT_VENV)/.installed: tools/audit.txt $(UV)
+	$(call tool_venv,$(AUDIT_VENV),$<)
+
+$(SBOM_VENV)/.installed: tools/sbom.txt $(UV)
+	$(call tool_venv,$(SBOM_VENV),$<)
 
 openapi: dev  ## regenerate openapi.json (and the function's copy) from the models
 	$(PY) scripts/openapi.py
@@ -106,6 +118,16 @@ check-locks: $(UV)  ## fail when any lock or export is stale (from uv's cache wh
 	$(need_python)
 	$(PYTHON) scripts/locks.py --uv $(UV) --check
 
+sbom: sbom-tools  ## write the layer's CycloneDX SBOM (JSON) to build/sbom/layer.cdx.json
+	@mkdir -p $(dir $(SBOM))
+	$(SBOM_VENV)/bin/python -W 'ignore:The Component this BOM is describing:UserWarning' -m cyclonedx_py \
+		requirements --pyproject pyproject.toml --output-reproducible --output-format JSON --output-file $(SBOM) \
+		$(LAYER_REQUIREMENTS)
+	@echo "wrote $(SBOM)"
+
+audit: audit-tools  ## check the layer's locked requirements for known vulnerabilities (needs PyPI's JSON API)
+	$(AUDIT_VENV)/bin/python scripts/audit.py $(AUDIT_ARGS) $(LAYER_REQUIREMENTS)
+
 build: tools uv  ## sam build from the locks: the layer from its hashed requirements, with the pinned uv
 	PATH="$(CURDIR)/$(UV_VENV)/bin:$$PATH" $(TOOLS_VENV)/bin/sam build
 
@@ -119,6 +141,10 @@ checkov: $(CHECKOV_VENV)/.installed  ## create the template scanner's environmen
 
 schemathesis: $(SCHEMATHESIS_VENV)/.installed  ## create the API fuzzer's environment (.venv-schemathesis)
 
+audit-tools: $(AUDIT_VENV)/.installed  ## create pip-audit's environment (.venv-audit)
+
+sbom-tools: $(SBOM_VENV)/.installed  ## create the SBOM generator's environment (.venv-sbom)
+
 clean:  ## remove the environments and build output
-	rm -rf $(VENV) $(UV_VENV) $(TOOLS_VENV) $(CHECKOV_VENV) $(SCHEMATHESIS_VENV) \
+	rm -rf $(VENV) $(UV_VENV) $(TOOLS_VENV) $(CHECKOV_VENV) $(SCHEMATHESIS_VENV) $(AUDIT_VENV) $(SBOM_VENV) \
 		.aws-sam build .pytest_cache .ruff_cache *.egg-info

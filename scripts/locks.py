@@ -6,8 +6,8 @@
   with the hashes of all its files (every platform's wheels), which the layer's build installs with
   `--require-hashes --no-deps`.
 - `tools/NAME.txt` locks each tool environment from `tools/NAME.in`, with hashes, for CPython 3.13 on any
-  platform: uv itself (bootstrapped with pip), the SAM CLI and cfn-lint, checkov and schemathesis. Each is
-  installed into its own virtual environment by `uv pip sync`.
+  platform: uv itself (bootstrapped with pip), the SAM CLI and cfn-lint, checkov, schemathesis, pip-audit and
+  the CycloneDX generator. Each is installed into its own virtual environment by `uv pip sync`.
 
 `--check` writes nothing: it asks uv whether `uv.lock` still satisfies `pyproject.toml`, exports the layer's
 requirements again and compiles every tool lock again (preferring the pinned versions, as `make lock` does), and
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LAYER_REQUIREMENTS = Path("layers/dependencies/requirements.txt")
 TOOLS_DIR = Path("tools")
-TOOLS = ("uv", "sam", "checkov", "schemathesis")
+TOOLS = ("uv", "sam", "checkov", "schemathesis", "audit", "sbom")
 # The layer's requirements: the project's own dependencies, no group, not the project itself.
 EXPORT = ("export", "--frozen", "--no-default-groups", "--no-emit-project", "--format", "requirements-txt")
 # A tool lock: one resolution valid on every platform for CPython 3.13, every file's hash.

@@ -1,4 +1,4 @@
-"""The locks.
+"""The locks, the layer's SBOM and its audit.
 
 * Every lock and export is current (`scripts/locks.py --check`, what `make check-locks` runs): uv.lock against
   pyproject.toml, the layer's hashed requirements against a fresh export of uv.lock, each tools/NAME.txt against
@@ -6,8 +6,12 @@
   of staleness is made on purpose and must be caught.
 * The development environment is exactly uv.lock, with the project installed in it (no sys.path patches), and
   the bootstrapped uv is the pinned one.
+* `make sbom` lists exactly the locked layer packages, at their locked versions, with their hashes.
+* `make audit`'s script never passes without vulnerability data: against a stand-in OSV service on loopback it
+  passes when no package is affected, fails on a vulnerability, and refuses when the service is down or answers
+  an error.
 
-These use .venv-uv (`make uv`, which `make test` runs).
+These use .venv-uv, .venv-sbom and .venv-audit (`make uv sbom-tools audit-tools`, which `make test` runs).
 """
 
 from __future__ import annotations
@@ -18,15 +22,21 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support import ROOT
+from local_stack.aws_resources import free_port
+from tests.support import LAYER_REQUIREMENTS, ROOT, canonical_name, locked_layer_requirements
 
 pytestmark = pytest.mark.infra
 
 UV = Path(os.environ.get("UV", ROOT / ".venv-uv" / "bin" / "uv"))
+AUDIT_PYTHON = ROOT / ".venv-audit" / "bin" / "python"
 LOCK_INPUTS = ("pyproject.toml", "uv.lock", "README.md", "tools", "layers/dependencies/requirements.txt")
 
 
@@ -149,3 +159,136 @@ def test_the_bootstrapped_uv_is_the_pinned_one() -> None:
     (pin,) = re.findall(r"^uv==(\S+)", (ROOT / "tools" / "uv.txt").read_text(), re.MULTILINE)
     version = subprocess.run([str(UV), "--version"], capture_output=True, text=True, check=True).stdout.split()[1]
     assert version == pin
+
+
+# --- the SBOM ------------------------------------------------------------------------------------------------
+
+
+def test_the_sbom_lists_exactly_the_locked_layer_packages(tmp_path: Path) -> None:
+    sbom = tmp_path / "layer.cdx.json"
+    result = subprocess.run(
+        ["make", "-s", "sbom", f"SBOM={sbom}"], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    bom = json.loads(sbom.read_text())
+    assert bom["bomFormat"] == "CycloneDX"
+    assert bom["metadata"]["component"]["name"] == "payout-link-proxy"
+    components = {canonical_name(component["name"]): component for component in bom["components"]}
+    assert len(components) == len(bom["components"])
+    locked = locked_layer_requirements()
+    assert {name: component["version"] for name, component in components.items()} == {
+        name: version for name, (version, _) in locked.items()
+    }
+    for name, component in components.items():
+        version, hashes = locked[name]
+        assert component["purl"] == f"pkg:pypi/{name}@{version}"
+        listed = {digest["content"] for ref in component["externalReferences"] for digest in ref.get("hashes", [])}
+        assert listed == hashes, name
+    assert not {"boto3", "botocore", "s3transfer"} & set(components)
+
+
+def test_the_sbom_is_written_where_git_ignores_it() -> None:
+    result = subprocess.run(["git", "check-ignore", "-q", "build/sbom/layer.cdx.json"], cwd=ROOT, check=False)
+    assert result.returncode == 0
+
+
+# --- the audit -----------------------------------------------------------------------------------------------
+
+
+class FakeOsv(ThreadingHTTPServer):
+    """OSV's query endpoint on loopback: the given vulnerabilities by package name, or the given status."""
+
+    def __init__(self, vulnerabilities: dict[str, list[dict[str, Any]]], status: int = 200) -> None:
+        self.vulnerabilities, self.status, self.queries = vulnerabilities, status, []
+        super().__init__(("127.0.0.1", 0), OsvHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1/query"
+
+
+class OsvHandler(BaseHTTPRequestHandler):
+    server: FakeOsv
+
+    def do_POST(self) -> None:
+        query = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.queries.append((query["package"]["name"], query["version"]))
+        vulns = self.server.vulnerabilities.get(query["package"]["name"], [])
+        body = json.dumps({"vulns": vulns} if vulns else {}).encode()
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def osv(request: pytest.FixtureRequest) -> Iterator[FakeOsv]:
+    vulnerabilities, status = getattr(request, "param", ({}, 200))
+    server = FakeOsv(vulnerabilities, status)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _audit(osv_url: str) -> subprocess.CompletedProcess[str]:
+    _need(AUDIT_PYTHON, "audit-tools")
+    command = [str(AUDIT_PYTHON), str(ROOT / "scripts" / "audit.py"), "--service", "osv", "--osv-url", osv_url]
+    return subprocess.run(
+        [*command, str(LAYER_REQUIREMENTS)], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_the_audit_asks_about_every_locked_package_and_passes_when_none_is_affected(osv: FakeOsv) -> None:
+    result = _audit(osv.url)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No known vulnerabilities found" in result.stderr
+    locked = {name: version for name, (version, _) in locked_layer_requirements().items()}
+    asked = dict(osv.queries[1:])  # the first query is the reachability check
+    assert asked == locked
+
+
+HTTPX_VULNERABILITY = {
+    "id": "GHSA-test-only-0001",
+    "summary": "A stand-in vulnerability for the test",
+    "affected": [
+        {
+            "package": {"name": "httpx", "ecosystem": "PyPI"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "99.0"}]}],
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize("osv", [({"httpx": [HTTPX_VULNERABILITY]}, 200)], indirect=True)
+def test_the_audit_fails_on_a_known_vulnerability(osv: FakeOsv) -> None:
+    result = _audit(osv.url)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "GHSA-test-only-0001" in result.stdout
+    assert "httpx" in result.stdout
+
+
+@pytest.mark.parametrize("osv", [({}, 404), ({}, 503)], indirect=True)
+def test_the_audit_refuses_to_pass_when_the_service_answers_an_error(osv: FakeOsv) -> None:
+    result = _audit(osv.url)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "AUDIT NOT DONE" in result.stderr
+    assert f"answered {osv.status}" in result.stderr
+    assert len(osv.queries) == 1  # pip-audit never ran
+
+
+def test_the_audit_refuses_to_pass_when_the_service_cannot_be_reached() -> None:
+    result = _audit(f"http://127.0.0.1:{free_port()}/v1/query")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "AUDIT NOT DONE" in result.stderr
+    assert "could not be reached" in result.stderr
