@@ -83,7 +83,7 @@ run: dev  ## run the proxy locally on http://127.0.0.1:$PORT (default 3000) with
 check: lint  ## the one-minute loop: style, then the unit and integration tests (needs only .venv)
 	$(PY) -m pytest -q -m "unit or integration" $(PYTEST_ARGS)
 
-test: lint tools checkov schemathesis  ## the whole truth: style, then every test tier
+test: lint $(TEST_ENVIRONMENTS)  ## the whole truth: style, then every test tier
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # browser: headless Chromium (Debian's chromium package); skipped, in one line, where there is none.
@@ -93,7 +93,7 @@ unit integration faults properties browser: dev  ## run one test tier (these nee
 e2e: dev schemathesis  ## run the end-to-end tier (the local stack over HTTP, and the API fuzzer)
 	$(PY) -m pytest -m $@ $(PYTEST_ARGS)
 
-infra: dev tools checkov  ## run the template tier (SAM translator, cfn-lint, sam validate and build, checkov)
+infra: dev tools checkov sbom-tools audit-tools  ## run the template tier (SAM translator, cfn-lint, sam validate and build, checkov; the locks, SBOM and audit)
 	$(PY) -m pytest -m $@ $(PYTEST_ARGS)
 
 bench: dev tools  ## measure cold start, warm CPU, round trips, size and memory against the floor; writes docs/performance.md
