@@ -1,0 +1,113 @@
+"""Records written by one deploy must be found by the next: the idempotency record's `id` (the hash of caller and
+key, under the `payout-link` prefix), its `validation` hash (the request's fingerprint) and the key the upstream
+gets (derived from caller, key and fingerprint) are fixed forever. The golden values below were computed by the
+code as it was before the request path was restructured; a change that moves any of them strands every intent in
+flight at the time of a deploy (a retry would make a second link, or a replay would be refused as another body).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from local_stack.stack import TABLE_NAME
+from tests.support import PARTNER, partner_event
+
+pytestmark = pytest.mark.integration
+
+FRONTEND_SUB = "golden-user"
+FRONTEND_KEY = "golden-intent-0001"
+FRONTEND_BODY = {
+    "amount": 4321,
+    "payee": {"country_code": "1", "phone_number": "5555550199", "first_name": "Grace"},
+    "delivery": {"method": "sms"},
+    "metadata": {"order": "G-1"},
+}
+FRONTEND_RECORD_ID = "payout-link#ca2cf25e173ace0cea830cf8782869fa442fe7d561e1aed7507a0dfc0350d40d"
+FRONTEND_VALIDATION = "81e315bf571edfdfd6842632de79d6626bdcc384a67368bc2c56850745cd5613"
+FRONTEND_UPSTREAM_KEY = "755bbec1-a5e8-5676-9e7c-77cdfcd6ac89"
+
+PARTNER_WEBHOOK_ID = "msg_golden0001"
+PARTNER_DATA = {"amount": 1234, "user_id": "golden-partner-user", "delivery": {"method": "link"}}
+PARTNER_RECORD_ID = "payout-link#09b58b3daf3ae2db457a65f8024a545920b3cd7144ec44b1b51d7e1eb263c84d"
+PARTNER_VALIDATION = "aff5e9f7776de33de0c6aaa14447bb82fe2f711c09dda683f2383903185e167e"
+PARTNER_UPSTREAM_KEY = "1755726f-88f3-587c-bee7-42df0d1b1d88"
+
+# A record the previous deploy completed, for another intent with the frontend's body.
+EARLIER_SUB = "golden-replayer"
+EARLIER_KEY = "golden-intent-0002"
+EARLIER_RECORD_ID = "payout-link#3b94d81d7368ba94dd8c068f50a499a6e26d59355374c3cc9f5b6e64beb61173"
+EARLIER_LINK = {
+    "amount": 4321,
+    "claimed_user_id": None,
+    "created": "2026-11-30T22:40:56.895Z",
+    "delivery": {"country_code": "1", "email": None, "method": "sms", "phone_number": "5555550199"},
+    "flow_id": "c150b741-7c2d-49b8-b1c7-2f7c3f2fb5d3",
+    "id": "4e099750-a0f5-41c4-ab69-fce075462d4d",
+    "link": "https://sandbox.dots.example/payout/4e099750-a0f5-41c4-ab69-fce075462d4d",
+    "metadata": {"order": "G-1"},
+    "payee": {
+        "country_code": "1",
+        "email": None,
+        "first_name": "Grace",
+        "last_name": None,
+        "phone_number": "5555550199",
+    },
+    "status": "created",
+    "tax_exempt": False,
+}
+
+
+def stored(aws_clients: Any, record_id: str) -> dict[str, Any]:
+    dynamodb, _ = aws_clients
+    item = dynamodb.get_item(TableName=TABLE_NAME, Key={"id": {"S": record_id}}, ConsistentRead=True).get("Item")
+    assert item is not None, f"no record {record_id}"
+    return item
+
+
+def test_a_frontends_create_writes_the_record_and_sends_the_key_it_always_did(function, upstream, aws_clients):
+    result = function.create(FRONTEND_BODY, key=FRONTEND_KEY, sub=FRONTEND_SUB)
+
+    assert result.status == 201, result.body
+    assert upstream.stats()["last_request"]["body"]["idempotency_key"] == FRONTEND_UPSTREAM_KEY
+    item = stored(aws_clients, FRONTEND_RECORD_ID)
+    assert item["validation"] == {"S": FRONTEND_VALIDATION}
+    assert item["status"] == {"S": "COMPLETED"}
+    assert json.loads(item["data"]["S"]) == result.json()
+
+
+def test_a_partners_create_writes_the_record_and_sends_the_key_it_always_did(function, upstream, aws_clients):
+    result = function.webhook(partner_event(data=PARTNER_DATA), webhook_id=PARTNER_WEBHOOK_ID, partner=PARTNER)
+
+    assert result.status == 201, result.body
+    assert upstream.stats()["last_request"]["body"]["idempotency_key"] == PARTNER_UPSTREAM_KEY
+    item = stored(aws_clients, PARTNER_RECORD_ID)
+    assert item["validation"] == {"S": PARTNER_VALIDATION}
+    assert json.loads(item["data"]["S"]) == result.json()
+
+
+def test_a_record_the_previous_deploy_completed_is_replayed_and_still_refuses_another_body(
+    function, upstream, aws_clients
+):
+    dynamodb, _ = aws_clients
+    dynamodb.put_item(
+        TableName=TABLE_NAME,
+        Item={
+            "id": {"S": EARLIER_RECORD_ID},
+            "expiration": {"N": str(int(time.time()) + 3600)},
+            "status": {"S": "COMPLETED"},
+            "validation": {"S": FRONTEND_VALIDATION},
+            "data": {"S": json.dumps(EARLIER_LINK, sort_keys=True)},
+        },
+    )
+
+    replay = function.create(FRONTEND_BODY, key=EARLIER_KEY, sub=EARLIER_SUB)
+    other_body = function.create({**FRONTEND_BODY, "amount": 4322}, key=EARLIER_KEY, sub=EARLIER_SUB)
+
+    assert replay.status == 201 and replay.headers["idempotent-replayed"] == "true", replay.body
+    assert replay.json() == EARLIER_LINK
+    assert other_body.status == 422 and other_body.json()["type"].endswith(":idempotency-key-reused")
+    assert upstream.stats()["requests"] == 0
