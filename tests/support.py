@@ -313,17 +313,9 @@ class InProcessFunction:
     def reset_container(self) -> None:
         """Forget every per-container cache, as a new execution environment would start without them, and let
         the next invocation be a cold start for Powertools' logger and metrics too."""
-        from aws_lambda_powertools.logging import logger
-        from aws_lambda_powertools.metrics.provider import cold_start
+        from payout_links import service
 
-        from payout_links import aws, service, settings
-
-        logger.is_cold_start = True
-        cold_start.reset_cold_start_flag()
-        settings.get_settings.cache_clear()
-        service.get_service.cache_clear()
-        service.get_partner_secrets.cache_clear()
-        aws.reset()
+        service.reset()
 
     def set_env(self, **values: str) -> None:
         """Change the function's configuration; takes effect in the next (cold) container."""

@@ -3,6 +3,7 @@ cancel a link, for its owner only.
 
 `get_service()` and `get_partner_secrets()` are the composition root: they build the clients once per
 container, on first use, so that importing the handler does no I/O and a warm request reuses every connection.
+`reset()` forgets everything a container keeps between invocations.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
-from payout_links import aws
+from payout_links import api_docs, aws
 from payout_links.credentials import CredentialsStore, PartnerSecrets
 from payout_links.deadlines import deadline_client
 from payout_links.idempotency import Created, exactly_once, fingerprint, upstream_key
@@ -113,3 +114,20 @@ def get_partner_secrets() -> PartnerSecrets:
         max_age_seconds=settings.credentials_max_age_seconds,
         unknown_partner_refresh_seconds=settings.unknown_partner_refresh_seconds,
     )
+
+
+def reset() -> None:
+    """Forget everything this container keeps between invocations, as a new execution environment starts without
+    it: the settings, the service (its clients, the idempotency store's local cache, the cached credentials), the
+    partner secrets, the AWS session and clients, the API document, and Powertools' cold-start flags, so that the
+    next invocation logs and counts a cold start. For tests; in Lambda a container is never reset."""
+    from aws_lambda_powertools.logging import logger as powertools_logger
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    get_settings.cache_clear()
+    get_service.cache_clear()
+    get_partner_secrets.cache_clear()
+    api_docs.openapi_document.cache_clear()
+    aws.reset()
+    powertools_logger.is_cold_start = True
+    cold_start.reset_cold_start_flag()

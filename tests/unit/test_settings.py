@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from payout_links.service import reset
 from payout_links.settings import ConfigurationError, Settings, get_settings
 
 pytestmark = pytest.mark.unit
@@ -26,9 +27,9 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]
         monkeypatch.delenv(name, raising=False)
     for name, value in REQUIRED.items():
         monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    reset()
     yield monkeypatch
-    get_settings.cache_clear()
+    reset()
 
 
 @pytest.mark.parametrize("missing", list(REQUIRED))
@@ -132,5 +133,5 @@ def test_settings_are_read_once_per_container(environment: pytest.MonkeyPatch) -
     environment.setenv("MAX_AMOUNT_CENTS", "7")
 
     assert get_settings() is first
-    get_settings.cache_clear()
+    reset()  # a new container
     assert get_settings().max_amount_cents == 7
