@@ -185,10 +185,11 @@ class FunctionLimits:
         return self.timeout_attempts()
 
     def timeout_attempts(self) -> int:
-        """How many attempts a request makes when every one times out, following `PayoutApiClient._create`: an
-        attempt lasts min(attempt timeout, time left); another follows its backoff while the deadline still
-        leaves MIN_ATTEMPT_SECONDS. Computed for the extremes of the time spent before the first attempt and of
-        the random backoff: if they disagree, the number of faults to queue is not knowable in advance."""
+        """How many attempts a request makes when every one times out, following
+        `PayoutApiClient._create_with_retries`: an attempt lasts min(attempt timeout, time left); another follows
+        its backoff while the deadline still leaves MIN_ATTEMPT_SECONDS. Computed for the extremes of the time spent
+        before the first attempt and of the random backoff: if they disagree, the number of faults to queue is not
+        knowable in advance."""
         counts = set()
         for spent in (0.0, 1.0):  # the lock write, a cold container's secret read
             for backoff_share in (0.0, 1.0):

@@ -6,9 +6,6 @@ partners create them through signed webhooks."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Callable
-from functools import partial
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
@@ -20,8 +17,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from payout_links import api_docs, inbound, snapstart, webhooks
 from payout_links.http import Request, Response, Router
-from payout_links.idempotency import frontend_key, webhook_key
-from payout_links.models import CreatePayoutLinkRequest, parse_create_request, parse_partner_event
+from payout_links.idempotency import Created, frontend_key, webhook_key
+from payout_links.models import parse_create_request, parse_partner_event
 from payout_links.observability import MetricUnit, logger, metrics
 from payout_links.outcomes import CreateFailed
 from payout_links.owners import LINK_ID
@@ -44,11 +41,16 @@ _NO_SUCH_ROUTE = "No such route."
 
 
 @app.post("/payout-links")
-def create_payout_link(request: Request) -> Response:
+def post_payout_link(request: Request) -> Response:
+    """A frontend's create: its key is the Idempotency-Key header or the body's idempotency_key."""
     caller = _frontend_caller(request)
-    body = inbound.json_body(request, max_bytes=get_settings().max_body_bytes)
-    key_for = partial(frontend_key, request.headers.get("idempotency-key"))
-    return _create(request, caller, body, parse_create_request, key_for)
+    settings = get_settings()
+    body = inbound.json_body(request, max_bytes=settings.max_body_bytes)
+    payout_request = parse_create_request(body, max_amount_cents=settings.max_amount_cents)
+    logger.append_keys(amount=payout_request.amount)
+    key = frontend_key(request.headers.get("idempotency-key"), payout_request.idempotency_key)
+    created = get_service().create_once(caller, key, payout_request, context=request.lambda_context)
+    return _created_answer(created)
 
 
 @app.get("/payout-links/<link_id>")
@@ -80,14 +82,18 @@ def _frontend_caller(request: Request) -> str:
 
 @app.post("/webhooks/<partner>/payout-links")
 def receive_partner_event(request: Request, partner: str) -> Response:
+    """A partner's create: a signed event whose `data` is a create's body; its key is the event's webhook-id."""
     # The name a request claims, until the signature proves it (the outcome says whether it did).
     caller = f"partner:{partner}"
     logger.append_keys(caller=caller)
-    delivery = webhooks.verified_delivery(
-        request, partner, get_partner_secrets(), max_bytes=get_settings().max_body_bytes
-    )
+    settings = get_settings()
+    delivery = webhooks.verified_delivery(request, partner, get_partner_secrets(), max_bytes=settings.max_body_bytes)
     logger.append_keys(webhook_id=delivery.webhook_id)
-    return _create(request, caller, delivery.body, _partner_request, partial(webhook_key, delivery.webhook_id))
+    payout_request = parse_partner_event(delivery.body, max_amount_cents=settings.max_amount_cents).data
+    logger.append_keys(amount=payout_request.amount)
+    key = webhook_key(delivery.webhook_id, payout_request.idempotency_key)
+    created = get_service().create_once(caller, key, payout_request, context=request.lambda_context)
+    return _created_answer(created)
 
 
 @app.get("/openapi.json")
@@ -109,32 +115,14 @@ def _require_api_docs() -> None:
         raise NotFound(_NO_SUCH_ROUTE)
 
 
-def _partner_request(body: bytes, *, max_amount_cents: int) -> CreatePayoutLinkRequest:
-    return parse_partner_event(body, max_amount_cents=max_amount_cents).data
-
-
-def _create(
-    http_request: Request,
-    caller: str,
-    body: bytes,
-    parse: Callable[..., CreatePayoutLinkRequest],
-    key_for: Callable[[uuid.UUID | None], str],
-) -> Response:
-    """What both routes share once the caller is known: validate the body, settle its idempotency key, and
-    create the link exactly once (or replay the first answer)."""
-    request = parse(body, max_amount_cents=get_settings().max_amount_cents)
-    logger.append_keys(amount=request.amount)
-    key = key_for(request.idempotency_key)
-
-    service = get_service()
-    service.idempotency_config.register_lambda_context(http_request.context)
-    created = service.create_payout_link(caller, key, request, remaining_millis=http_request.remaining_millis())
-
-    if not LINK_ID.fullmatch(created.link["id"]):
+def _created_answer(created: Created) -> Response:
+    """The 201 of either create, first or replayed: one log line and one count."""
+    link_id = created.link["id"]
+    if not LINK_ID.fullmatch(link_id):
         # Created, and answered as such; but no URL can name it, so its owner will not be able to read it.
-        logger.warning("the upstream's link id cannot be read or canceled", extra={"link_id": created.link["id"]})
+        logger.warning("the upstream's link id cannot be read or canceled", extra={"link_id": link_id})
     outcome = "replayed" if created.replayed else "created"
-    logger.info("payout link " + outcome, extra={"link_id": created.link["id"], "outcome": outcome})
+    logger.info("payout link " + outcome, extra={"link_id": link_id, "outcome": outcome})
     metrics.add_metric(
         name="IdempotentReplay" if created.replayed else "PayoutLinkCreated", unit=MetricUnit.Count, value=1
     )

@@ -46,9 +46,14 @@ class Request:
             request_id=request_context.get("requestId") or "",
         )
 
-    def remaining_millis(self) -> int:
+    @property
+    def lambda_context(self) -> LambdaContext:
+        """The invocation's context, which every request the router serves in Lambda has."""
         assert self.context is not None, "a request served by the router has its Lambda context"
-        return self.context.get_remaining_time_in_millis()
+        return self.context
+
+    def remaining_millis(self) -> int:
+        return self.lambda_context.get_remaining_time_in_millis()
 
 
 @dataclass(frozen=True)

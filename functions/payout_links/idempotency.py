@@ -1,14 +1,18 @@
 """Exactly one payout link per intent.
 
-An intent is (caller, idempotency key). Powertools idempotency keeps one DynamoDB record per intent: an
-INPROGRESS lock that expires with the function's remaining time, then the COMPLETED response for the TTL. The
-record's validation hash is the fingerprint of the request, so reusing a key for a different request is refused.
-`IntentStore` holds that record to the outcome rules of outcomes.py: a key whose create may have made a link stays
-bound to its fingerprint, even once its lock has expired.
+An intent (`Intent`) is one caller's request under one idempotency key. Powertools idempotency keeps one DynamoDB
+record per (caller, key): an INPROGRESS lock that expires with the function's remaining time, then the COMPLETED
+response for the TTL. The record's validation hash is the fingerprint of the request, so reusing a key for a
+different request is refused. `IntentStore` holds that record to the outcome rules of outcomes.py: a key whose
+create may have made a link stays bound to its fingerprint, even once its lock has expired.
 
 Every attempt also sends the upstream a key derived from (caller, key, fingerprint): a retry of the same request
 then gets the link the upstream already made instead of a second one, and a link made for one body can never be
-handed back for another, even after our record is gone."""
+handed back for another, even after our record is gone.
+
+The record's id (`payout-link#` and the hash of caller and key), its validation hash and the derived upstream key
+are fixed forever: records written by one deploy must be found by the next (tests/integration/test_stored_records.py
+holds their golden values)."""
 
 from __future__ import annotations
 
@@ -18,9 +22,9 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Protocol
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -106,8 +110,8 @@ def _canonical(key: str) -> str:
 
 
 def fingerprint(request: dict[str, Any]) -> str:
-    """The request's fingerprint: sha256 of its canonical JSON, the same digest the idempotency record keeps as
-    its validation hash (Powertools hashes `json.dumps(..., sort_keys=True)` with the configured sha256)."""
+    """The request's fingerprint: sha256 of its canonical JSON, the same digest Powertools would take of it for the
+    record's validation hash (`json.dumps(..., sort_keys=True)` with the configured sha256)."""
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
 
@@ -118,23 +122,67 @@ def upstream_key(caller: str, key: str, request_fingerprint: str) -> str:
     return str(uuid.uuid5(UPSTREAM_KEY_NAMESPACE, json.dumps([caller, key, request_fingerprint])))
 
 
+# What each field of an intent is to its idempotency record (see `Intent`).
+_PART = "idempotency"
+_RECORD_KEY = "record key"
+_VALIDATED = "validated"
+
+
+@dataclass(frozen=True)
+class Intent:
+    """One caller's request under one idempotency key: what is created at most once. Build it with `Intent.of`.
+
+    Powertools reads it as a dict (`dataclasses.asdict`). The record's id is the hash of the fields marked as the
+    record key, as a JSON list in their order; its validation hash is the hash of the field marked as validated,
+    the same digest as the intent's `fingerprint`, from which the upstream key is derived. The JMESPath
+    expressions Powertools is configured with are built from these fields' names."""
+
+    caller: str = field(metadata={_PART: _RECORD_KEY})
+    key: str = field(metadata={_PART: _RECORD_KEY})
+    # The canonical request: what is forwarded upstream, and what the fingerprint is taken of.
+    request: dict[str, Any] = field(metadata={_PART: _VALIDATED})
+    fingerprint: str
+
+    @classmethod
+    def of(cls, caller: str, key: str, request: dict[str, Any]) -> Intent:
+        return cls(caller=caller, key=key, request=request, fingerprint=fingerprint(request))
+
+    @property
+    def upstream_key(self) -> str:
+        return upstream_key(self.caller, self.key, self.fingerprint)
+
+
+def _fields_marked(part: str) -> list[str]:
+    return [each.name for each in fields(Intent) if each.metadata.get(_PART) == part]
+
+
+RECORD_KEY_JMESPATH = "[" + ", ".join(_fields_marked(_RECORD_KEY)) + "]"
+(VALIDATION_JMESPATH,) = _fields_marked(_VALIDATED)
+
+
 @dataclass(frozen=True)
 class Created:
     link: dict[str, Any]
     replayed: bool = False
 
 
+class IntentOperation(Protocol):
+    """What runs at most once per intent: the create at the upstream, given the time it must end by."""
+
+    def __call__(self, *, intent: Intent, deadline: float) -> Created: ...
+
+
 class _CreatedSerializer(BaseIdempotencySerializer):
     """Stores only the link; what comes back from the store is, by definition, a replay."""
 
-    def to_dict(self, data: Created) -> dict:
+    def to_dict(self, data: Created) -> dict[str, Any]:
         return data.link
 
-    def from_dict(self, data: dict) -> Created:
+    def from_dict(self, data: dict[str, Any]) -> Created:
         return Created(link=data)
 
 
-def _mark_replayed(response: Created, record: DataRecord) -> Created:
+def _mark_replayed(response: Created, idempotent_data: DataRecord) -> Created:
     return replace(response, replayed=True)
 
 
@@ -225,9 +273,10 @@ class IntentStore(DynamoDBPersistenceLayer):
         # The condition let the write replace a live record only if it was an expired lock of the same request.
         self._inherited_unknown = previous is not None and int(previous[self.expiry_attr]["N"]) >= int(now)
 
-    def save_success(self, data: dict[str, Any], result: dict) -> None:
-        """Called by Powertools with the created link: COMPLETED, and the link's owner recorded, in one write."""
-        self._owner_put = self._owners.put(result["id"], data["caller"])
+    def save_success(self, data: dict[str, Any], result: dict[str, Any]) -> None:
+        """Called by Powertools with the intent (as a dict) and the created link: COMPLETED, and the link's owner,
+        the intent's caller, recorded in one write."""
+        self._owner_put = self._owners.put(result["id"], Intent(**data).caller)
         super().save_success(data, result)
 
     def _update_record(self, data_record: DataRecord) -> None:
@@ -330,24 +379,13 @@ def _store_errors_logged(what: str) -> Iterator[None]:
         logger.error(f"{what}; the lock expires with the function", extra={"store_error": str(exc)})
 
 
-def exactly_once(
-    create: Callable[..., Created],
-    *,
-    dynamodb_client: Any,
-    table_name: str,
-    ttl_seconds: int,
-    owners: LinkOwners,
-) -> tuple[IdempotencyConfig, Callable[..., Created]]:
-    """Wrap `create(*, intent, **kwargs)` so that it runs at most once per intent.
-
-    `intent` is `{"caller": ..., "key": ..., "request": <canonical request>}`: the record key is the hash of
-    caller and key, the fingerprint the hash of the request. Returns the config, on which the handler
-    registers each invocation's Lambda context so that the lock expires with the function. A completed create
-    also records the link's owner, the intent's caller, in `owners` (see owners.py).
-    """
-    config = IdempotencyConfig(
-        event_key_jmespath="[caller, key]",
-        payload_validation_jmespath="request",
+def intent_config(*, ttl_seconds: int) -> IdempotencyConfig:
+    """How Powertools keeps intents: the record key is the hash of caller and key, the validation hash the
+    request's fingerprint, a COMPLETED record is replayed (marked so) for `ttl_seconds`. Each invocation registers
+    its Lambda context on it, so that a lock expires with the function."""
+    return IdempotencyConfig(
+        event_key_jmespath=RECORD_KEY_JMESPATH,
+        payload_validation_jmespath=VALIDATION_JMESPATH,
         raise_on_no_idempotency_key=True,
         expires_after_seconds=ttl_seconds,
         hash_function="sha256",
@@ -357,12 +395,17 @@ def exactly_once(
         use_local_cache=True,
         local_cache_max_items=LOCAL_CACHE_ITEMS,
     )
-    wrapped = idempotent_function(
-        create,
-        data_keyword_argument="intent",
-        persistence_store=IntentStore(table_name=table_name, boto3_client=dynamodb_client, owners=owners),
+
+
+def once_per_intent(operation: IntentOperation, *, store: IntentStore, config: IdempotencyConfig) -> IntentOperation:
+    """`operation`, run at most once per intent: a later call for the same intent gets the first call's `Created`,
+    replayed; one for the same caller and key with another request is refused (`IdempotencyValidationError`)."""
+    once: IntentOperation = idempotent_function(
+        operation,
+        data_keyword_argument="intent",  # the keyword `IntentOperation` takes the intent by
+        persistence_store=store,
         config=config,
         output_serializer=_CreatedSerializer(),
         key_prefix=RECORD_KEY_PREFIX,
     )
-    return config, wrapped
+    return once

@@ -1,6 +1,16 @@
 """What the routes do once the caller is known: create a payout link for an intent, exactly once; read or
 cancel a link, for its owner only.
 
+A create, from the route to the upstream, each step named for what it does:
+
+1. `app.post_payout_link` (a frontend) or `app.receive_partner_event` (a partner): parse the body, settle the
+   idempotency key, then call
+2. `PayoutLinkService.create_once(caller, key, request, context=...)`: the intent, created at most once; it runs
+3. `PayoutLinkService._create_at_upstream(intent=..., deadline=...)`, wrapped once per service by Powertools'
+   idempotency (`idempotency.once_per_intent`): run only when the intent has no record yet, it calls
+4. `PayoutApiClient.create_payout_link(payload, deadline=...)`: the upstream's create, attempted until it answers
+   or the deadline comes.
+
 `get_service()` and `get_partner_secrets()` are the composition root: they build the clients once per
 container, on first use, so that importing the handler does no I/O and a warm request reuses every connection.
 `reset()` forgets everything a container keeps between invocations.
@@ -9,17 +19,16 @@ container, on first use, so that importing the handler does no I/O and a warm re
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import httpx
-from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from payout_links import api_docs, aws
 from payout_links.credentials import CredentialsStore, PartnerSecrets
 from payout_links.deadlines import deadline_client
-from payout_links.idempotency import Created, exactly_once, fingerprint, upstream_key
+from payout_links.idempotency import Created, Intent, IntentStore, intent_config, once_per_intent
 from payout_links.models import CreatePayoutLinkRequest
 from payout_links.owners import LinkOwners
 from payout_links.settings import get_settings
@@ -34,28 +43,43 @@ RESPONSE_RESERVE_SECONDS = aws.WORST_CASE_CALL_SECONDS + 0.5
 LIFECYCLE_RESERVE_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
 class PayoutLinkService:
-    payout_api: PayoutApiClient
-    idempotency_config: IdempotencyConfig
-    owners: LinkOwners
-    _create_once: Any
+    def __init__(
+        self, *, payout_api: PayoutApiClient, owners: LinkOwners, intents: IntentStore, intent_ttl_seconds: int
+    ) -> None:
+        self.payout_api = payout_api
+        self._owners = owners
+        self._idempotency = intent_config(ttl_seconds=intent_ttl_seconds)
+        self._create_at_upstream_once = once_per_intent(
+            self._create_at_upstream, store=intents, config=self._idempotency
+        )
 
-    def create_payout_link(
-        self, caller: str, key: str, request: CreatePayoutLinkRequest, *, remaining_millis: int
+    def create_once(
+        self, caller: str, key: str, request: CreatePayoutLinkRequest, *, context: LambdaContext
     ) -> Created:
-        deadline = time.monotonic() + remaining_millis / 1000 - RESPONSE_RESERVE_SECONDS
-        intent = {"caller": caller, "key": key, "request": request.upstream_payload()}
-        return self._create_once(intent=intent, deadline=deadline)
+        """The link for the intent (caller, key, request): created at the upstream the first time, the same link
+        (`replayed`) after that. The same caller and key with another request is refused
+        (`IdempotencyValidationError`); while another request holds the intent, `IdempotencyAlreadyInProgressError`.
+        A create that fails raises `CreateFailed`, and the intent's record keeps or releases the key by outcomes.py.
+        """
+        self._idempotency.register_lambda_context(context)  # the intent's lock expires with this invocation
+        deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - RESPONSE_RESERVE_SECONDS
+        intent = Intent.of(caller, key, request.upstream_payload())
+        return self._create_at_upstream_once(intent=intent, deadline=deadline)
+
+    def _create_at_upstream(self, *, intent: Intent, deadline: float) -> Created:
+        """The intent sent upstream under its derived key (see idempotency.py); at most once per intent."""
+        payload = {**intent.request, "idempotency_key": intent.upstream_key}
+        return Created(link=self.payout_api.create_payout_link(payload, deadline=deadline))
 
     def read_payout_link(self, caller: str, link_id: str, *, remaining_millis: int) -> dict[str, Any]:
         """The link as the upstream has it now, for its owner only (`LinkNotFound` for anyone else)."""
-        self.owners.require_owner(caller, link_id)
+        self._owners.require_owner(caller, link_id)
         return self.payout_api.retrieve_payout_link(link_id, deadline=_lifecycle_deadline(remaining_millis))
 
     def cancel_payout_link(self, caller: str, link_id: str, *, remaining_millis: int) -> dict[str, Any]:
         """Cancel the link at the upstream and return it, canceled; for its owner only."""
-        self.owners.require_owner(caller, link_id)
+        self._owners.require_owner(caller, link_id)
         return self.payout_api.cancel_payout_link(link_id, deadline=_lifecycle_deadline(remaining_millis))
 
 
@@ -84,25 +108,17 @@ def get_service() -> PayoutLinkService:
         max_attempts=settings.payout_api_max_attempts,
     )
 
-    def create(*, intent: dict[str, Any], deadline: float) -> Created:
-        request = intent["request"]
-        derived_key = upstream_key(intent["caller"], intent["key"], fingerprint(request))
-        payload = {**request, "idempotency_key": derived_key}
-        return Created(link=payout_api.create_payout_link(payload, deadline=deadline))
-
     owners = LinkOwners(
         dynamodb_client=aws.client("dynamodb"),
         table_name=settings.link_owners_table_name,
         retention_seconds=settings.link_owner_retention_days * 86_400,
     )
-    config, create_once = exactly_once(
-        create,
-        dynamodb_client=aws.client("dynamodb"),
-        table_name=settings.idempotency_table_name,
-        ttl_seconds=settings.idempotency_ttl_seconds,
-        owners=owners,
+    intents = IntentStore(
+        table_name=settings.idempotency_table_name, boto3_client=aws.client("dynamodb"), owners=owners
     )
-    return PayoutLinkService(payout_api=payout_api, idempotency_config=config, owners=owners, _create_once=create_once)
+    return PayoutLinkService(
+        payout_api=payout_api, owners=owners, intents=intents, intent_ttl_seconds=settings.idempotency_ttl_seconds
+    )
 
 
 @cache

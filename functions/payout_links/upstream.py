@@ -79,11 +79,11 @@ class PayoutApiClient:
         `CreateFailed`: the problem to answer, and whether any attempt may have made the link."""
         outcomes: list[Outcome] = []
         try:
-            return self._create(payload, deadline, outcomes)
+            return self._create_with_retries(payload, deadline, outcomes)
         except Problem as problem:
             raise CreateFailed(problem, combined(outcomes)) from None
 
-    def _create(self, payload: dict[str, Any], deadline: float, outcomes: list[Outcome]) -> dict[str, Any]:
+    def _create_with_retries(self, payload: dict[str, Any], deadline: float, outcomes: list[Outcome]) -> dict[str, Any]:
         credentials_refreshed = False
         attempt = 0
         while True:

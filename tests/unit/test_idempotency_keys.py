@@ -6,7 +6,15 @@ import uuid
 
 import pytest
 
-from payout_links.idempotency import fingerprint, parse_key_header, resolve_key, upstream_key
+from payout_links.idempotency import (
+    RECORD_KEY_JMESPATH,
+    VALIDATION_JMESPATH,
+    Intent,
+    fingerprint,
+    parse_key_header,
+    resolve_key,
+    upstream_key,
+)
 from payout_links.models import parse_create_request
 from payout_links.problems import InvalidIdempotencyKey
 
@@ -169,6 +177,19 @@ def test_upstream_key_differs_per_caller_per_key_and_per_request() -> None:
 )
 def test_upstream_key_is_not_confusable(first: tuple[str, str], second: tuple[str, str]) -> None:
     assert upstream_key(*first, FINGERPRINT) != upstream_key(*second, FINGERPRINT)
+
+
+def test_the_intent_carries_its_fingerprint_and_upstream_key() -> None:
+    intent = Intent.of("user:user-1", KEY, {"amount": 2500, "user_id": "u-1"})
+
+    assert intent.fingerprint == FINGERPRINT
+    assert intent.upstream_key == "036cae36-9383-5410-a864-f1b047bb6202"  # the golden value above
+
+
+def test_the_records_jmespath_expressions_are_built_from_the_intents_fields() -> None:
+    # Powertools hashes what these select: the deployed records were keyed by exactly these expressions.
+    assert RECORD_KEY_JMESPATH == "[caller, key]"
+    assert VALIDATION_JMESPATH == "request"
 
 
 def test_the_fingerprint_ignores_key_order_and_is_the_records_validation_hash() -> None:
