@@ -134,8 +134,9 @@ class Intent:
 
     Powertools reads it as a dict (`dataclasses.asdict`). The record's id is the hash of the fields marked as the
     record key, as a JSON list in their order; its validation hash is the hash of the field marked as validated,
-    the same digest as the intent's `fingerprint`, from which the upstream key is derived. The JMESPath
-    expressions Powertools is configured with are built from these fields' names."""
+    which the intent carries as `fingerprint`, computed once: the store takes it from there (see `IntentStore`),
+    and the upstream key is derived from it. The JMESPath expressions Powertools is configured with are built
+    from these fields' names."""
 
     caller: str = field(metadata={_PART: _RECORD_KEY})
     key: str = field(metadata={_PART: _RECORD_KEY})
@@ -187,7 +188,7 @@ def _mark_replayed(response: Created, idempotent_data: DataRecord) -> Created:
 
 
 class IntentStore(DynamoDBPersistenceLayer):
-    """Powertools' DynamoDB persistence layer, held to the outcome rules of outcomes.py. Five changes:
+    """Powertools' DynamoDB persistence layer, held to the outcome rules of outcomes.py. Six changes:
 
     1. An expired lock (a crash, a Lambda timeout, or an UNKNOWN outcome) may be taken over only by a request with
        the same fingerprint. Powertools lets any request overwrite it, which would let another body take a key
@@ -202,6 +203,8 @@ class IntentStore(DynamoDBPersistenceLayer):
        the fingerprint, instead of leaving the caller at 409 until the function's timeout.
     5. Completing writes the link's owner record in the same transaction (see owners.py), and only completes the
        lock this request holds; a completion that fails drops the lock at once, as in 4.
+    6. The validation hash is the fingerprint the intent carries, taken once per request, not the hash of the
+       intent's request taken again at each step (the lock, a record read, the completion); it is the same digest.
 
     Releasing and dropping touch only the lock this request holds (its token); should either fail, the lock
     expires with the function and the record stays bound, and the caller hears about the create, not about this.
@@ -272,6 +275,13 @@ class IntentStore(DynamoDBPersistenceLayer):
         previous = replaced.get("Attributes")
         # The condition let the write replace a live record only if it was an expired lock of the same request.
         self._inherited_unknown = previous is not None and int(previous[self.expiry_attr]["N"]) >= int(now)
+
+    def _get_hashed_payload(self, data: dict[str, Any]) -> str:
+        """The intent's fingerprint, which `data` (the intent as a dict) carries: what Powertools would compute by
+        hashing the part VALIDATION_JMESPATH selects, the request."""
+        if not self.payload_validation_enabled:
+            return ""
+        return Intent(**data).fingerprint
 
     def save_success(self, data: dict[str, Any], result: dict[str, Any]) -> None:
         """Called by Powertools with the intent (as a dict) and the created link: COMPLETED, and the link's owner,

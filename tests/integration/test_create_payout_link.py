@@ -104,6 +104,29 @@ def test_the_body_limit_is_the_configured_one(function, upstream, configured):
     assert upstream.stats()["creates"] == 1
 
 
+def test_a_request_is_fingerprinted_once_and_the_store_hashes_only_record_keys(function, upstream, monkeypatch):
+    from payout_links import idempotency
+
+    fingerprinted: list[dict] = []
+    hashed: list[object] = []
+    fingerprint, generate_hash = idempotency.fingerprint, idempotency.IntentStore._generate_hash
+    monkeypatch.setattr(
+        idempotency, "fingerprint", lambda request: fingerprinted.append(request) or fingerprint(request)
+    )
+    monkeypatch.setattr(
+        idempotency.IntentStore, "_generate_hash", lambda store, data: hashed.append(data) or generate_hash(store, data)
+    )
+    key = new_key()
+
+    first = function.create(key=key)
+    function.reset_container()  # the replay reads the record from DynamoDB and checks its validation hash
+    replay = function.create(key=key)
+
+    assert (first.status, replay.status) == (201, 201)
+    assert len(fingerprinted) == 2  # once per request: for the upstream key and the record's validation hash
+    assert hashed and all(data == ["user:user-1", key] for data in hashed)  # Powertools hashed only the record key
+
+
 def test_body_key_and_quoted_header_name_the_same_intent(function, upstream):
     key = new_key()
     first = function.create(payout_body(idempotency_key=key), key=None)

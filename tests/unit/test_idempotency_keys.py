@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
@@ -193,20 +194,22 @@ def test_the_records_jmespath_expressions_are_built_from_the_intents_fields() ->
 
 
 def test_the_fingerprint_ignores_key_order_and_is_the_records_validation_hash() -> None:
-    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+    from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer
 
-    from payout_links.idempotency import IntentStore
+    from payout_links.idempotency import IntentStore, intent_config
     from payout_links.owners import LinkOwners
 
     request = {"amount": 2500, "payee": {"phone_number": "5555550123", "country_code": "1"}}
     owners = LinkOwners(dynamodb_client=_UnusedClient(), table_name="unused", retention_seconds=60)
     store = IntentStore(table_name="unused", boto3_client=_UnusedClient(), owners=owners)
-    store.configure(
-        IdempotencyConfig(event_key_jmespath="key", payload_validation_jmespath="request", hash_function="sha256")
-    )
+    store.configure(intent_config(ttl_seconds=60))
+    intent = Intent.of("user:user-1", "k", request)
+    data = dataclasses.asdict(intent)  # what Powertools hands the store
 
     assert fingerprint(request) == fingerprint(dict(reversed(request.items())))
-    assert fingerprint(request) == store._get_hashed_payload({"key": "k", "request": request})
+    # The store keeps the fingerprint the intent carries: the very hash Powertools would have taken of the request.
+    assert store._get_hashed_payload(data) == intent.fingerprint
+    assert BasePersistenceLayer._get_hashed_payload(store, data) == intent.fingerprint
 
 
 class _UnusedClient:
