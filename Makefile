@@ -102,9 +102,10 @@ bench: dev tools  ## measure cold start, warm CPU, round trips, size and memory 
 load: dev  ## drive the local stack with 2,000 requests and check one link per intent (bench/load.py)
 	$(PY) bench/load.py
 
-lint: dev  ## check style
+lint: dev  ## check style and types (ruff; mypy, configured in pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: dev  ## fix style
 	$(VENV)/bin/ruff check --fix .
@@ -147,4 +148,4 @@ sbom-tools: $(SBOM_VENV)/.installed  ## create the SBOM generator's environment 
 
 clean:  ## remove the environments and build output
 	rm -rf $(VENV) $(UV_VENV) $(TOOLS_VENV) $(CHECKOV_VENV) $(SCHEMATHESIS_VENV) $(AUDIT_VENV) $(SBOM_VENV) \
-		.aws-sam build .pytest_cache .ruff_cache *.egg-info
+		.aws-sam build .pytest_cache .ruff_cache *.egg-info .mypy_cache

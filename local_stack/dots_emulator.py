@@ -278,8 +278,8 @@ def _validate_payout(body: Any) -> Json:
     delivery = body.get("delivery") or {}
     if "method" in delivery and delivery["method"] not in DELIVERY_METHODS:
         raise _ApiError(400, f"delivery.method must be one of {', '.join(DELIVERY_METHODS)}")
-    key = body.get("idempotency_key")
-    if key is not None and not isinstance(key, str):
+    idempotency_key = body.get("idempotency_key")
+    if idempotency_key is not None and not isinstance(idempotency_key, str):
         raise _ApiError(400, "idempotency_key must be a string or null")
     return body
 
@@ -480,7 +480,7 @@ class DotsEmulator:
         with self._lock:
             return copy.deepcopy(self._stored_link(link_id))
 
-    def set_status(self, link_id: str, status: str) -> Json:
+    def set_status(self, link_id: str, status: object) -> Json:
         """Move a link to any contract status, as the payee, Dots or time would; every later answer about the
         link shows it. A link that becomes `claimed` gets a fake `claimed_user_id` if it had none.
         ValueError for a status outside the contract, KeyError for an unknown link; returns a copy of the link."""
@@ -737,7 +737,7 @@ class _EmulatorServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN, which can stall on a reverse DNS lookup.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[0], self.server_address[1]
+        self.server_name, self.server_port = self.socket.getsockname()[:2]  # what TCPServer keeps as server_address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients that time out or hang up mid-answer are expected here, not errors.

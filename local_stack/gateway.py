@@ -368,7 +368,7 @@ class _Handler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def _send(
-        self, status: int, headers: dict[str, str], body: bytes, request_id: str, cookies: list[str] = ()
+        self, status: int, headers: dict[str, str], body: bytes, request_id: str, cookies: Sequence[str] = ()
     ) -> None:
         self.send_response(status)
         if self.server.cors:  # API Gateway's CORS headers replace any the function sent

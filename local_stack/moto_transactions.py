@@ -33,7 +33,7 @@ def patch() -> None:
     transact = models.DynamoDBBackend.transact_write_items
     one_at_a_time = threading.Lock()
 
-    def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> None:
+    def transact_write_items(backend: models.DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
         with one_at_a_time:
             saved = [_saved_item(backend, operation) for operation in transact_items]
             try:
@@ -43,7 +43,9 @@ def patch() -> None:
                     _restore(backend, table_name, key, attributes)
                 raise
 
-    models.DynamoDBBackend.transact_write_items = transact_write_items
+    # Replacing moto's method is the point of this module; mypy refuses any assignment to a method, and compares
+    # the plain function with the method as if bound.
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign, assignment]
     setattr(models.DynamoDBBackend, _PATCHED, True)
 
 

@@ -22,6 +22,7 @@ def _intrinsic(loader: yaml.Loader, tag_suffix: str, node: yaml.Node) -> dict[st
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
+        assert isinstance(node, yaml.MappingNode)  # the one other kind of node
         value = loader.construct_mapping(node, deep=True)
     name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
     return {name: value}

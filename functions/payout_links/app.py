@@ -6,6 +6,7 @@ partners create them through signed webhooks."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
@@ -67,7 +68,7 @@ def cancel_payout_link(request: Request, link_id: str) -> Response:
     return _lifecycle_answer(link, "canceled", metric="PayoutLinkCanceled")
 
 
-def _lifecycle_answer(link: dict, done: str, *, metric: str) -> Response:
+def _lifecycle_answer(link: dict[str, Any], done: str, *, metric: str) -> Response:
     """The owner's 200 for a read or a cancel: one log line and one count, as a create has."""
     logger.info(f"payout link {done}", extra={"link_id": link["id"], "link_status": link["status"]})
     metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
@@ -129,7 +130,7 @@ def _created_answer(created: Created) -> Response:
     return _link_response(201, created.link, {"Idempotent-Replayed": "true"} if created.replayed else {})
 
 
-def _link_response(status: int, link: dict, headers: dict[str, str] | None = None) -> Response:
+def _link_response(status: int, link: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return Response(
         status,
         # Sorted keys: a replay, read back from the store, is byte-for-byte the body of the first answer.
@@ -192,6 +193,6 @@ def _unexpected(_: Exception, request: Request) -> Response:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(caller="anonymous")  # until a route knows better
     return app.resolve(event, context)

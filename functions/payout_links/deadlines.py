@@ -127,8 +127,9 @@ class BoundedBackend(httpcore.NetworkBackend):
 
 def drop_connections(client: httpx.Client) -> None:
     """Close the client's open connections and keep the client usable: its next request opens a new one."""
-    pool = client._transport._pool  # type: ignore[attr-defined]  # set by deadline_client
-    pool.close()
+    transport = client._transport
+    assert isinstance(transport, httpx.HTTPTransport), "a client made by deadline_client"
+    transport._pool.close()
 
 
 def deadline_client(*, limits: httpx.Limits, **client_options: Any) -> httpx.Client:

@@ -263,7 +263,7 @@ class IntentStore(DynamoDBPersistenceLayer):
             if not _condition_failed(exc):
                 self._drop_lock(data_record.idempotency_key)  # it may have landed: never leave it locked
                 raise
-            existing = exc.response.get("Item")  # type: ignore[union-attr]
+            existing = exc.response.get("Item")
             if existing is None:
                 raise IdempotencyItemAlreadyExistsError() from exc
             if existing.get(self.TOKEN_ATTR) == {"S": token}:
@@ -348,7 +348,9 @@ class IntentStore(DynamoDBPersistenceLayer):
                 ),
             )
 
-    def _if_own_lock(self, *, names: dict[str, str] | None = None, values: dict[str, Any] | None = None) -> Any:
+    def _if_own_lock(
+        self, *, names: dict[str, str] | None = None, values: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The table and condition for a write that must only touch the lock this container holds: a lock that
         expired and was taken by another request of the same intent is not ours to release."""
         return {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +23,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import ErrorDetails
 
 from payout_links.problems import PROBLEM_TYPE_PREFIX, FieldError, MalformedJson, ValidationFailed
 
@@ -72,7 +73,7 @@ PayoutFeeParty = Literal["user", "platform"]
 PayoutLinkStatus = Literal[
     "created", "delivery_pending", "delivery_failed", "sent", "delivered", "claimed", "reversed", "canceled", "expired"
 ]
-PAYOUT_LINK_STATUSES: frozenset[str] = frozenset(PayoutLinkStatus.__args__)  # type: ignore[attr-defined]
+PAYOUT_LINK_STATUSES: frozenset[str] = frozenset(get_args(PayoutLinkStatus))
 
 MAX_METADATA_KEYS = 50
 
@@ -223,7 +224,9 @@ def parse_partner_event(body: str | bytes, *, max_amount_cents: int) -> PartnerE
     return _parse(PartnerEvent, body, max_amount_cents=max_amount_cents)
 
 
-def _parse[M: CreatePayoutLinkRequest | PartnerEvent](model: type[M], body: str | bytes, *, max_amount_cents: int) -> M:
+def _parse[M: (CreatePayoutLinkRequest, PartnerEvent)](
+    model: type[M], body: str | bytes, *, max_amount_cents: int
+) -> M:
     try:
         parsed = model.model_validate_json(body, context={"max_amount_cents": max_amount_cents})
     except ValidationError as exc:
@@ -238,7 +241,7 @@ def _parse[M: CreatePayoutLinkRequest | PartnerEvent](model: type[M], body: str 
     return parsed
 
 
-def _field_error(error: Any) -> FieldError:
+def _field_error(error: ErrorDetails) -> FieldError:
     # A bad metadata key is reported at "metadata/<key>/[key]"; the pointer names the key itself.
     location = [str(part) for part in error["loc"] if part != "[key]"]
     pointer = "#/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in location)

@@ -12,12 +12,9 @@ import json
 import math
 import unicodedata
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeIs
 
-from payout_links.models import PAYOUT_LINK_STATUSES, LinkDelivery, LinkPayee, PayoutLink
-
-_PAYEE_KEYS = tuple(LinkPayee.model_fields)
-_DELIVERY_KEYS = tuple(LinkDelivery.model_fields)
+from payout_links.models import PAYOUT_LINK_STATUSES, LinkDelivery, LinkPayee, PayoutLink, PayoutLinkStatus
 
 
 class UnreadableAnswer(ValueError):
@@ -35,8 +32,8 @@ def normalize_payout_link(answer: Any) -> dict[str, Any]:
         link=_text(link.get("link")),
         amount=_cents(link.get("amount")),
         status=_status(link.get("status")),
-        payee=_sub_object(link.get("payee"), _PAYEE_KEYS),
-        delivery=_sub_object(link.get("delivery"), _DELIVERY_KEYS),
+        payee=_sub_object(LinkPayee, link.get("payee")),
+        delivery=_sub_object(LinkDelivery, link.get("delivery")),
         tax_exempt=link.get("tax_exempt") if isinstance(link.get("tax_exempt"), bool) else None,
         claimed_user_id=_text(link.get("claimed_user_id")),
         flow_id=_text(link.get("flow_id")),
@@ -45,10 +42,9 @@ def normalize_payout_link(answer: Any) -> dict[str, Any]:
 
 
 def _unwrap(answer: Any) -> dict[str, Any]:
-    if isinstance(answer, dict) and isinstance(answer.get("payout_link"), dict):
-        return answer["payout_link"]  # the legacy v1 envelope
     if isinstance(answer, dict):
-        return answer
+        wrapped = answer.get("payout_link")
+        return wrapped if isinstance(wrapped, dict) else answer  # a dict there: the legacy v1 envelope
     raise UnreadableAnswer("the answer is not a JSON object")
 
 
@@ -96,17 +92,22 @@ def _timestamp(value: Any) -> str | None:
         return None
 
 
-def _status(value: Any) -> str | None:
+def _status(value: Any) -> PayoutLinkStatus | None:
     if not isinstance(value, str):
         return None
     status = value.strip().lower()
-    return status if status in PAYOUT_LINK_STATUSES else None
+    return status if _is_status(status) else None
 
 
-def _sub_object(value: Any, keys: tuple[str, ...]) -> dict[str, str | None] | None:
+def _is_status(value: str) -> TypeIs[PayoutLinkStatus]:
+    return value in PAYOUT_LINK_STATUSES
+
+
+def _sub_object[M: (LinkPayee, LinkDelivery)](model: type[M], value: Any) -> M | None:
+    """The payee or delivery object: each of its keys as text, null when the upstream did not say."""
     if not isinstance(value, dict):
         return None
-    return {key: _text(value.get(key)) for key in keys}
+    return model(**{key: _text(value.get(key)) for key in model.model_fields})
 
 
 def _metadata(value: Any) -> dict[str, str]:

@@ -32,7 +32,7 @@ LINK_NOT_FOUND = "No payout link with this id was created by this caller."
 class LinkNotFound(NotFound):
     """The one answer for every link a caller may not see, whatever the reason (which only the logs say)."""
 
-    metric = "LinkOwnershipRefused"
+    metric: str | None = "LinkOwnershipRefused"
 
     def __init__(self) -> None:
         super().__init__(LINK_NOT_FOUND)

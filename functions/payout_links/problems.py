@@ -7,6 +7,7 @@ carry upstream text, secrets, stack traces or personal data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 PROBLEM_TYPE_PREFIX = "urn:payout-link-proxy:problem:"
 
@@ -38,10 +39,10 @@ class Problem(Exception):
         if retry_after is not None:
             self.retry_after = retry_after
 
-    def to_dict(self, request_id: str = "") -> dict:
+    def to_dict(self, request_id: str = "") -> dict[str, Any]:
         """The problem body; `request_id` is API Gateway's id of the request (the `apigw-requestid` header), for a
         caller to quote."""
-        body: dict = {
+        body: dict[str, Any] = {
             "type": PROBLEM_TYPE_PREFIX + self.slug,
             "title": self.title,
             "status": self.status,

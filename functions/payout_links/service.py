@@ -146,4 +146,4 @@ def reset() -> None:
     api_docs.openapi_document.cache_clear()
     aws.reset()
     powertools_logger.is_cold_start = True
-    cold_start.reset_cold_start_flag()
+    cold_start.is_cold_start = True

@@ -112,11 +112,11 @@ def verify(body: bytes, headers: Mapping[str, str], keys: Sequence[bytes], *, no
 
 def _signature_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:
     for prefix in _HEADER_PREFIXES:
-        values = [headers.get(prefix + name) for name in ("id", "timestamp", "signature")]
-        if any(values):
-            if not all(values):
+        webhook_id, timestamp, signature = (headers.get(prefix + name) for name in ("id", "timestamp", "signature"))
+        if webhook_id or timestamp or signature:
+            if not (webhook_id and timestamp and signature):
                 raise SignatureRejected("missing-header")
-            return values[0], values[1], values[2]
+            return webhook_id, timestamp, signature
     raise SignatureRejected("missing-header")
 
 
