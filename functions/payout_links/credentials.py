@@ -42,7 +42,7 @@ class CachedJsonSecret[T]:
         secret_id: str,
         *,
         max_age_seconds: float,
-        parse: Callable[[Any], T],
+        parse: Callable[[object], T],
         label: str,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -105,7 +105,9 @@ class PayoutApiCredentials:
         return f"Basic {token}"
 
 
-def _payout_api_credentials(value: Any) -> PayoutApiCredentials:
+def _payout_api_credentials(value: object) -> PayoutApiCredentials:
+    if not isinstance(value, dict):
+        raise TypeError("not a JSON object")  # logged as any other shape that is not the expected JSON
     return PayoutApiCredentials(client_id=value["client_id"], api_key=value["api_key"])
 
 
@@ -144,7 +146,7 @@ def decode_webhook_secret(secret: str) -> bytes:
     return key
 
 
-def _partner_keys(value: Any) -> dict[str, tuple[bytes, ...]]:
+def _partner_keys(value: object) -> dict[str, tuple[bytes, ...]]:
     """`{"partner": "whsec_..."}` or `{"partner": ["whsec_new", "whsec_old"]}` → each partner's HMAC keys.
 
     A partner whose entry is unusable is left out (and logged by name) rather than failing every partner."""

@@ -21,7 +21,7 @@ class UnreadableAnswer(ValueError):
     """The upstream said 2xx but its body does not describe a payout link."""
 
 
-def normalize_payout_link(answer: Any) -> dict[str, Any]:
+def normalize_payout_link(answer: object) -> dict[str, Any]:
     link = _unwrap(answer)
     link_id = link.get("id")
     if not isinstance(link_id, str | int) or isinstance(link_id, bool) or str(link_id) == "":
@@ -41,14 +41,14 @@ def normalize_payout_link(answer: Any) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
-def _unwrap(answer: Any) -> dict[str, Any]:
+def _unwrap(answer: object) -> dict[str, Any]:
     if isinstance(answer, dict):
         wrapped = answer.get("payout_link")
         return wrapped if isinstance(wrapped, dict) else answer  # a dict there: the legacy v1 envelope
     raise UnreadableAnswer("the answer is not a JSON object")
 
 
-def _text(value: Any) -> str | None:
+def _text(value: object) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, str):
@@ -58,7 +58,7 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _cents(value: Any) -> int | None:
+def _cents(value: object) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -73,7 +73,7 @@ def _cents(value: Any) -> int | None:
     return None  # a fractional cent is not an amount we can vouch for
 
 
-def _timestamp(value: Any) -> str | None:
+def _timestamp(value: object) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
     try:
@@ -92,7 +92,7 @@ def _timestamp(value: Any) -> str | None:
         return None
 
 
-def _status(value: Any) -> PayoutLinkStatus | None:
+def _status(value: object) -> PayoutLinkStatus | None:
     if not isinstance(value, str):
         return None
     status = value.strip().lower()
@@ -103,14 +103,14 @@ def _is_status(value: str) -> TypeIs[PayoutLinkStatus]:
     return value in PAYOUT_LINK_STATUSES
 
 
-def _sub_object[M: (LinkPayee, LinkDelivery)](model: type[M], value: Any) -> M | None:
+def _sub_object[M: (LinkPayee, LinkDelivery)](model: type[M], value: object) -> M | None:
     """The payee or delivery object: each of its keys as text, null when the upstream did not say."""
     if not isinstance(value, dict):
         return None
     return model(**{key: _text(value.get(key)) for key in model.model_fields})
 
 
-def _metadata(value: Any) -> dict[str, str]:
+def _metadata(value: object) -> dict[str, str]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -160,12 +160,12 @@ def mismatches(request: dict[str, Any], link: dict[str, Any], *, echoed_user_id:
     return wrong
 
 
-def echoed_user_id(answer: Any) -> str | None:
+def echoed_user_id(answer: object) -> str | None:
     """The `user_id` the upstream says the link is for (not part of the normalized link); None if it says none."""
     return _text(_unwrap(answer).get("user_id"))
 
 
-def _comparable(field: str, value: Any) -> Any:
+def _comparable(field: str, value: object) -> object:
     if not isinstance(value, str):
         return value
     if field.endswith(("phone_number", "country_code")):
