@@ -49,6 +49,10 @@ def test_a_burst_of_300_queues_for_two_environments_and_loses_nothing(tmp_path, 
     assert [status for status in statuses if not isinstance(status, int)] == []  # no reset, no refused connection
     assert statuses.count(201) == upstream.stats()["links_created"]
     assert set(statuses) <= {201, 503}
+    # Served, not merely answered: a stack that answered every request with the gateway's 503 would pass the lines
+    # above. Two environments serve 300 creates in about 10 s here; a few may still meet the 30 s limit on a
+    # machine that is busy with other work, which is what the 503 is for.
+    assert statuses.count(201) >= 0.9 * BURST, statuses.count(201)
     assert slowest < 31  # API Gateway's 30 s, and a second of slack for this machine
 
 
