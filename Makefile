@@ -130,7 +130,7 @@ audit: audit-tools  ## check the layer's locked requirements for known vulnerabi
 	$(AUDIT_VENV)/bin/python scripts/audit.py $(AUDIT_ARGS) $(LAYER_REQUIREMENTS)
 
 build: tools uv  ## sam build from the locks: the layer from its hashed requirements, with the pinned uv
-	PATH="$(CURDIR)/$(UV_VENV)/bin:$$PATH" $(TOOLS_VENV)/bin/sam build
+	PATH="$(CURDIR)/$(UV_VENV)/bin:$$PATH" PYTHON313="$(PYTHON)" $(TOOLS_VENV)/bin/sam build
 
 uv: $(UV)  ## bootstrap the pinned uv (.venv-uv) from tools/uv.txt's hashes
 

@@ -12,7 +12,7 @@ CORS headers to every answer for an allowed origin, whatever the function sent.
 Like API Gateway, it takes bursts of hundreds of connections (they queue for a free execution environment rather
 than being reset) and never makes a caller wait for the function longer than the 30-second integration timeout:
 then it answers `503 {"message":"Service Unavailable"}` itself, and an event that has not reached the function
-by then never does.
+by then never does. It does not throttle: the template's route throttles (429) apply only in AWS.
 """
 
 from __future__ import annotations
