@@ -173,6 +173,29 @@ def test_a_create_from_an_allowed_origin_is_preflighted_and_js_reads_the_201(fro
     assert upstream.stats()["links_created"] == 1
 
 
+def test_the_owner_reads_and_cancels_from_the_page_after_their_preflights(frontend, upstream):
+    """GET and DELETE carry `authorization`, so the browser preflights them too: the link's URL gets a preflight
+    that admits both (Chromium then reuses it for the DELETE, within its max age), and JavaScript reads the link,
+    then the canceled link."""
+    created = frontend.call(frontend.request("create"))
+    link_path = f"/payout-links/{created['body']['id']}"
+    owner = {"authorization": f"Bearer {token('browser-user')}"}
+
+    read = frontend.call({"label": "read", "method": "GET", "path": link_path, "headers": owner})
+    canceled = frontend.call({"label": "cancel", "method": "DELETE", "path": link_path, "headers": owner})
+
+    preflights = [p for p in frontend.preflights() if p.url == f"{frontend.api}{link_path}"]
+    assert preflights[0].request_headers["access-control-request-method"] == "GET"
+    for preflight in preflights:
+        assert preflight.requested_headers == {"authorization"}
+        assert preflight.status == 204
+        assert preflight.response_headers["access-control-allow-origin"] == frontend.origin
+    allowed_methods = {m.strip() for m in preflights[-1].response_headers["access-control-allow-methods"].split(",")}
+    assert {"GET", "DELETE"} <= allowed_methods
+    assert read.get("status") == 200 and read["body"] == created["body"], read
+    assert canceled.get("status") == 200 and canceled["body"]["status"] == "canceled", canceled
+
+
 def test_js_reads_idempotent_replayed_on_a_replay(frontend, upstream):
     key = new_key()
     created = frontend.call(frontend.request("create", key=key))
