@@ -66,10 +66,10 @@ import jwt
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from local_stack.core.gateway import routes_from_template  # noqa: E402
+from local_stack.core.template import function_settings, load_template  # noqa: E402
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator  # noqa: E402
-from local_stack.gateway import routes_from_template  # noqa: E402
-from local_stack.stack import FUNCTION, LOCAL_NAMES  # noqa: E402
-from local_stack.template import function_settings  # noqa: E402
+from local_stack.stack import FUNCTION, LOCAL_NAMES, TEMPLATE_PATH  # noqa: E402
 from payout_links.service import RESPONSE_RESERVE_SECONDS  # noqa: E402
 from payout_links.settings import Settings  # noqa: E402
 from payout_links.upstream import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, MIN_ATTEMPT_SECONDS  # noqa: E402
@@ -168,7 +168,8 @@ class FunctionLimits:
     def effective(cls) -> FunctionLimits:
         """As the local stack configures the function: the template's values, overridden by our environment
         (which `start_stack` passes on)."""
-        env, timeout, _ = function_settings(FUNCTION, LOCAL_NAMES)
+        settings = function_settings(load_template(TEMPLATE_PATH), FUNCTION, LOCAL_NAMES)
+        env, timeout = settings.environment, settings.timeout_seconds
         env.update({name: os.environ[name] for name in env if name in os.environ})
         fields = Settings.model_fields
         return cls(
@@ -394,7 +395,7 @@ def start_stack(upstream_url: str, concurrency: int, log_path: Path) -> tuple[su
 
 def route_scope() -> str:
     """A scope the route accepts, from the template (the local gateway refuses a token without one: 403)."""
-    for route in routes_from_template():
+    for route in routes_from_template(load_template(TEMPLATE_PATH), FUNCTION):
         if (route.method, route.path) == ROUTE:
             return route.scopes[0] if route.scopes else ""
     raise SystemExit(f"no route {' '.join(ROUTE)} in template.yaml")

@@ -41,7 +41,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from local_stack.aws_resources import clients, ensure_secret, ensure_table, start_moto_server  # noqa: E402
+from local_stack.core.aws_resources import clients, ensure_secret, ensure_table, start_moto_server  # noqa: E402
+from local_stack.core.template import function_settings, load_template  # noqa: E402
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator  # noqa: E402
 from local_stack.stack import (  # noqa: E402
     CREDENTIALS_SECRET_NAME,
@@ -49,8 +50,8 @@ from local_stack.stack import (  # noqa: E402
     LOCAL_NAMES,
     OWNERS_TABLE_NAME,
     TABLE_NAME,
+    TEMPLATE_PATH,
 )
-from local_stack.template import function_settings  # noqa: E402
 
 TOOLS_BIN = ROOT / ".venv-tools" / "bin"
 DEV_BIN = ROOT / ".venv" / "bin"
@@ -200,12 +201,13 @@ def measure(shipped: Shipped, runs: int, warm_runs: int) -> tuple[dict[str, list
     emulator = DotsEmulator(DEMO_CLIENT_ID, DEMO_API_KEY).start()
     try:
         dynamodb, secrets = clients(endpoint, "us-east-1")
-        ensure_table(dynamodb, "IdempotencyTable", TABLE_NAME)
-        ensure_table(dynamodb, "LinkOwnersTable", OWNERS_TABLE_NAME)
+        template = load_template(TEMPLATE_PATH)
+        ensure_table(dynamodb, template, "IdempotencyTable", TABLE_NAME)
+        ensure_table(dynamodb, template, "LinkOwnersTable", OWNERS_TABLE_NAME)
         ensure_secret(
             secrets, CREDENTIALS_SECRET_NAME, {"client_id": DEMO_CLIENT_ID, "api_key": DEMO_API_KEY}, overwrite=True
         )
-        function_env, _, _ = function_settings(FUNCTION, LOCAL_NAMES)
+        function_env = function_settings(template, FUNCTION, LOCAL_NAMES).environment
         env = {
             **os.environ,
             **function_env,

@@ -2,26 +2,32 @@
 PORT, AWS_ENDPOINT_URL, PAYOUT_API_BASE_URL, PAYOUT_API_CLIENT_ID, PAYOUT_API_KEY, PARTNER_WEBHOOK_SECRETS,
 PAYOUT_API_TIMEOUT_SECONDS, LAMBDA_TIMEOUT_SECONDS (and LOCAL_CONCURRENCY, the number of environments,
 CORS_ALLOWED_ORIGINS, the browser origins the gateway allows instead of the template's default, and
-LOCAL_INTEGRATION_TIMEOUT_SECONDS, API Gateway's 30 s unless a test needs it shorter)."""
+LOCAL_INTEGRATION_TIMEOUT_SECONDS, API Gateway's 30 s unless a test needs it shorter).
+
+This is the project's wiring of the generic core (`local_stack.core`): which function of `template.yaml` runs,
+the local names of its tables and secrets and what they hold, the Dots emulator as its default upstream, and the
+variables above."""
 
 from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local_stack.aws_resources import clients, ensure_secret, ensure_table, start_moto_server
+from local_stack.core.api import LocalApi
+from local_stack.core.aws_resources import clients, ensure_secret, ensure_table, start_moto_server
+from local_stack.core.gateway import INTEGRATION_TIMEOUT_SECONDS
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator
-from local_stack.gateway import INTEGRATION_TIMEOUT_SECONDS, Cors, LocalHttpApi, routes_from_template
-from local_stack.template import function_settings
-from local_stack.workers import WorkerPool, function_environment
 
 ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_PATH = ROOT / "template.yaml"
+# The function the local stack runs, by its logical id in the template; its handler is the template's.
 FUNCTION = "PayoutLinksFunction"
+# Its name locally (AWS_LAMBDA_FUNCTION_NAME, and the Lambda context's function name).
+FUNCTION_NAME = "payout-link-proxy-local"
 REGION = "us-east-1"
 # Local names of the resources the template creates in AWS.
 TABLE_NAME = "payout-link-proxy-local-idempotency"
@@ -99,8 +105,7 @@ class LocalStack:
         self.config = config
         self._moto: Any = None
         self._emulator: DotsEmulator | None = None
-        self._pool: WorkerPool | None = None
-        self._gateway: LocalHttpApi | None = None
+        self._api: LocalApi | None = None
         self.endpoint_url = ""
         self.payout_api_base_url = ""
 
@@ -131,18 +136,16 @@ class LocalStack:
         }
         os.environ.update(aws_env)  # this process's boto3 clients, and the moto server, use the same
 
-        function_env, timeout, handler = function_settings(
-            FUNCTION,
-            LOCAL_NAMES,
-        )
+        api = LocalApi(TEMPLATE_PATH, FUNCTION, physical_names=LOCAL_NAMES)
+        function_env = api.environment  # the function's variables, changed here before it starts
         # Locally the API docs are served (in AWS the EnableApiDocs parameter decides, off by default).
         function_env["API_DOCS_ENABLED"] = "true"
         # A function variable set in our own environment wins over the template's and the local defaults.
         function_env.update({name: os.environ[name] for name in function_env if name in os.environ})
 
         dynamodb, secrets = clients(self.endpoint_url, aws_env["AWS_DEFAULT_REGION"])
-        ensure_table(dynamodb, "IdempotencyTable", function_env["IDEMPOTENCY_TABLE_NAME"])
-        ensure_table(dynamodb, "LinkOwnersTable", function_env["LINK_OWNERS_TABLE_NAME"])
+        ensure_table(dynamodb, api.template, "IdempotencyTable", function_env["IDEMPOTENCY_TABLE_NAME"])
+        ensure_table(dynamodb, api.template, "LinkOwnersTable", function_env["LINK_OWNERS_TABLE_NAME"])
         ensure_secret(
             secrets,
             function_env["PAYOUT_API_SECRET_ID"],
@@ -163,36 +166,25 @@ class LocalStack:
             self.payout_api_base_url = self._emulator.base_url
         function_env["PAYOUT_API_BASE_URL"] = self.payout_api_base_url
 
-        worker_env = {
-            **function_environment(handler),
-            **function_env,
-            **aws_env,
-            "AWS_LAMBDA_FUNCTION_NAME": "payout-link-proxy-local",
-        }
-        self._pool = WorkerPool(config.concurrency, worker_env, config.lambda_timeout_seconds or timeout)
-        cors = Cors.from_template(allow_origins=config.cors_allowed_origins)
-        self._gateway = LocalHttpApi(
-            config.port,
-            routes_from_template(),
-            self._pool.invoke,
-            cors=cors,
+        # The AWS variables are in our environment (above), which every execution environment starts from.
+        self._api = api.start(
+            port=config.port,
+            concurrency=config.concurrency,
+            function_name=FUNCTION_NAME,
+            timeout_seconds=config.lambda_timeout_seconds,
+            cors_allowed_origins=config.cors_allowed_origins,
             integration_timeout=config.integration_timeout_seconds,
         )
-        self.config.port = self._gateway.server_address[1]
-        threading.Thread(target=self._gateway.serve_forever, name="local-http-api", daemon=True).start()
+        self.config.port = api.port
 
     @property
     def worker_pids(self) -> list[int]:
-        return self._pool.pids if self._pool else []
+        return self._api.pids if self._api else []
 
     def stop(self) -> None:
-        if self._gateway:
-            self._gateway.shutdown()
-            self._gateway.server_close()
-            self._gateway = None
-        if self._pool:
-            self._pool.stop()
-            self._pool = None
+        if self._api:
+            self._api.stop()
+            self._api = None
         if self._emulator:
             self._emulator.stop()
             self._emulator = None

@@ -32,7 +32,14 @@ os.environ.update(
     }
 )
 
-from local_stack.aws_resources import clients, ensure_secret, ensure_table, free_port, start_moto_server  # noqa: E402
+from local_stack.core.aws_resources import (  # noqa: E402
+    clients,
+    ensure_secret,
+    ensure_table,
+    free_port,
+    start_moto_server,
+)
+from local_stack.core.template import function_settings, load_template  # noqa: E402
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator  # noqa: E402
 from local_stack.stack import (  # noqa: E402
     CREDENTIALS_SECRET_NAME,
@@ -41,8 +48,8 @@ from local_stack.stack import (  # noqa: E402
     OWNERS_TABLE_NAME,
     PARTNER_SECRETS_NAME,
     TABLE_NAME,
+    TEMPLATE_PATH,
 )
-from local_stack.template import function_settings  # noqa: E402
 from tests.support import TEST_PARTNERS, InProcessFunction, RunningStack  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,8 +83,9 @@ def aws_clients(aws_endpoint: str):
 @pytest.fixture(scope="session")
 def aws_resources(aws_clients) -> dict[str, str]:
     dynamodb, secrets = aws_clients
-    ensure_table(dynamodb, "IdempotencyTable", TABLE_NAME)
-    ensure_table(dynamodb, "LinkOwnersTable", OWNERS_TABLE_NAME)
+    template = load_template(TEMPLATE_PATH)
+    ensure_table(dynamodb, template, "IdempotencyTable", TABLE_NAME)
+    ensure_table(dynamodb, template, "LinkOwnersTable", OWNERS_TABLE_NAME)
     ensure_secret(
         secrets, CREDENTIALS_SECRET_NAME, {"client_id": DEMO_CLIENT_ID, "api_key": DEMO_API_KEY}, overwrite=True
     )
@@ -107,11 +115,14 @@ def upstream(dots: DotsEmulator) -> Iterator[DotsEmulator]:
 
 def function_env(upstream_url: str) -> dict[str, str]:
     """The function's environment exactly as the template declares it, with the local resource names."""
-    env, _, _ = function_settings(
-        FUNCTION,
-        LOCAL_NAMES,
-    )
-    return {**env, "PAYOUT_API_BASE_URL": upstream_url, "AWS_LAMBDA_FUNCTION_NAME": "payout-link-proxy-test"}
+    settings = function_settings(load_template(TEMPLATE_PATH), FUNCTION, LOCAL_NAMES)
+    return {
+        **settings.environment,
+        "PAYOUT_API_BASE_URL": upstream_url,
+        # What Lambda sets, and the Lambda context reads (LocalLambdaContext.from_environment).
+        "AWS_LAMBDA_FUNCTION_NAME": "payout-link-proxy-test",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(settings.memory_mb),
+    }
 
 
 # Powertools reads its settings when the function's modules are first imported, which may be while tests are

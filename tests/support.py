@@ -22,9 +22,11 @@ import jwt
 import pytest
 from standardwebhooks import Webhook
 
+from local_stack.core.gateway import build_event, routes_from_template
+from local_stack.core.lambda_worker import LocalLambdaContext
+from local_stack.core.template import load_template
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID
-from local_stack.gateway import build_event, routes_from_template
-from local_stack.lambda_worker import LocalLambdaContext
+from local_stack.stack import FUNCTION, TEMPLATE_PATH
 
 # The local gateway does not check signatures (API Gateway does, in AWS): any key signs a usable token.
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,7 +263,7 @@ def http_event(
         body = json.dumps(body)
     raw = body.encode() if isinstance(body, str) else (body or b"")
     lowered = {name.lower(): value for name, value in (headers or {}).items()}
-    for route in routes_from_template():
+    for route in routes_from_template(load_template(TEMPLATE_PATH), FUNCTION):
         parameters = route.match(method, path)
         if parameters is not None:
             return build_event(route, parameters, method, path, "", lowered, raw, "127.0.0.1", uuid.uuid4().hex)
@@ -326,7 +328,7 @@ class InProcessFunction:
     def invoke(self, event: dict[str, Any], *, timeout_seconds: float = 20.0) -> HttpResult:
         from payout_links.app import lambda_handler
 
-        context = LocalLambdaContext(timeout_seconds, event["requestContext"]["requestId"])
+        context = LocalLambdaContext.from_environment(timeout_seconds, event["requestContext"]["requestId"])
         return http_result(lambda_handler(event, context), event)
 
     def request(

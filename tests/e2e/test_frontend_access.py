@@ -6,12 +6,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from local_stack.template import load_template
+from local_stack.core.template import load_template
+from local_stack.stack import TEMPLATE_PATH
 from tests.support import new_key, payout_body, token
 
 pytestmark = pytest.mark.e2e
 
-ALLOWED_ORIGIN = load_template()["Parameters"]["CorsAllowedOrigins"]["Default"].split(",")[0]
+ALLOWED_ORIGIN = load_template(TEMPLATE_PATH)["Parameters"]["CorsAllowedOrigins"]["Default"].split(",")[0]
 OTHER_ORIGIN = "https://evil.example.test"
 
 

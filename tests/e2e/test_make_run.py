@@ -14,7 +14,7 @@ import boto3
 import httpx
 import pytest
 
-from local_stack.aws_resources import free_port
+from local_stack.core.aws_resources import free_port
 from local_stack.stack import CREDENTIALS_SECRET_NAME, PARTNER_SECRETS_NAME, ROOT
 from tests.conftest import start_stack, without_aws_endpoint
 from tests.support import new_key, payout_body, token

@@ -11,12 +11,13 @@ from urllib.parse import quote, urlsplit
 import httpx
 import pytest
 
-from local_stack.template import load_template
+from local_stack.core.template import load_template
+from local_stack.stack import TEMPLATE_PATH
 from tests.support import LINK_KEYS, HttpResult, new_key, payout_body, signed_webhook, token
 
 pytestmark = pytest.mark.e2e
 
-ALLOWED_ORIGIN = load_template()["Parameters"]["CorsAllowedOrigins"]["Default"].split(",")[0]
+ALLOWED_ORIGIN = load_template(TEMPLATE_PATH)["Parameters"]["CorsAllowedOrigins"]["Default"].split(",")[0]
 NOT_FOUND_TYPE = "urn:payout-link-proxy:problem:not-found"
 NOT_CANCELABLE_TYPE = "urn:payout-link-proxy:problem:not-cancelable"
 

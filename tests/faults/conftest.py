@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from local_stack.workers import LambdaWorker, WorkerPool, function_environment
+from local_stack.core.workers import LambdaWorker, WorkerPool
 from tests.conftest import function_env
 from tests.faults.aws_fault_proxy import AwsFaultProxy
 
@@ -24,7 +25,7 @@ def aws_faults(aws_endpoint: str, function) -> Iterator[AwsFaultProxy]:
 
 @pytest.fixture
 def container_env(aws_resources, upstream) -> dict[str, str]:
-    return {**function_environment(HANDLER), **function_env(upstream.base_url)}
+    return {**os.environ, **function_env(upstream.base_url)}
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def containers(container_env, tmp_path) -> Iterator[Callable[[float], LambdaWork
     log = (tmp_path / "containers.log").open("w")
 
     def start(timeout_seconds: float) -> LambdaWorker:
-        worker = LambdaWorker(container_env, timeout_seconds, log=log)
+        worker = LambdaWorker(HANDLER, container_env, timeout_seconds, log=log)
         started.append(worker)
         return worker
 
@@ -50,7 +51,7 @@ def container_pool(container_env) -> Iterator[Callable[[int], WorkerPool]]:
     pools: list[WorkerPool] = []
 
     def start(size: int) -> WorkerPool:
-        pool = WorkerPool(size, container_env, timeout_seconds=20)
+        pool = WorkerPool(size, HANDLER, container_env, timeout_seconds=20)
         pools.append(pool)
         return pool
 

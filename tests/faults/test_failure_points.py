@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import pytest
 
-from local_stack.aws_resources import free_port
+from local_stack.core.aws_resources import free_port
+from local_stack.core.workers import InvocationFailed
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator
-from local_stack.workers import InvocationFailed
 from payout_links import service
 from payout_links.aws import WORST_CASE_CALL_SECONDS
 from payout_links.service import RESPONSE_RESERVE_SECONDS

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from local_stack.template import load_template, resolve
+from local_stack.core.template import load_template, resolve
+from local_stack.stack import TEMPLATE_PATH
 from tests.support import FUNCTION_METRICS
 
 pytestmark = pytest.mark.infra
@@ -61,7 +62,7 @@ DASHBOARD_METRICS = {
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return load_template()
+    return load_template(TEMPLATE_PATH)
 
 
 @pytest.fixture(scope="module")

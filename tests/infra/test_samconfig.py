@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from local_stack.template import load_template
+from local_stack.core.template import load_template
+from local_stack.stack import TEMPLATE_PATH
 from tests.support import ROOT
 
 pytestmark = pytest.mark.infra
@@ -27,7 +28,7 @@ def config() -> dict[str, Any]:
 
 def overrides(config: dict[str, Any], environment: str) -> dict[str, str]:
     """A stage's parameter values: the template's defaults, then its parameter_overrides."""
-    parameters = load_template()["Parameters"]
+    parameters = load_template(TEMPLATE_PATH)["Parameters"]
     values = {name: str(parameter["Default"]) for name, parameter in parameters.items() if "Default" in parameter}
     for item in shlex.split(config[environment]["deploy"]["parameters"]["parameter_overrides"]):
         name, _, value = item.partition("=")
@@ -48,7 +49,7 @@ def test_each_stage_deploys_with_values_the_template_accepts(config, environment
     assert deploy["capabilities"] == "CAPABILITY_IAM" and deploy["resolve_s3"] is True
     values = overrides(config, environment)
     assert values["Stage"] == STAGE_OF[environment]
-    for name, parameter in load_template()["Parameters"].items():
+    for name, parameter in load_template(TEMPLATE_PATH)["Parameters"].items():
         if name not in values:
             continue  # asked for by `sam deploy --guided` (JwtIssuer, JwtAudience)
         value = values[name]

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from local_stack.aws_resources import free_port
+from local_stack.core.aws_resources import free_port
 from tests.support import LAYER_REQUIREMENTS, ROOT, canonical_name, locked_layer_requirements
 
 pytestmark = pytest.mark.infra

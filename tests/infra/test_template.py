@@ -32,8 +32,9 @@ from typing import Any
 
 import pytest
 
-from local_stack.gateway import Cors
-from local_stack.template import TEMPLATE_PATH, load_template
+from local_stack.core.gateway import Cors
+from local_stack.core.template import load_template
+from local_stack.stack import TEMPLATE_PATH
 from tests.support import canonical_name, locked_layer_packages
 
 pytestmark = pytest.mark.infra
@@ -73,7 +74,7 @@ LAYER_PACKAGES = ("aws_lambda_powertools", "httpx", "pydantic", "pydantic_core",
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return load_template()
+    return load_template(TEMPLATE_PATH)
 
 
 @pytest.fixture(scope="module")
@@ -613,7 +614,7 @@ def test_the_deployed_api_allows_each_origin_of_the_parameter(origins: list[str]
 def test_the_local_gateway_answers_preflights_with_the_deployed_cors() -> None:
     """With the parameter's default, the local gateway's CORS is the deployed API's, setting for setting."""
     deployed = _deployed_cors()
-    local = Cors.from_template()
+    local = Cors.from_template(load_template(TEMPLATE_PATH))
 
     assert local is not None
     assert local == Cors(
@@ -628,7 +629,7 @@ def test_the_local_gateway_answers_preflights_with_the_deployed_cors() -> None:
 @pytest.mark.parametrize("enabled", ["true", "false"])
 def test_snapstart_is_a_parameter_and_the_api_calls_the_published_alias(enabled: str) -> None:
     resources = _translated(EnableSnapStart=enabled)
-    template = load_template()
+    template = load_template(TEMPLATE_PATH)
 
     assert template["Parameters"]["EnableSnapStart"]["Default"] == "false"
     function = resources["PayoutLinksFunction"]["Properties"]

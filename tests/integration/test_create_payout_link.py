@@ -11,8 +11,8 @@ import uuid
 import httpx
 import pytest
 
+from local_stack.core.lambda_worker import LocalLambdaContext
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID
-from local_stack.lambda_worker import LocalLambdaContext
 from local_stack.stack import CREDENTIALS_SECRET_NAME
 from payout_links import service
 from payout_links.app import lambda_handler

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from local_stack.aws_resources import ensure_table
-from local_stack.gateway import routes_from_template
-from local_stack.lambda_worker import LocalLambdaContext
+from local_stack.core.aws_resources import ensure_table
+from local_stack.core.gateway import routes_from_template
+from local_stack.core.lambda_worker import LocalLambdaContext
+from local_stack.core.template import load_template
+from local_stack.stack import FUNCTION, TEMPLATE_PATH
 from payout_links.credentials import decode_webhook_secret
 from payout_links.webhooks import verify
 from tests.support import PARTNER_SECRET, ROOT, HttpResult, http_result
@@ -49,7 +51,7 @@ def function_with_a_new_table(function, aws_clients) -> Iterator[Any]:
     """The events carry fixed idempotency keys: a table of their own makes each key new again in every test."""
     dynamodb, _ = aws_clients
     table = f"events-{uuid.uuid4().hex[:12]}"
-    ensure_table(dynamodb, "IdempotencyTable", table)
+    ensure_table(dynamodb, load_template(TEMPLATE_PATH), "IdempotencyTable", table)
     function.set_env(IDEMPOTENCY_TABLE_NAME=table)
     yield function
     dynamodb.delete_table(TableName=table)
@@ -67,7 +69,8 @@ def test_each_event_is_a_payload_2_0_event_for_a_template_route(name):
     context = event["requestContext"]
     assert event["routeKey"] == context["routeKey"]
     assert context["http"]["path"] == event["rawPath"] and context["stage"] == "$default"
-    (route,) = [route for route in routes_from_template() if route.route_key == event["routeKey"]]
+    routes = routes_from_template(load_template(TEMPLATE_PATH), FUNCTION)
+    (route,) = [route for route in routes if route.route_key == event["routeKey"]]
     assert route.match(context["http"]["method"], event["rawPath"]) == event.get("pathParameters", {})
     # Claims reach the function only on routes behind the JWT authorizer, as the authorizer leaves them.
     assert ("authorizer" in context) == route.jwt_protected

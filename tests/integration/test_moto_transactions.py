@@ -1,4 +1,4 @@
-"""The embedded moto server's DynamoDB transactions (local_stack/moto_transactions.py): all or nothing, as in
+"""The embedded moto server's DynamoDB transactions (local_stack/core/moto_transactions.py): all or nothing, as in
 DynamoDB, without copying whole tables, and safe beside concurrent writes. Driven over HTTP with boto3."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from collections.abc import Iterator
 import pytest
 from botocore.exceptions import ClientError
 
-from local_stack.aws_resources import ensure_table
+from local_stack.core.aws_resources import ensure_table
+from local_stack.core.template import load_template
+from local_stack.stack import TEMPLATE_PATH
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +23,7 @@ def table(aws_clients) -> Iterator[str]:
     concurrent write to land during it."""
     dynamodb, _ = aws_clients
     name = f"transactions-{uuid.uuid4().hex[:12]}"
-    ensure_table(dynamodb, "LinkOwnersTable", name)
+    ensure_table(dynamodb, load_template(TEMPLATE_PATH), "LinkOwnersTable", name)
     for start in range(0, 3000, 25):
         items = [put(name, f"seed-{number}", "user:seed")["Put"]["Item"] for number in range(start, start + 25)]
         dynamodb.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": item}} for item in items]})

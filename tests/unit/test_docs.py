@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from local_stack.template import load_template
+from local_stack.core.template import load_template
+from local_stack.stack import TEMPLATE_PATH
 from payout_links import problems
 from tests.support import ROOT
 
@@ -60,7 +61,7 @@ def test_the_error_table_lists_every_problem_the_function_answers():
 
 
 def test_the_configuration_table_lists_every_function_variable_of_the_template():
-    template = load_template()
+    template = load_template(TEMPLATE_PATH)
     variables = set(template["Globals"]["Function"]["Environment"]["Variables"])
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
@@ -79,7 +80,7 @@ def test_the_local_stack_page_lists_every_variable_make_run_reads():
 def test_the_operations_page_explains_every_alarm():
     alarms = {
         resource["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
-        for resource in load_template()["Resources"].values()
+        for resource in load_template(TEMPLATE_PATH)["Resources"].values()
         if resource["Type"] == "AWS::CloudWatch::Alarm"
     }
     page = text("operations.md")
@@ -88,7 +89,7 @@ def test_the_operations_page_explains_every_alarm():
 
 def test_the_deploy_page_names_every_parameter_of_the_template():
     page = text("deploy.md")
-    missing = [name for name in load_template()["Parameters"] if f"`{name}`" not in page]
+    missing = [name for name in load_template(TEMPLATE_PATH)["Parameters"] if f"`{name}`" not in page]
     assert not missing
 
 

@@ -1,4 +1,5 @@
-"""The local stand-in for API Gateway: routes from template.yaml, JWT claims, and payload 2.0 events."""
+"""The local stand-in for API Gateway (local_stack/core/gateway.py): routes from the template (template.yaml's,
+and made-up ones), JWT claims, CORS, and payload 2.0 events."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 import jwt
 import pytest
 
-from local_stack.gateway import Cors, Route, build_event, jwt_claims, routes_from_template
+from local_stack.core.gateway import Cors, Route, build_event, jwt_claims, routes_from_template
+from local_stack.core.template import load_template
+from local_stack.stack import FUNCTION, TEMPLATE_PATH
 from payout_links.http import Request
 from payout_links.inbound import frontend_caller
 
@@ -39,7 +42,7 @@ def event_for(
 
 
 def test_the_template_declares_post_payout_links_behind_the_jwt_authorizer() -> None:
-    routes = routes_from_template()
+    routes = routes_from_template(load_template(TEMPLATE_PATH), FUNCTION)
 
     assert PAYOUT_LINKS in routes
     assert len({route.route_key for route in routes}) == len(routes)
@@ -48,7 +51,10 @@ def test_the_template_declares_post_payout_links_behind_the_jwt_authorizer() -> 
 def test_each_route_requires_exactly_the_scopes_the_template_gives_it() -> None:
     """What the local gateway enforces, read from template.yaml with every parameter at its default: a token
     needs one of these scopes (`Route.scopes` takes no part in comparing routes, so it is checked here)."""
-    routes = {route.route_key: (route.jwt_protected, route.scopes) for route in routes_from_template()}
+    routes = {
+        route.route_key: (route.jwt_protected, route.scopes)
+        for route in routes_from_template(load_template(TEMPLATE_PATH), FUNCTION)
+    }
 
     assert routes == {
         "POST /payout-links": (True, ("payouts:write",)),
@@ -128,7 +134,7 @@ def _api_template(properties: dict[str, Any]) -> dict[str, Any]:
 def test_the_templates_cors_comes_from_the_apis_openapi_definition() -> None:
     """template.yaml puts CORS in the x-amazon-apigateway-cors extension of the API's DefinitionBody (where SAM
     leaves the parameter's !Ref for CloudFormation to resolve); the gateway reads it there."""
-    cors = Cors.from_template()
+    cors = Cors.from_template(load_template(TEMPLATE_PATH))
 
     assert cors == Cors(
         allow_origins=("http://localhost:5173",),
@@ -191,7 +197,7 @@ def test_cors_configuration_is_read_too_and_wins_over_the_extension_as_in_sam() 
 
 def test_no_cors_anywhere_is_none_and_given_origins_replace_the_configured_ones() -> None:
     assert Cors.from_template(_api_template({"DefinitionBody": {"openapi": "3.0.1", "paths": {}}})) is None
-    cors = Cors.from_template(allow_origins=["https://deployed.example.test"])
+    cors = Cors.from_template(load_template(TEMPLATE_PATH), allow_origins=["https://deployed.example.test"])
     assert cors is not None and cors.allow_origins == ("https://deployed.example.test",)
     assert cors.allow_methods == ("GET", "POST", "DELETE", "OPTIONS")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from local_stack.gateway import Route, build_event
+from local_stack.core.gateway import Route, build_event
 from payout_links.http import Request
 from payout_links.inbound import decoded_body, frontend_caller, json_body, within_limit
 from payout_links.problems import MalformedJson, PayloadTooLarge, Unauthenticated, UnsupportedMediaType

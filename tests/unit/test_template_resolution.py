@@ -1,10 +1,11 @@
-"""How the local stack reads template values: parameters at their defaults, conditions and mappings included."""
+"""How the local stack's core (local_stack/core/template.py) reads template values: parameters at their defaults,
+conditions and mappings included."""
 
 from __future__ import annotations
 
 import pytest
 
-from local_stack.template import resolve
+from local_stack.core.template import resolve
 
 pytestmark = pytest.mark.unit
 

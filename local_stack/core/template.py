@@ -1,15 +1,18 @@
-"""Read `template.yaml` so that the local stack and the tests follow the template instead of copying it."""
+"""Read a SAM template, so that what runs locally follows the template instead of copying it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
+# What Lambda gives a function that names none.
+DEFAULT_TIMEOUT_SECONDS = 3.0
+DEFAULT_MEMORY_MB = 128
 
 
 class _CloudFormationLoader(yaml.SafeLoader):
@@ -32,17 +35,17 @@ _CloudFormationLoader.add_multi_constructor("!", _intrinsic)
 
 
 @cache
-def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as handle:
+def load_template(path: Path) -> dict[str, Any]:
+    """The template at `path`, read once per path (callers share the result: they must not change it)."""
+    with Path(path).open(encoding="utf-8") as handle:
         return yaml.load(handle, Loader=_CloudFormationLoader)  # noqa: S506 - the loader is a SafeLoader subclass
 
 
-def resolve(value: Any, template: dict[str, Any] | None = None, physical_names: Mapping[str, str] | None = None) -> Any:
+def resolve(value: Any, template: dict[str, Any], physical_names: Mapping[str, str] | None = None) -> Any:
     """A template value as CloudFormation would see it with every parameter at its default. A `!Ref` to a
     parameter takes the parameter's default (a CommaDelimitedList's as a list of its items); a `!Ref` to a
     resource takes its local name from `physical_names`; `!If` follows its condition, evaluated with the same
     defaults; `!FindInMap` reads the template's Mappings; lists and mappings are resolved item by item."""
-    template = template or load_template()
     physical_names = physical_names or {}
     if isinstance(value, list):
         return [resolve(item, template, physical_names) for item in value]
@@ -66,7 +69,7 @@ def resolve(value: Any, template: dict[str, Any] | None = None, physical_names: 
         mapping, top_key, second_key = resolve(value["Fn::FindInMap"], template, physical_names)
         return template["Mappings"][mapping][top_key][second_key]
     if any(key == "Ref" or key.startswith("Fn::") for key in value):
-        raise ValueError(f"cannot resolve {value} locally; add it to the local stack's names")
+        raise ValueError(f"cannot resolve {value} locally; give the resource a local name")
     return {key: resolve(item, template, physical_names) for key, item in value.items()}
 
 
@@ -92,18 +95,33 @@ def _holds(expression: dict[str, Any], template: dict[str, Any], physical_names:
     raise ValueError(f"cannot evaluate the condition function {function} locally")
 
 
+@dataclass
+class FunctionSettings:
+    """A function as the template declares it (Globals merged with its own properties), its values resolved."""
+
+    environment: dict[str, str]
+    timeout_seconds: float
+    memory_mb: int
+    handler: str
+    code_uri: str  # relative to the template's directory
+
+
 def function_settings(
-    function: str, physical_names: dict[str, str], template: dict[str, Any] | None = None
-) -> tuple[dict[str, str], float, str]:
-    """The function's environment (Globals merged with its own), timeout and handler, as the template declares
-    them, resolved with `resolve`."""
-    template = template or load_template()
+    template: dict[str, Any], function: str, physical_names: Mapping[str, str] | None = None
+) -> FunctionSettings:
+    """The settings of the function with logical id `function`, its values resolved with `resolve`."""
     defaults = template.get("Globals", {}).get("Function", {})
-    properties = template["Resources"][function]["Properties"]
+    resource = template["Resources"].get(function)
+    if resource is None or resource.get("Type") != "AWS::Serverless::Function":
+        raise ValueError(f"the template has no AWS::Serverless::Function {function!r}")
+    properties = resource["Properties"]
     variables = {
         **defaults.get("Environment", {}).get("Variables", {}),
         **properties.get("Environment", {}).get("Variables", {}),
     }
+
+    def setting(name: str, default: Any) -> Any:
+        return resolve(properties.get(name, defaults.get(name, default)), template, physical_names)
 
     def variable(name: str, value: Any) -> str:
         try:
@@ -111,6 +129,10 @@ def function_settings(
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
 
-    environment = {name: variable(name, value) for name, value in variables.items()}
-    timeout = float(properties.get("Timeout", defaults.get("Timeout", 3)))
-    return environment, timeout, properties.get("Handler", defaults.get("Handler"))
+    return FunctionSettings(
+        environment={name: variable(name, value) for name, value in variables.items()},
+        timeout_seconds=float(setting("Timeout", DEFAULT_TIMEOUT_SECONDS)),
+        memory_mb=int(setting("MemorySize", DEFAULT_MEMORY_MB)),
+        handler=str(setting("Handler", "")),
+        code_uri=str(setting("CodeUri", ".")),
+    )

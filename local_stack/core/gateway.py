@@ -1,6 +1,6 @@
 """A local stand-in for the API Gateway HTTP API: HTTP in, payload 2.0 events to the function, HTTP out.
 
-Routes come from `template.yaml`, so a route exists locally exactly when it exists in AWS. On routes behind the
+Routes come from the template, so a route exists locally exactly when it exists in AWS. On routes behind the
 JWT authorizer, the bearer token is decoded and its claims passed at `requestContext.authorizer.jwt.claims`;
 its signature is NOT checked here (in AWS, API Gateway verifies it before the function runs). A missing,
 undecodable or expired token reaches the function without claims, and the function answers 401. A decodable
@@ -31,8 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from local_stack.template import load_template, resolve
-from local_stack.workers import NotStarted
+from local_stack.core.template import resolve
+from local_stack.core.workers import NotStarted
 
 # HTTP APIs refuse bodies over 10 MB before any integration runs, and give up on an integration after 30 s.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
@@ -49,10 +49,12 @@ Invoke = Callable[..., dict[str, Any]]
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str  # as in the template: /webhooks/{partner}/payout-links
+    path: str  # as in the template: /items/{id}
     jwt_protected: bool
     # A token needs one of these; a route is still named by its method, path and authorizer alone.
     scopes: tuple[str, ...] = field(default=(), compare=False)
+    # The logical id of its HttpApi; None for SAM's implicit API (an event without ApiId).
+    api: str | None = field(default=None, compare=False)
 
     @property
     def route_key(self) -> str:
@@ -66,24 +68,30 @@ class Route:
         return found.groupdict() if found else None
 
 
-def routes_from_template(template: dict[str, Any] | None = None) -> list[Route]:
-    template = template or load_template()
+def routes_from_template(template: dict[str, Any], function: str | None = None) -> list[Route]:
+    """The HttpApi routes of the function with logical id `function` (of every function when None)."""
     resources = template["Resources"]
-    apis = {name: res for name, res in resources.items() if res["Type"] == "AWS::Serverless::HttpApi"}
     routes = []
-    for resource in resources.values():
-        if resource["Type"] != "AWS::Serverless::Function":
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::Serverless::Function" or function not in (None, name):
             continue
         for event in resource["Properties"].get("Events", {}).values():
             if event["Type"] != "HttpApi":
                 continue
             props = event["Properties"]
-            api = apis[props["ApiId"]["Ref"]]
-            default_authorizer = api["Properties"].get("Auth", {}).get("DefaultAuthorizer")
+            api = props["ApiId"]["Ref"] if "ApiId" in props else None
+            api_properties = resources[api].get("Properties", {}) if api else {}
+            default_authorizer = api_properties.get("Auth", {}).get("DefaultAuthorizer")
             authorizer = props.get("Auth", {}).get("Authorizer", default_authorizer)
             scopes = resolve(props.get("Auth", {}).get("AuthorizationScopes", []), template)
             routes.append(
-                Route(props["Method"].upper(), props["Path"], authorizer not in (None, "NONE"), tuple(scopes))
+                Route(
+                    props["Method"].upper(),
+                    props["Path"],
+                    authorizer not in (None, "NONE"),
+                    tuple(scopes),
+                    api,
+                )
             )
     return routes
 
@@ -110,16 +118,16 @@ class Cors:
 
     @classmethod
     def from_template(
-        cls, template: dict[str, Any] | None = None, *, allow_origins: Sequence[str] | None = None
+        cls, template: dict[str, Any], *, api: str | None = None, allow_origins: Sequence[str] | None = None
     ) -> Cors | None:
-        """The CORS configuration of the template's HTTP API, None when it has none; `allow_origins` replaces
-        the configured origins (what a deployment does by setting the parameter they come from).
+        """The CORS configuration of the template's HTTP API `api` (by default its first), None when it has none;
+        `allow_origins` replaces the configured origins (what a deployment does by setting the parameter they come
+        from).
 
         It is read where API Gateway gets it from: the `x-amazon-apigateway-cors` extension of the API's
         DefinitionBody, and the SAM property CorsConfiguration, whose settings SAM writes over the extension's."""
-        template = template or load_template()
-        for resource in template["Resources"].values():
-            if resource["Type"] != "AWS::Serverless::HttpApi":
+        for name, resource in template["Resources"].items():
+            if resource["Type"] != "AWS::Serverless::HttpApi" or api not in (None, name):
                 continue
             properties = resource["Properties"]
             extension = properties.get("DefinitionBody", {}).get("x-amazon-apigateway-cors")

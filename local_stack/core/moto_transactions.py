@@ -3,8 +3,8 @@
 moto (5.2) backs up every table a TransactWriteItems touches with a deep copy of the whole table, to put it back
 if the transaction fails. Each copy costs time in proportion to the table, stays reachable from moto's instance
 tracking (memory grows with every transaction), and races other threads writing the same table (an HTTP 500,
-"dictionary changed size during iteration"). The proxy completes every create with one transaction, so a long
-local run, or a burst of concurrent creates, slowed until DynamoDB calls timed out.
+"dictionary changed size during iteration"). A function that writes with a transaction on every request slowed,
+over a long local run or a burst of concurrent requests, until its DynamoDB calls timed out.
 
 `patch()` keeps moto's transaction logic and changes only its backup: transactions run one at a time, each saves
 just the items it names, and puts those back if it fails. The outcome is the same all-or-nothing one, at the cost
@@ -18,7 +18,7 @@ import threading
 from types import ModuleType
 from typing import Any
 
-_PATCHED = "_payout_link_proxy_transactions"
+_PATCHED = "_local_stack_item_backups"
 
 
 def patch() -> None:

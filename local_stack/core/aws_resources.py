@@ -1,6 +1,6 @@
-"""The AWS side of the local stack: an embedded moto server, and the table and secrets the function needs,
-created from `template.yaml` when missing and left alone when present (so idempotency and owner records survive
-a restart against a long-lived endpoint)."""
+"""The AWS side of a local stack: an embedded moto server, and tables and secrets created (as the template declares
+a table) when missing and left alone when present, so that their data survives a restart against a long-lived
+endpoint."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
-
-from local_stack.template import load_template
 
 
 def free_port() -> int:
@@ -25,7 +23,7 @@ def start_moto_server() -> tuple[Any, str]:
     """An in-process moto server on a free loopback port; returns the server and its endpoint URL."""
     from moto.server import ThreadedMotoServer  # only needed when no endpoint was given
 
-    from local_stack import moto_transactions
+    from local_stack.core import moto_transactions
 
     moto_transactions.patch()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per AWS call is noise
@@ -35,10 +33,10 @@ def start_moto_server() -> tuple[Any, str]:
     return server, f"http://127.0.0.1:{port}"
 
 
-def ensure_table(dynamodb: Any, resource: str, table_name: str, template: dict[str, Any] | None = None) -> bool:
-    """Create the table `resource` as the template declares it, named `table_name`; True when it had to be
-    created."""
-    properties = (template or load_template())["Resources"][resource]["Properties"]
+def ensure_table(dynamodb: Any, template: dict[str, Any], resource: str, table_name: str) -> bool:
+    """Create the table `resource` (a logical id) as the template declares it, named `table_name`; True when it had
+    to be created."""
+    properties = template["Resources"][resource]["Properties"]
     try:
         dynamodb.describe_table(TableName=table_name)
         return False
@@ -49,13 +47,14 @@ def ensure_table(dynamodb: Any, resource: str, table_name: str, template: dict[s
         TableName=table_name,
         AttributeDefinitions=properties["AttributeDefinitions"],
         KeySchema=properties["KeySchema"],
-        BillingMode=properties["BillingMode"],
+        BillingMode="PAY_PER_REQUEST",  # whatever the template's capacity: it means nothing to moto
     )
     dynamodb.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
-    ttl = properties["TimeToLiveSpecification"]
-    dynamodb.update_time_to_live(
-        TableName=table_name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
-    )
+    ttl = properties.get("TimeToLiveSpecification")
+    if ttl:
+        dynamodb.update_time_to_live(
+            TableName=table_name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+        )
     return True
 
 

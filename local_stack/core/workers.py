@@ -7,7 +7,6 @@ killed or crashed environment is replaced by a fresh (cold) one.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import select
 import signal
@@ -19,7 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-ROOT = Path(__file__).resolve().parent.parent
 # Time a fresh process may take to import the handler before it counts as broken.
 START_TIMEOUT_SECONDS = 60
 
@@ -29,13 +27,23 @@ class InvocationFailed(Exception):
 
 
 class LambdaWorker:
-    def __init__(self, env: Mapping[str, str], timeout_seconds: float, *, log: IO[str] | None = None) -> None:
-        """`log` receives the function's logs (its stdout and stderr); by default they go to our stderr."""
+    def __init__(
+        self,
+        handler: str,
+        env: Mapping[str, str],
+        timeout_seconds: float,
+        *,
+        code_dir: Path | None = None,
+        log: IO[str] | None = None,
+    ) -> None:
+        """A process that imports `handler` ("module.function") from `code_dir` (first on its path, as Lambda's
+        /var/task; by default our working directory) with `env` as its whole environment. `log` receives the
+        function's logs (its stdout and stderr); by default they go to our stderr."""
         self.timeout_seconds = timeout_seconds
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "local_stack.lambda_worker"],
-            cwd=ROOT,
-            env={**env, "LAMBDA_TIMEOUT_SECONDS": str(timeout_seconds)},
+            [sys.executable, "-m", "local_stack.core.lambda_worker", handler, str(timeout_seconds)],
+            cwd=code_dir,
+            env=dict(env),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -93,11 +101,24 @@ class NotStarted(Exception):
 
 
 class WorkerPool:
-    """`size` environments, started in parallel; `invoke` borrows an idle one and waits while all are busy."""
+    """`size` environments of one function (as `LambdaWorker` takes it), started in parallel; `invoke` borrows an
+    idle one and waits while all are busy."""
 
-    def __init__(self, size: int, env: Mapping[str, str], timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        size: int,
+        handler: str,
+        env: Mapping[str, str],
+        timeout_seconds: float,
+        *,
+        code_dir: Path | None = None,
+        log: IO[str] | None = None,
+    ) -> None:
+        self._handler = handler
         self._env = dict(env)
         self._timeout = timeout_seconds
+        self._code_dir = code_dir
+        self._log = log
         self._idle: queue.Queue[LambdaWorker] = queue.Queue()
         self._all: list[LambdaWorker] = []
         self._lock = threading.Lock()
@@ -112,7 +133,7 @@ class WorkerPool:
 
     def _add_worker(self) -> None:
         try:
-            worker = LambdaWorker(self._env, self._timeout)
+            worker = LambdaWorker(self._handler, self._env, self._timeout, code_dir=self._code_dir, log=self._log)
         except InvocationFailed:
             return
         with self._lock:
@@ -146,9 +167,3 @@ class WorkerPool:
             workers, self._all = self._all, []
         for worker in workers:
             worker.stop()
-
-
-def function_environment(handler: str) -> dict[str, str]:
-    """What every execution environment starts with: our environment and the handler to load (the function's
-    package is installed in the environment, as it is in Lambda's /var/task)."""
-    return {**os.environ, "LAMBDA_HANDLER": handler}
