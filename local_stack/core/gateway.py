@@ -298,18 +298,51 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def _read_body(self, request_id: str) -> bytes | None:
+        """The request's body, by its Content-Length or its chunks; None once a malformed length (400) or a body
+        over the payload limit (413) has been answered, as API Gateway answers them itself."""
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            body = b""
+            while True:
+                size_line = self.rfile.readline(1024).split(b";")[0].strip()
+                if not re.fullmatch(rb"[0-9a-fA-F]{1,8}", size_line):
+                    self._refuse(400, b'{"message":"Bad Request"}', request_id)
+                    return None
+                size = int(size_line, 16)
+                if len(body) + size > MAX_PAYLOAD_BYTES:
+                    self._refuse(413, b'{"message":"Request Entity Too Large"}', request_id)
+                    return None
+                if size == 0:
+                    while self.rfile.readline(1024).strip():  # trailers, up to the blank line
+                        pass
+                    return body
+                body += self.rfile.read(size)
+                self.rfile.readline(1024)  # the CRLF after each chunk
+        declared = self.headers.get("content-length")
+        if declared is None:
+            return b""
+        if not re.fullmatch(r"[0-9]{1,12}", declared.strip()):
+            self._refuse(400, b'{"message":"Bad Request"}', request_id)
+            return None
+        length = int(declared)
+        if length > MAX_PAYLOAD_BYTES:
+            self._refuse(413, b'{"message":"Request Entity Too Large"}', request_id)
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _refuse(self, status: int, body: bytes, request_id: str) -> None:
+        self._send(status, {"content-type": "application/json"}, body, request_id)
+
     def _dispatch(self) -> None:
         request_id = uuid.uuid4().hex[:16]
         url = urlsplit(self.path)
         cors = self.server.cors
         origin = self.headers.get("origin")
         self._cors_headers = cors.headers(origin, preflight=False) if cors else {}
-        length = int(self.headers.get("content-length") or 0)
-        if length > MAX_PAYLOAD_BYTES:
-            self._send(413, {"content-type": "application/json"}, b'{"message":"Request Entity Too Large"}', request_id)
+        body = self._read_body(request_id)
+        if body is None:  # refused, and answered
             self.close_connection = True
             return
-        body = self.rfile.read(length) if length else b""
         if cors and self.command == "OPTIONS" and origin and self.headers.get("access-control-request-method"):
             # A preflight: answered by the gateway, whatever the routes, and never seen by the function.
             self._cors_headers = cors.headers(origin, preflight=True)

@@ -3,6 +3,7 @@ waits for the function longer than the integration timeout (then API Gateway's o
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -109,3 +110,45 @@ def test_no_caller_waits_past_the_integration_timeout(tmp_path, aws_endpoint, aw
     assert all(seconds < 3 for _, seconds in answers), answers
     # The warm-up, the first slow one and the last: the queued one never ran.
     assert upstream.stats()["creates"] == 3
+
+
+def raw_exchange(url: str, request: bytes, timeout: float = 5.0) -> bytes:
+    """Send bytes as they are and read the answer until the gateway closes the connection (or the timeout)."""
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=timeout) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3", " "], ids=["letters", "negative", "exponent", "blank"])
+def test_a_malformed_content_length_is_a_400_at_once(stack, upstream, length):
+    """As API Gateway does: refused by the gateway with 400, the connection closed, the function never called;
+    never a traceback, a dropped connection or a read that waits for the client to hang up."""
+    started = time.monotonic()
+    answer = raw_exchange(
+        stack.url,
+        f"POST /payout-links HTTP/1.1\r\nHost: localhost\r\nContent-Length: {length}\r\n\r\n{{}}".encode(),
+    )
+
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
+    assert answer.endswith(b'{"message":"Bad Request"}')
+    assert time.monotonic() - started < 4
+    assert upstream.stats()["requests"] == 0
+
+
+def test_a_chunked_body_reaches_the_function_whole(stack, upstream):
+    """A body sent with Transfer-Encoding: chunked (what a client streaming its body does) is read whole."""
+    body = json.dumps(payout_body()).encode()
+
+    def chunks():
+        yield body[:10]
+        yield body[10:]
+
+    with httpx.Client(timeout=30) as client:
+        answer = client.post(f"{stack.url}/payout-links", content=chunks(), headers=frontend_headers())
+
+    assert answer.status_code == 201, answer.text
+    assert upstream.stats()["links_created"] == 1
