@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from local_stack.core.gateway import Route
 from payout_links.http import Request, Response, Router
+from tests.support import http_event, template_routes, token
 
 pytestmark = pytest.mark.unit
 
@@ -48,23 +50,14 @@ def router() -> Router:
     return router
 
 
-def http_event(method: str, path: str, *, body: str | None = None, headers: dict | None = None) -> dict:
-    """A payload 2.0 event, whatever its route (the router sees only the method and the raw path)."""
-    return {
-        "version": "2.0",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": headers or {},
-        "requestContext": {"http": {"method": method, "path": path}, "requestId": "r-1", "stage": "$default"},
-        "body": body,
-        "isBase64Encoded": False,
-    }
-
-
-def resolve(router: Router, method: str, path: str, **claims: str) -> dict:
-    event = http_event(method, path, headers={"authorization": "Bearer x"})
-    if claims:
-        event["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": []}}
+def resolve(router: Router, method: str, path: str, *, sub: str | None = None) -> dict:
+    """The router's answer to a request; the route is the template's, or one the template lacks (an event API
+    Gateway would send only for a route the function does not have)."""
+    headers = {"authorization": f"Bearer {token(sub)}" if sub else "Bearer x"}
+    routed = any(route.match(method, path) is not None for route in template_routes())
+    event = http_event(
+        method, path, headers=headers, route=None if routed else Route(method, path, jwt_protected=False)
+    )
     return router.resolve(event, None)
 
 
@@ -106,19 +99,19 @@ def test_an_error_no_handler_takes_is_raised():
         raise KeyError("boom")
 
     with pytest.raises(KeyError):
-        router.resolve(http_event("GET", "/boom"), None)
+        router.resolve(http_event("GET", "/boom", route=Route("GET", "/boom", jwt_protected=False)), None)
 
 
 def test_the_request_reads_the_event_as_api_gateway_sends_it():
-    event = http_event("POST", "/payout-links", body="{}", headers={"Content-Type": "application/json", "X-A": "1"})
-    event["isBase64Encoded"] = True
+    event = http_event("POST", "/payout-links", body="{}", base64_encoded=True)
+    event["headers"] = {"Content-Type": "application/json", "X-A": "1"}  # names in any case are read alike
 
     request = Request.from_event(event)
 
     assert (request.method, request.path, request.body, request.is_base64_encoded) == (
         "POST",
         "/payout-links",
-        "{}",
+        "e30=",  # as the event carries it: decoding is the caller's choice
         True,
     )
     assert request.headers["content-type"] == "application/json" and request.headers["x-a"] == "1"

@@ -5,17 +5,17 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import jwt
 import pytest
 
-from local_stack.core.gateway import Route, build_event
 from payout_links.http import Request
 from payout_links.inbound import decoded_body, frontend_caller, json_body, within_limit
 from payout_links.problems import MalformedJson, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
+from tests.support import TEST_SIGNING_KEY, http_event
 
 pytestmark = pytest.mark.unit
 
 LIMIT = 1_024
-ROUTE = Route("POST", "/payout-links", jwt_protected=True)
 BODY = b'{"amount": 2500, "user_id": "user-7"}'
 
 
@@ -24,34 +24,24 @@ def event(
     *,
     headers: dict[str, str] | None = None,
     base64_encoded: bool = False,
-    claims: dict[str, str] | None = None,
+    claims: dict[str, Any] | None = None,
 ) -> Request:
-    """A payload 2.0 event as API Gateway sends it, written out as a plain dict."""
-    raw: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "POST /payout-links",
-        "rawPath": "/payout-links",
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json"} if headers is None else headers,
-        "requestContext": {
-            "http": {"method": "POST", "path": "/payout-links", "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1"},
-            "requestId": "req-1",
-            "routeKey": "POST /payout-links",
-            "stage": "$default",
-        },
-        "isBase64Encoded": base64_encoded,
-    }
-    if body is not None:
-        raw["body"] = body
+    """POST /payout-links as API Gateway sends it (tests.support.http_event), with `claims` when the authorizer
+    verified a token with them. With `base64_encoded`, `body` is the event's base64 text exactly as given, valid or
+    not (API Gateway itself sends only valid base64)."""
+    headers = {"content-type": "application/json"} if headers is None else dict(headers)
     if claims is not None:
-        raw["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+        headers["authorization"] = "Bearer " + jwt.encode(claims, TEST_SIGNING_KEY, algorithm="HS256")
+    raw = http_event("POST", "/payout-links", body=None if base64_encoded else body, headers=headers)
+    if base64_encoded and body is not None:
+        raw.update(body=body, isBase64Encoded=True)
     return Request.from_event(raw)
 
 
 def gateway_event(body: bytes, content_type: str | None) -> Request:
-    """The event the local gateway builds for the same request."""
+    """The event the local gateway builds for a request with these bytes and this content type."""
     headers = {} if content_type is None else {"content-type": content_type}
-    return Request.from_event(build_event(ROUTE, {}, "POST", "/payout-links", "", headers, body, "127.0.0.1", "r"))
+    return Request.from_event(http_event("POST", "/payout-links", body=body, headers=headers))
 
 
 @pytest.mark.parametrize(
@@ -70,7 +60,10 @@ def test_json_media_types_are_accepted(content_type: str) -> None:
 
 
 def test_the_content_type_header_name_is_case_insensitive() -> None:
-    assert json_body(event(headers={"Content-Type": "application/json"}), max_bytes=LIMIT) == BODY
+    request = http_event("POST", "/payout-links", body=BODY, headers={"content-type": "application/json"})
+    request["headers"] = {"Content-Type": "application/json"}  # API Gateway lower-cases names; a direct invoke may not
+
+    assert json_body(Request.from_event(request), max_bytes=LIMIT) == BODY
 
 
 @pytest.mark.parametrize(

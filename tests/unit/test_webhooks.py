@@ -18,7 +18,7 @@ from payout_links.credentials import MalformedSecret, PartnerSecrets, decode_web
 from payout_links.http import Request
 from payout_links.problems import PayloadTooLarge, Problem, UnsupportedMediaType
 from payout_links.webhooks import TOLERANCE_SECONDS, Delivery, SignatureRejected, verified_delivery, verify
-from tests.support import webhook_secret
+from tests.support import http_event, webhook_secret
 
 pytestmark = pytest.mark.unit
 
@@ -246,23 +246,16 @@ def partner_request(
     content_type: str = "application/json",
     base64_encoded: bool = False,
 ) -> Request:
-    """POST /webhooks/{partner}/payout-links as API Gateway hands it over: headers lower-cased, the body base64
-    when the gateway could not pass it as text."""
-    raw: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "POST /webhooks/{partner}/payout-links",
-        "rawPath": "/webhooks/acme/payout-links",
-        "rawQueryString": "",
-        "headers": {"content-type": content_type, **(headers or {})},
-        "requestContext": {
-            "http": {"method": "POST", "path": "/webhooks/acme/payout-links", "protocol": "HTTP/1.1"},
-            "requestId": "req-1",
-            "stage": "$default",
-        },
-        "body": base64.b64encode(body.encode()).decode() if base64_encoded else body,
-        "isBase64Encoded": base64_encoded,
-    }
-    return Request.from_event(raw)
+    """POST /webhooks/acme/payout-links as API Gateway hands it over (tests.support.http_event): headers
+    lower-cased, the body base64 when the gateway could not pass it as text."""
+    event = http_event(
+        "POST",
+        "/webhooks/acme/payout-links",
+        body=body,
+        headers={"content-type": content_type, **(headers or {})},
+        base64_encoded=base64_encoded,
+    )
+    return Request.from_event(event)
 
 
 def deliver(partner: str, event: Request) -> Delivery:
