@@ -56,11 +56,20 @@ def signed(
     }
 
 
+# What every refusal tells the caller, whatever the check that failed (the reason is only logged).
+REFUSAL = {
+    "type": "urn:payout-link-proxy:problem:unauthenticated",
+    "title": "Authentication required",
+    "status": 401,
+    "detail": "The webhook signature could not be verified.",
+}
+
+
 def rejection(body: str, headers: dict[str, str], *, now: float = NOW) -> str:
     with pytest.raises(SignatureRejected) as caught:
         verify(body.encode(), headers, KEYS, now=now)
-    assert caught.value.status == 401
-    assert caught.value.slug == "unauthenticated"
+    assert caught.value.to_dict() == REFUSAL
+    assert caught.value.headers() == {}
     return caught.value.reason
 
 
@@ -127,6 +136,13 @@ def test_a_missing_header_is_refused(prefix: str, missing: str) -> None:
 
 def test_no_signature_headers_at_all_are_refused() -> None:
     assert rejection(BODY, {"content-type": "application/json"}) == "missing-header"
+
+
+def test_a_frontend_token_is_no_webhook_credential() -> None:
+    headers = {**signed(), "authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2ln"}
+    del headers["webhook-signature"]
+
+    assert rejection(BODY, headers) == "missing-header"
 
 
 MALFORMED_SIGNATURES = ["v1", "v1,", "v1,not base64!", "v1,abc", "garbage", "v1;abc", ",", "v2,c2ln", "v1a,c2ln"]
@@ -271,8 +287,11 @@ def refusal(partner: str, event: Request) -> Problem:
     return caught.value
 
 
-def test_a_signed_request_is_delivered() -> None:
-    assert deliver("acme", partner_request(BODY, signed())) == Delivery(webhook_id=MSG_ID, body=BODY.encode())
+@pytest.mark.parametrize("secret", [SECRET, OLD_SECRET], ids=["current secret", "previous secret, mid-rotation"])
+def test_a_signed_request_is_delivered(secret: str) -> None:
+    delivery = deliver("acme", partner_request(BODY, signed(secret=secret)))
+
+    assert delivery == Delivery(webhook_id=MSG_ID, body=BODY.encode())
 
 
 def test_a_base64_body_is_verified_as_the_bytes_it_decodes_to() -> None:
@@ -285,6 +304,9 @@ UNVERIFIABLE = {
     "unsigned, small": partner_request(BODY),
     "unsigned, oversized": partner_request(OVERSIZED),
     "unsigned, oversized, not JSON content": partner_request(OVERSIZED, content_type="text/plain"),
+    "malformed signature, not JSON content": partner_request(
+        BODY, {**signed(), "webhook-signature": "v1,bad"}, content_type="text/plain"
+    ),
     "unsigned, oversized, base64": partner_request(OVERSIZED, base64_encoded=True),
     "another secret, oversized": partner_request(OVERSIZED, signed(OVERSIZED, secret=OTHER_SECRET)),
     "stale, oversized": partner_request(OVERSIZED, signed(OVERSIZED, at=SIGNED_AT - timedelta(hours=1))),
