@@ -5,7 +5,6 @@ dashboard rely on."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -116,11 +115,6 @@ def test_refusals_count_by_cause(function, upstream):
 STRANGERS_PARTNER_NAME = "stranger-chosen-name-7f3a"
 
 
-def _unsigned(request):
-    del request.headers["webhook-signature"]
-    return request
-
-
 def _bad_signature(request):
     request.headers["webhook-signature"] = signed_webhook(webhook_id="msg_other").headers["webhook-signature"]
     return request
@@ -128,19 +122,14 @@ def _bad_signature(request):
 
 @pytest.mark.parametrize(
     "refused",
-    [
-        lambda: _unsigned(signed_webhook()),
-        lambda: _bad_signature(signed_webhook()),
-        lambda: signed_webhook(headers={"webhook-signature": "v1,not base64!"}),
-        lambda: signed_webhook(at=datetime.now(UTC) - timedelta(minutes=6)),
-        lambda: signed_webhook(partner=STRANGERS_PARTNER_NAME),
-        lambda: _unsigned(signed_webhook(partner=STRANGERS_PARTNER_NAME)),
-    ],
-    ids=["missing-signature", "bad-signature", "malformed-signature", "stale-timestamp", "unknown-partner", "both"],
+    [lambda: _bad_signature(signed_webhook()), lambda: signed_webhook(partner=STRANGERS_PARTNER_NAME)],
+    ids=["bad-signature", "unknown-partner"],
 )
 def test_each_refused_webhook_delivery_counts_once_with_no_per_request_dimension(function, upstream, refused):
     """Refusals are what a stranger flooding the webhook route produces (the route's throttle is shared by every
-    partner): the count feeds an alarm, and carries neither the partner name the URL claims nor the reason."""
+    partner): the count feeds an alarm, and carries neither the partner name the URL claims nor the reason.
+    Every failed check is the same `SignatureRejected`, whose class carries the metric (tests/unit/test_webhooks.py):
+    one refusal of a partner's request and one of a stranger's name stand for them all."""
     request = refused()
     with emitted_metrics() as documents:
         result = function.request("POST", request.path, body=request.body, headers=request.headers)
