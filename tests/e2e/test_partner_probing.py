@@ -9,12 +9,11 @@ import json
 import httpx
 import pytest
 
-from tests.support import OTHER_PARTNER_SECRET, PARTNER, HttpResult, partner_event, payout_body, signed_webhook
+from tests.support import PARTNER, HttpResult, partner_event, payout_body, signed_webhook
 
 pytestmark = pytest.mark.e2e
 
 UNKNOWN_PARTNER = "no-such-partner"
-SMALL = json.dumps(partner_event()).encode()
 OVERSIZED = json.dumps(partner_event(payout_body(memo="x" * 17_000))).encode()  # 17 KB: over MAX_BODY_BYTES (16 KiB)
 
 
@@ -29,9 +28,10 @@ def unsigned(api: httpx.Client, partner: str, body: bytes) -> HttpResult:
     return HttpResult(response.status_code, dict(response.headers), response.content)
 
 
-@pytest.mark.parametrize("body", [OVERSIZED, SMALL], ids=["17 KB", "small"])
-def test_an_unsigned_body_gets_the_same_401_for_a_real_and_an_unknown_partner(api, upstream, body):
-    real, unknown = unsigned(api, PARTNER, body), unsigned(api, UNKNOWN_PARTNER, body)
+def test_an_unsigned_body_gets_the_same_401_for_a_real_and_an_unknown_partner(api, upstream):
+    """Over the size limit, so that a 413 would tell the names apart. That every unverifiable request (unsigned,
+    another secret, stale, malformed, any size) is the same 401 is tests/unit/test_webhooks.py's."""
+    real, unknown = unsigned(api, PARTNER, OVERSIZED), unsigned(api, UNKNOWN_PARTNER, OVERSIZED)
 
     assert real.status == unknown.status == 401
     assert real.is_problem() and unknown.is_problem()
@@ -49,15 +49,4 @@ def test_an_oversized_body_signed_by_the_partner_is_a_413(api, upstream):
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"].endswith(":payload-too-large")
-    assert upstream.stats()["requests"] == 0
-
-
-def test_a_small_body_signed_with_a_wrong_secret_is_a_401(api, upstream):
-    request = signed_webhook(SMALL, secret=OTHER_PARTNER_SECRET)
-
-    response = api.post(request.path, content=request.body, headers=request.headers)
-
-    wrong_secret = HttpResult(response.status_code, dict(response.headers), response.content)
-    assert wrong_secret.status == 401 and wrong_secret.is_problem()
-    assert wrong_secret.body_but_request_id() == unsigned(api, UNKNOWN_PARTNER, SMALL).body_but_request_id()
     assert upstream.stats()["requests"] == 0
