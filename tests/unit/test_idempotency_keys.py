@@ -15,6 +15,7 @@ from payout_links.idempotency import (
     parse_key_header,
     resolve_key,
     upstream_key,
+    webhook_key,
 )
 from payout_links.models import parse_create_request
 from payout_links.problems import InvalidIdempotencyKey
@@ -138,6 +139,34 @@ def test_resolve_with_neither_is_refused() -> None:
 
     assert caught.value.status == 400
     assert "Idempotency-Key" in caught.value.detail
+
+
+def test_a_webhook_id_is_the_partners_key() -> None:
+    assert webhook_key("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", None) == "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"
+
+
+@pytest.mark.parametrize("body_key", [KEY, KEY.upper()], ids=["same", "upper-case"])
+def test_a_data_idempotency_key_equal_to_the_webhook_id_names_the_same_key(body_key: str) -> None:
+    assert webhook_key(KEY, uuid.UUID(body_key)) == KEY
+
+
+def test_a_data_idempotency_key_other_than_the_webhook_id_is_refused() -> None:
+    with pytest.raises(InvalidIdempotencyKey) as caught:
+        webhook_key(KEY, uuid.UUID(OTHER_KEY))
+
+    assert caught.value.status == 400
+    assert "webhook-id" in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    "webhook_id", ["m" * 256, "msg 1", "msg_é", ""], ids=["256 chars", "space", "accented", "empty"]
+)
+def test_an_unusable_webhook_id_is_refused(webhook_id: str) -> None:
+    with pytest.raises(InvalidIdempotencyKey) as caught:
+        webhook_key(webhook_id, None)
+
+    assert caught.value.status == 400
+    assert "webhook-id" in caught.value.detail
 
 
 FINGERPRINT = fingerprint({"amount": 2500, "user_id": "u-1"})

@@ -266,6 +266,47 @@ def test_control_characters_in_a_partner_event_are_refused_pointing_into_its_dat
     ]
 
 
+EVENT = {"type": "payout_link.create", "timestamp": "2026-11-24T23:50:00Z", "data": with_payee()}
+INVALID_EVENTS = {
+    "wrong type": ({**EVENT, "type": "payout_link.updated"}, ["#/type"]),
+    "timestamp not RFC 3339": ({**EVENT, "timestamp": "yesterday"}, ["#/timestamp"]),
+    "timestamp in seconds": ({**EVENT, "timestamp": "1795564200"}, ["#/timestamp"]),
+    "no data": ({"type": "payout_link.create", "timestamp": "2026-11-24T23:50:00Z"}, ["#/data"]),
+    "fractional amount": ({**EVENT, "data": with_payee(amount=10.5)}, ["#/data/amount"]),
+    "amount above the cap": ({**EVENT, "data": with_payee(amount=CAP + 1)}, ["#/data/amount"]),
+    "phone with punctuation": (
+        {**EVENT, "data": with_payee({**PAYEE, "phone_number": "555-0123"})},
+        ["#/data/payee/phone_number"],
+    ),
+    "neither user_id nor payee": ({**EVENT, "data": {"amount": 100}}, ["#/data/user_id"]),
+    "unknown data field": ({**EVENT, "data": with_payee(amout=5)}, ["#/data/amout"]),
+    "unknown envelope field": ({**EVENT, "extra": "field"}, ["#/extra"]),
+    "not an object": ([EVENT], ["#"]),
+}
+
+
+@pytest.mark.parametrize(("event", "expected_pointers"), list(INVALID_EVENTS.values()), ids=list(INVALID_EVENTS))
+def test_invalid_partner_events_are_refused_with_pointers_into_the_envelope(
+    event: dict[str, Any] | list[Any], expected_pointers: list[str]
+) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        parse_partner_event(json.dumps(event).encode(), max_amount_cents=CAP)
+
+    assert caught.value.status == 422
+    assert sorted(error.pointer for error in caught.value.errors) == expected_pointers
+
+
+def test_a_partner_event_that_is_not_json_is_malformed_not_invalid() -> None:
+    with pytest.raises(MalformedJson) as caught:
+        parse_partner_event(b'{"type": "payout_link.create", "data": {', max_amount_cents=CAP)
+
+    assert caught.value.status == 400
+
+
+def test_a_valid_partner_event_carries_its_data_as_a_create_request() -> None:
+    assert parse_partner_event(raw(EVENT), max_amount_cents=CAP).data.upstream_payload() == forwarded(EVENT["data"])
+
+
 @pytest.mark.parametrize(
     "text", ["Zoë", "José Ñúñez", "日本語", "Łódź", "Ада", "🎉🙂", "O'Brien-Smith", "Ada\u00a0Lovelace"]
 )
