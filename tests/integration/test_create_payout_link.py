@@ -149,6 +149,17 @@ def test_same_key_with_a_different_body_is_refused(function, upstream):
     assert upstream_requests(upstream) == calls
 
 
+def test_an_invalid_body_does_not_bind_its_key(function, upstream):
+    """Validation comes before the key is taken: the corrected request, with the same key, creates the link."""
+    key = new_key()
+    assert function.create(payout_body(amount=10.5), key=key).status == 422
+
+    corrected = function.create(payout_body(amount=1050), key=key)
+
+    assert corrected.status == 201 and "idempotent-replayed" not in corrected.headers
+    assert upstream.stats()["creates"] == 1
+
+
 def test_equivalent_bodies_are_the_same_intent(function, upstream):
     key = new_key()
     function.create(payout_body(), key=key)
