@@ -20,7 +20,9 @@ import pytest
 from payout_links.credentials import PayoutApiCredentials
 from payout_links.observability import metrics
 from payout_links.outcomes import CreateFailed, Outcome
+from payout_links.owners import LinkLostUpstream
 from payout_links.problems import (
+    NotCancelable,
     Problem,
     UpstreamFailed,
     UpstreamMismatch,
@@ -72,6 +74,15 @@ NORMALIZED = {
 }
 
 
+LINK_ID = "pl_123"
+LINK_URL = f"{URL}/{LINK_ID}"
+
+
+def stored(status: str) -> dict[str, Any]:
+    """The link as the upstream answers a read or a cancel of it, in `status`."""
+    return {**CREATED, "status": status.upper()}
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = START
@@ -117,7 +128,7 @@ class Attempt:
     timeout: dict[str, float]
     authorization: str
     content_type: str
-    payload: dict[str, Any]
+    payload: dict[str, Any] | None  # None: a read or a cancel, which send no body
 
 
 # One scripted answer: a response, an httpx transport error class to raise, or either after some seconds pass
@@ -141,8 +152,8 @@ class ScriptedUpstream:
                 started_at=self.clock(),
                 timeout=request.extensions["timeout"],
                 authorization=request.headers["authorization"],
-                content_type=request.headers["content-type"],
-                payload=json.loads(request.content),
+                content_type=request.headers.get("content-type", ""),
+                payload=json.loads(request.content) if request.content else None,
             )
         )
         answer = self.answers[min(len(self.attempts), len(self.answers)) - 1]
@@ -172,6 +183,21 @@ class Harness:
             self.create(seconds_left=seconds_left)
         self.outcome = caught.value.outcome
         return caught.value.problem
+
+    def read(self, *, seconds_left: float = 20.0) -> dict[str, Any]:
+        return self.client.retrieve_payout_link(LINK_ID, deadline=self.clock() + seconds_left)
+
+    def cancel(self, *, seconds_left: float = 20.0) -> dict[str, Any]:
+        return self.client.cancel_payout_link(LINK_ID, deadline=self.clock() + seconds_left)
+
+    def refusal(self, action: str, *, seconds_left: float = 20.0) -> Problem:
+        """The problem a failed read or cancel raises: reads and cancels raise it as it is."""
+        with pytest.raises(Problem) as caught:
+            getattr(self, action)(seconds_left=seconds_left)
+        return caught.value
+
+    def requests(self) -> list[tuple[str, str]]:
+        return [(attempt.method, attempt.url) for attempt in self.upstream.attempts]
 
 
 @pytest.fixture(autouse=True)
@@ -601,11 +627,37 @@ def test_a_2xx_link_that_contradicts_the_request_is_a_502_mismatch_and_never_ret
     assert len(harness.upstream.attempts) == 1  # the upstream would hand back the same link for the same key
 
 
-def test_a_link_that_echoes_less_or_differs_only_in_email_case_matches(upstream: Callable[..., Harness]) -> None:
-    payload = {**PAYLOAD, "payee": {**PAYLOAD["payee"], "email": "Ada@Example.com"}, "delivery": {"method": "sms"}}
+@pytest.mark.parametrize(
+    ("asked", "answered"),
+    [
+        ({"user_id": "alice"}, {"user_id": "mallory"}),
+        ({"tax_exempt": True}, {"tax_exempt": False}),
+        ({"metadata": {"order": "A-1001"}}, {"metadata": {"order": "Z-999"}}),
+    ],
+    ids=["another user", "another tax exemption", "another order"],
+)
+def test_a_2xx_link_for_another_user_exemption_or_order_is_a_502_mismatch(
+    upstream: Callable[..., Harness], asked: dict[str, Any], answered: dict[str, Any]
+) -> None:
+    harness = upstream(respond(201, {**CREATED, **answered}))
+
+    with pytest.raises(CreateFailed) as caught:
+        harness.client.create_payout_link({**PAYLOAD, **asked}, deadline=harness.clock() + 20.0)
+
+    assert isinstance(caught.value.problem, UpstreamMismatch)
+    assert caught.value.outcome is Outcome.UNKNOWN
+
+
+def test_a_link_that_echoes_less_or_tidier_text_matches(upstream: Callable[..., Harness]) -> None:
+    """Dots may leave out, trim or re-case what it echoes: a legitimate link must not be stranded as a mismatch."""
+    payload = {
+        **PAYLOAD,
+        "payee": {**PAYLOAD["payee"], "email": "Ada@Example.com", "first_name": " Ada "},
+        "delivery": {"method": "sms"},
+    }
     echoed = {
         **CREATED,
-        "payee": {"country_code": "1", "phone_number": "5555550123", "email": "ada@example.com", "first_name": None},
+        "payee": {"country_code": "1", "phone_number": "5555550123", "email": "ada@example.com", "first_name": "ADA"},
         "delivery": {"method": "sms", "email": None},
     }
     harness = upstream(respond(201, echoed))
@@ -628,3 +680,124 @@ def test_credentials_do_not_show_in_their_repr() -> None:
 
     assert OLD.client_id not in text
     assert OLD.api_key not in text
+
+
+# -- reading and canceling a link: one request (and a read after a cancel's refusal), never retried ---------------
+
+
+@pytest.mark.parametrize("action", ["read", "cancel"])
+@pytest.mark.parametrize(
+    ("answer", "kind", "status"),
+    [
+        (respond(503), UpstreamFailed, 502),
+        (respond(500), UpstreamFailed, 502),
+        (httpx.ReadError, UpstreamFailed, 502),
+        (httpx.RemoteProtocolError, UpstreamFailed, 502),
+        (httpx.ConnectError, UpstreamFailed, 502),
+        (respond(404, {"message": "Payout link not found"}), LinkLostUpstream, 404),
+        ((8.0, httpx.ReadTimeout), UpstreamTimedOut, 504),
+    ],
+    ids=["503", "500", "read error", "dropped", "connect error", "404", "timeout"],
+)
+def test_a_failed_read_or_cancel_maps_as_a_create_does_and_is_not_retried(
+    upstream: Callable[..., Harness], action: str, answer: Answer, kind: type[Problem], status: int
+) -> None:
+    harness = upstream(answer, respond(200, stored("created")))
+
+    problem = harness.refusal(action)
+
+    assert type(problem) is kind and problem.status == status
+    method = "GET" if action == "read" else "DELETE"
+    assert harness.requests() == [(method, LINK_URL)]  # one request: the caller may simply repeat it
+    assert harness.sleep.delays == []
+
+
+@pytest.mark.parametrize("action", ["read", "cancel"])
+def test_a_rate_limited_read_or_cancel_passes_on_the_retry_after(upstream: Callable[..., Harness], action: str) -> None:
+    problem = upstream(respond(429, **{"Retry-After": "7"})).refusal(action)
+
+    assert isinstance(problem, UpstreamRateLimited)
+    assert problem.headers() == {"Retry-After": "7"}
+
+
+@pytest.mark.parametrize("action", ["read", "cancel"])
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [
+        (respond(200, b"<html>"), UpstreamFailed),
+        (respond(200, {"id": "another-link", "status": "created"}), UpstreamMismatch),
+    ],
+    ids=["unreadable", "another link"],
+)
+def test_a_2xx_that_is_not_about_the_link_is_a_502(
+    upstream: Callable[..., Harness], action: str, answer: httpx.Response, kind: type[Problem]
+) -> None:
+    # A cancel's 2xx without a readable link is judged by the link read again: the same answer, here.
+    problem = upstream(answer).refusal(action)
+
+    assert type(problem) is kind and problem.status == 502
+
+
+@pytest.mark.parametrize("action", ["read", "cancel"])
+def test_a_slow_read_or_cancel_is_a_504_within_the_deadline(upstream: Callable[..., Harness], action: str) -> None:
+    harness = upstream((8.0, httpx.ReadTimeout), attempt_timeout=8.0)
+
+    problem = harness.refusal(action, seconds_left=3.0)
+
+    assert isinstance(problem, UpstreamTimedOut)
+    assert harness.clock() <= START + 3.0
+
+
+@pytest.mark.parametrize("action", ["read", "cancel"])
+def test_a_401_on_a_read_or_cancel_rereads_the_credentials_once(upstream: Callable[..., Harness], action: str) -> None:
+    harness = upstream(respond(401), respond(200, stored("canceled")))
+
+    assert getattr(harness, action)()["status"] == "canceled"
+
+    assert harness.credentials.refreshes == 1
+    assert [attempt.authorization for attempt in harness.upstream.attempts] == [basic(OLD), basic(NEW)]
+
+
+@pytest.mark.parametrize("refusal", [400, 403, 409, 410, 422])
+@pytest.mark.parametrize(
+    ("state", "outcome"),
+    [("canceled", "canceled"), ("claimed", NotCancelable), ("created", UpstreamFailed)],
+    ids=["already canceled", "past canceling", "still cancelable"],
+)
+def test_a_refused_cancel_is_judged_by_the_link_read_again_not_by_the_refusal(
+    upstream: Callable[..., Harness], refusal: int, state: str, outcome: str | type[Problem]
+) -> None:
+    harness = upstream(respond(refusal, {"message": "Payout link is already canceled"}), respond(200, stored(state)))
+
+    if isinstance(outcome, str):
+        assert harness.cancel()["status"] == outcome
+    else:
+        assert type(harness.refusal("cancel")) is outcome
+    assert harness.requests() == [("DELETE", LINK_URL), ("GET", LINK_URL)]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [respond(204, b""), respond(200, {"success": True}), respond(200, b"OK")],
+    ids=["204", "no link in the body", "text"],
+)
+def test_a_cancel_answered_without_a_readable_link_is_judged_by_the_link_read_again(
+    upstream: Callable[..., Harness], answer: httpx.Response
+) -> None:
+    harness = upstream(answer, respond(200, stored("canceled")))
+
+    assert harness.cancel() == {**NORMALIZED, "status": "canceled"}
+    assert harness.requests() == [("DELETE", LINK_URL), ("GET", LINK_URL)]
+
+
+@pytest.mark.parametrize(("state", "kind"), [("claimed", NotCancelable), ("created", UpstreamFailed)])
+def test_a_cancel_answered_with_a_link_not_canceled_is_judged_by_its_state(
+    upstream: Callable[..., Harness], state: str, kind: type[Problem]
+) -> None:
+    harness = upstream(respond(200, stored(state)))
+
+    problem = harness.refusal("cancel")
+
+    assert type(problem) is kind
+    assert problem.status == (409 if kind is NotCancelable else 502)
+    assert harness.requests() == [("DELETE", LINK_URL)]
