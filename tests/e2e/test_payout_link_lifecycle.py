@@ -256,38 +256,6 @@ def test_a_user_link_is_invisible_to_a_machine_token_named_like_the_user(api, up
     assert lifecycle_counts(upstream) == before
 
 
-# --- the upstream failing ----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("method", ["GET", "DELETE"])
-def test_an_upstream_503_is_a_502_problem(api, upstream, method):
-    link_id = create(api)["id"]
-    upstream.inject({"status": 503})
-
-    answer = read(api, link_id) if method == "GET" else cancel(api, link_id)
-
-    assert answer.status == 502, answer.body
-    assert answer.is_problem()
-    assert answer.json()["type"] == "urn:payout-link-proxy:problem:upstream-failed"
-    assert answer.headers["cache-control"] == "no-store"
-    assert upstream.stats()["requests"] == 2  # the create, then one attempt: the caller may simply repeat
-    assert upstream.link(link_id)["status"] == "created"
-
-
-@pytest.mark.parametrize("method", ["GET", "DELETE"])
-def test_an_upstream_429_is_a_429_problem_with_retry_after(api, upstream, method):
-    link_id = create(api)["id"]
-    upstream.inject({"status": 429, "retry_after": "11"})
-
-    answer = read(api, link_id) if method == "GET" else cancel(api, link_id)
-
-    assert answer.status == 429, answer.body
-    assert answer.is_problem()
-    assert answer.headers["retry-after"] == "11"
-    assert upstream.stats()["requests"] == 2
-    assert read(api, link_id).status == 200  # the fault is spent: the same request now succeeds
-
-
 # --- browsers ----------------------------------------------------------------------------------------------------
 
 

@@ -114,24 +114,28 @@ def test_machine_token_without_subject_is_scoped_by_client_id(api, upstream):
     assert api.get(link, headers=namesake).status_code == 404
 
 
-@pytest.mark.parametrize(
-    ("fault", "status"),
-    [
-        ({"status": 500, "count": 3}, 502),
-        ({"status": 401, "count": 2}, 502),
-        ({"status": 429, "retry_after": "11"}, 429),
-        ({"delay_seconds": 2.5, "count": 3}, 504),
-        ({"status": 200, "raw_body": "not json"}, 502),
-    ],
-    ids=["upstream-500", "upstream-401-twice", "upstream-429", "upstream-timeout", "upstream-unreadable"],
-)
-def test_upstream_failures_map_to_problems_and_release_the_key(api, upstream, fault, status):
+# One create per problem the upstream can cause, as a smoke test through the stack. How each upstream answer maps
+# is tests/unit/test_upstream_client.py's; what each does to the key, tests/faults/test_failure_points.py's.
+UPSTREAM_PROBLEMS = {
+    # mode: (fault, status, problem type)
+    "upstream-400": ({"status": 400}, 422, "upstream-rejected"),
+    "upstream-429": ({"status": 429, "retry_after": "11"}, 429, "upstream-rate-limited"),
+    "upstream-500": ({"status": 500, "count": 3}, 502, "upstream-failed"),
+    "upstream-mismatch": ({"link_overrides": {"amount": 1.0}}, 502, "upstream-mismatch"),
+    "upstream-timeout": ({"delay_seconds": 2.5, "count": 3}, 504, "upstream-timeout"),
+}
+
+
+@pytest.mark.parametrize("mode", list(UPSTREAM_PROBLEMS))
+def test_each_upstream_failure_is_its_problem_and_the_retry_gets_one_link(api, upstream, mode):
+    fault, status, slug = UPSTREAM_PROBLEMS[mode]
     key = new_key()
     upstream.inject(fault)
 
     failed = post(api, key=key)
 
     assert failed.status == status and failed.is_problem(), failed.body
+    assert failed.json()["type"] == f"urn:payout-link-proxy:problem:{slug}"
     if status == 429:
         assert failed.headers["retry-after"] == "11"
     retry = post(api, key=key)
