@@ -20,7 +20,8 @@ from local_stack.core.aws_resources import free_port
 from local_stack.core.workers import InvocationFailed
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator
 from payout_links import service
-from payout_links.aws import WORST_CASE_CALL_SECONDS
+from payout_links.aws import READ_TIMEOUT_SECONDS, WORST_CASE_CALL_SECONDS
+from payout_links.problems import PROBLEM_TYPE_PREFIX
 from payout_links.service import RESPONSE_RESERVE_SECONDS
 from payout_links.upstream import PayoutApiClient
 from tests.faults.aws_fault_proxy import SERVICE_UNAVAILABLE
@@ -84,6 +85,7 @@ def test_process_killed_after_the_upstream_created_the_link(containers, upstream
             crashed.append(exc)
 
     caller = threading.Thread(target=invoke_and_crash)
+    sent_at = time.monotonic()
     caller.start()
     wait_until(lambda: links_created(upstream) == 1 or not caller.is_alive(), timeout=lock_seconds + 5)
     seen_created = time.monotonic()
@@ -99,8 +101,12 @@ def test_process_killed_after_the_upstream_created_the_link(containers, upstream
     other_body = http_result(second.invoke(other_event, "other-1"), other_event)
     assert other_body.status == 422 and other_body.json()["type"].endswith("idempotency-key-reused")
 
-    # The lock expires with the function: at the latest `lock_seconds` after its invocation started, which was
-    # before the link was seen upstream.
+    # The lock lives for the function's timeout from the invocation's start: it expires no earlier than
+    # `sent_at + lock_seconds`, so late in that span the same body is still in progress...
+    wait_until(lambda: time.monotonic() >= sent_at + lock_seconds - 1.5, timeout=lock_seconds)
+    late_in_the_lock = http_result(second.invoke(event, "retry-late"), event)
+    assert late_in_the_lock.status == 409, late_in_the_lock.body
+    # ...and no later than `lock_seconds` after the link was seen upstream (the invocation started before that).
     wait_until(lambda: time.monotonic() > seen_created + lock_seconds + 0.2, timeout=lock_seconds + 5)
     other_body_later = http_result(second.invoke(other_event, "other-2"), other_event)
     assert other_body_later.status == 422  # the expired lock is not the other body's to take
@@ -110,26 +116,63 @@ def test_process_killed_after_the_upstream_created_the_link(containers, upstream
     assert links_created(upstream) == 1
 
 
-# -- the upstream's answer is lost -------------------------------------------------------------------------
+# -- the upstream may have made the link, and the proxy cannot know -----------------------------------------
+
+ATTEMPT_SECONDS = 0.5
+ATTEMPTS = 3
+AMBIGUOUS_FAILURES = {
+    # mode: (fault, upstream requests the first create makes, status, problem)
+    "500-after-create": ({"status": 500, "after_create": True, "count": ATTEMPTS}, ATTEMPTS, 502, "upstream-failed"),
+    "dropped-after-create": ({"drop": True, "after_create": True, "count": ATTEMPTS}, ATTEMPTS, 502, "upstream-failed"),
+    "timeout-after-create": (
+        {"delay_seconds": ATTEMPT_SECONDS + 0.5, "after_create": True, "count": ATTEMPTS},
+        ATTEMPTS,
+        504,
+        "upstream-timeout",
+    ),
+    "unreadable-2xx": ({"status": 201, "raw_body": "<html>", "after_create": True}, 1, 502, "upstream-failed"),
+    "deeply-nested-2xx": (
+        {"status": 201, "raw_body": "[" * 100_000 + "]" * 100_000, "after_create": True},
+        1,
+        502,
+        "upstream-failed",
+    ),
+    # Two answers that misstate the amount: the first create's, and its first retry's.
+    "mismatching-2xx": ({"link_overrides": {"amount": 1.0}, "count": 2}, 1, 502, "upstream-mismatch"),
+}
 
 
-@pytest.mark.parametrize(
-    ("fault", "status"),
-    [({"drop": True, "after_create": True}, 502), ({"delay_seconds": 1.5, "after_create": True}, 504)],
-    ids=["connection-dropped", "answer-too-slow"],
-)
-def test_lost_answer_then_retry_gets_the_same_link(function, upstream, fault, status):
-    function.set_env(PAYOUT_API_TIMEOUT_SECONDS="0.5", PAYOUT_API_MAX_ATTEMPTS="1")
+@pytest.mark.parametrize("mode", list(AMBIGUOUS_FAILURES))
+def test_an_ambiguous_failure_keeps_the_key_bound_and_the_retry_gets_the_one_link(function, upstream, mode):
+    """The link was made, but the answer was lost, unreadable, too slow or wrong: the caller gets a problem, the
+    key stays bound to its body (another body is refused), and the same body's retry gets the one link."""
+    fault, requests, status, slug = AMBIGUOUS_FAILURES[mode]
+    function.set_env(PAYOUT_API_TIMEOUT_SECONDS=str(ATTEMPT_SECONDS), PAYOUT_API_MAX_ATTEMPTS=str(ATTEMPTS))
     key = new_key()
     upstream.inject(fault)
 
-    lost = function.create(key=key)
-    assert lost.status == status and lost.is_problem()
-    assert links_created(upstream) == 1  # made upstream, unknown to the caller
+    first = function.create(key=key)
+
+    assert first.status == status and first.is_problem(), first.body
+    assert first.json()["type"] == PROBLEM_TYPE_PREFIX + slug
+    assert upstream.stats()["requests"] == requests  # every fault was used up by the first create (but a mismatch's)
+    link_id = only_link_id(upstream)
+
+    reused = function.create(payout_body(amount=2600), key=key)
+    assert reused.status == 422 and reused.json()["type"] == PROBLEM_TYPE_PREFIX + "idempotency-key-reused"
+
+    if mode == "mismatching-2xx":
+        # While the upstream keeps misstating the link, no retry can vouch for it: the same 502, never a 201.
+        again = function.create(key=key)
+        assert again.status == 502 and again.json()["type"] == PROBLEM_TYPE_PREFIX + "upstream-mismatch"
 
     retry = function.create(key=key)
-    assert retry.status == 201 and "idempotent-replayed" not in retry.headers
-    assert retry.json()["id"] == only_link_id(upstream)
+    assert retry.status == 201, retry.body
+    assert "idempotent-replayed" not in retry.headers
+    assert retry.json()["id"] == link_id and retry.json()["amount"] == payout_body()["amount"]
+    replay = function.create(key=key)
+    assert replay.status == 201 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.body == retry.body
     assert links_created(upstream) == 1
 
 
@@ -204,17 +247,25 @@ def test_dynamodb_failing_when_saving_the_result(function, upstream, aws_faults)
 
 
 def test_dynamodb_timing_out_when_saving_the_result(function, upstream, aws_faults):
-    """The completion's answers never come back in time (a transport error, with no response to read): the lock
-    is still dropped at once, so the same body's immediate retry gets the link instead of 409 until the function's
-    timeout. The late transactions then find the record no longer theirs and change nothing."""
+    """The completion's answers never come back in time (a transport error, with no response to read), and the
+    upstream took all but a second of its budget: the write gets only the time kept back for it, and the answer
+    comes before the function's timeout. The lock is still dropped at once, so the same body's immediate retry
+    gets the link instead of 409 until the function's timeout. The late transactions then find the record no
+    longer theirs and change nothing."""
     warmed(upstream, function.create)
     key = new_key()
+    timeout = RESPONSE_RESERVE_SECONDS + 1.5  # 1.5 s for the upstream after the reserve
+    upstream.inject({"delay_seconds": timeout - RESPONSE_RESERVE_SECONDS - 1.0})
     aws_faults.stall("DynamoDB_20120810.TransactWriteItems", seconds=3, count=2)
 
-    failed = function.create(key=key)
-    assert failed.status == 503 and failed.is_problem()
+    started = time.monotonic()
+    failed = function.create(key=key, timeout_seconds=timeout)
+    elapsed = time.monotonic() - started
+    assert failed.status == 503 and failed.is_problem() and "retry-after" in failed.headers
+    assert elapsed < timeout, elapsed
     link_id = only_link_id(upstream)
 
+    assert function.create(payout_body(amount=2600), key=key).status == 422
     retry = function.create(key=key)
     assert retry.status == 201 and retry.json()["id"] == link_id
     assert aws_faults.wait_idle(timeout=10)  # the stalled transactions have landed
@@ -238,6 +289,28 @@ def test_secrets_manager_throttled(function, upstream, aws_faults):
     retry = function.create(key=key)
     assert retry.status == 201 and "idempotent-replayed" not in retry.headers  # the key was released
     assert links_created(upstream) == 1
+
+
+def test_a_stalled_secret_read_is_a_503_before_the_timeout_and_releases_the_key(function, upstream, aws_faults):
+    """A cold container's secret reads reach Secrets Manager, and their answers come too late: the request gets a
+    503 well before the function's timeout, and the key is released, since Dots was never asked."""
+    timeout = RESPONSE_RESERVE_SECONDS + WORST_CASE_CALL_SECONDS + 3
+    key = new_key()
+    aws_faults.stall("secretsmanager.GetSecretValue", seconds=3, forward=True)
+
+    started = time.monotonic()
+    failed = function.create(key=key, timeout_seconds=timeout)
+    elapsed = time.monotonic() - started
+
+    assert failed.status == 503 and failed.json()["type"] == PROBLEM_TYPE_PREFIX + "dependency-unavailable"
+    assert "retry-after" in failed.headers
+    assert elapsed < timeout, elapsed
+    assert upstream.stats()["requests"] == 0
+    aws_faults.heal()
+    retry = function.create(payout_body(amount=2600), key=key)  # released: even a corrected body may use it
+    assert retry.status == 201, retry.body
+    assert retry.json()["id"] == only_link_id(upstream)
+    assert aws_faults.wait_idle(timeout=5)
 
 
 def test_secrets_manager_unreachable(function, upstream):
@@ -373,6 +446,34 @@ def test_slow_upstream_is_cut_at_the_deadline(function, upstream):
     assert links_created(upstream) == 1
 
 
+def test_a_trickling_upstream_is_cut_at_the_attempt_budget(function, upstream):
+    """An answer dribbled a byte at a time never times out a single read: each attempt is cut at its budget all
+    the same, and the key stays bound to its body (the link was made)."""
+    function.set_env(PAYOUT_API_TIMEOUT_SECONDS=str(ATTEMPT_SECONDS), PAYOUT_API_MAX_ATTEMPTS=str(ATTEMPTS))
+    warmed(upstream, function.create)
+    key = new_key()
+    upstream.inject({"trickle_seconds": 0.5, "count": ATTEMPTS})  # about 500 bytes: minutes per answer
+
+    started = time.monotonic()
+    first = function.create(key=key)
+    elapsed = time.monotonic() - started
+
+    assert first.status == 504 and first.json()["type"] == PROBLEM_TYPE_PREFIX + "upstream-timeout"
+    # The attempts, and the jittered backoffs between them (at most 0.2 s, then 0.4 s).
+    assert elapsed < ATTEMPTS * ATTEMPT_SECONDS + 0.6 + 1.0, elapsed
+    assert upstream.stats()["requests"] == ATTEMPTS
+    link_id = only_link_id(upstream)
+    # The emulator trickles on to a client that left until a write fails: at most a byte or two later.
+    idle_started = time.monotonic()
+    assert upstream.wait_idle(timeout=5)
+    assert time.monotonic() - idle_started < 3
+
+    assert function.create(payout_body(amount=2600), key=key).status == 422
+    retry = function.create(key=key)
+    assert retry.status == 201 and retry.json()["id"] == link_id
+    assert links_created(upstream) == 1
+
+
 @pytest.mark.parametrize(("retry_after", "expected"), [("7", "7"), (None, "5")])
 def test_upstream_rate_limit_is_passed_on(function, upstream, retry_after, expected):
     upstream.inject({"status": 429, **({"retry_after": retry_after} if retry_after else {})})
@@ -398,19 +499,6 @@ def test_credentials_rejected_twice(function, upstream):
     assert links_created(upstream) == 0
 
 
-def test_unreadable_answer_then_retry_reads_the_link(function, upstream):
-    key = new_key()
-    upstream.inject({"status": 201, "raw_body": "<html>oops</html>", "after_create": True})
-
-    failed = function.create(key=key)
-    assert failed.status == 502 and failed.is_problem()
-
-    retry = function.create(key=key)
-    assert retry.status == 201
-    assert retry.json()["id"] == only_link_id(upstream)
-    assert links_created(upstream) == 1
-
-
 # -- a key that was bound stays bound -----------------------------------------------------------------------
 
 
@@ -429,6 +517,24 @@ def test_a_retry_that_creates_nothing_does_not_release_a_key_whose_link_may_exis
     retry = function.create(key=key)
     assert retry.status == 201 and retry.json()["id"] == only_link_id(upstream)
     assert links_created(upstream) == 1
+
+
+def test_a_slow_lock_write_that_lands_is_the_requests_own_lock(function, upstream, aws_faults):
+    """The lock lands at once, its answer comes after botocore's read timeout: botocore sends it again, and that
+    write finds the request's own lock (its token), not another request's."""
+    key = new_key()
+    aws_faults.stall("DynamoDB_20120810.PutItem", seconds=READ_TIMEOUT_SECONDS + 0.5, count=1, forward=True)
+
+    created = function.create(key=key)
+
+    assert created.status == 201, created.body
+    assert aws_faults.calls.count("DynamoDB_20120810.PutItem") == 2  # the retry found the request's own lock
+    assert created.json()["id"] == only_link_id(upstream)
+    replay = function.create(key=key)
+    assert replay.status == 201 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.body == created.body
+    assert links_created(upstream) == 1
+    assert aws_faults.wait_idle(timeout=5)
 
 
 def test_a_lock_write_that_lands_after_both_attempts_timed_out_does_not_lock_the_caller_out(
