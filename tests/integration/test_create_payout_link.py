@@ -201,6 +201,21 @@ def test_rotated_credentials_are_re_read_once(function, upstream, aws_clients):
         )
 
 
+def test_a_creation_time_outside_the_calendar_is_null_and_replayed_as_such(function, upstream):
+    # Moving this instant to UTC leaves year 1: a time that cannot be written, so not one to vouch for
+    # (tests/unit/test_upstream_client.py). The record stores the link as answered, null included.
+    upstream.inject({"link_overrides": {"created": "0001-01-01T00:00:00+01:00"}})
+    key = new_key()
+
+    created = function.create(key=key)
+    replay = function.create(key=key)
+
+    assert created.status == 201, created.body
+    assert set(created.json()) == LINK_KEYS and created.json()["created"] is None
+    assert replay.status == 201 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.body == created.body
+
+
 @pytest.mark.parametrize(
     "headers",
     [{"content-type": "text/plain"}, {"idempotency-key": "bad key with spaces"}, {}],
