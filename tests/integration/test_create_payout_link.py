@@ -17,7 +17,7 @@ from local_stack.stack import CREDENTIALS_SECRET_NAME
 from payout_links import service
 from payout_links.app import lambda_handler
 from payout_links.idempotency import UPSTREAM_KEY_NAMESPACE
-from tests.support import LINK_KEYS, create_event, function_logs, new_key, payout_body
+from tests.support import LINK_KEYS, create_event, function_logs, new_key, payout_body, token
 
 pytestmark = pytest.mark.integration
 
@@ -171,14 +171,22 @@ def test_equivalent_bodies_are_the_same_intent(function, upstream):
 
 
 def test_callers_do_not_share_keys(function, upstream):
-    key = new_key()
-    mine = function.create(key=key, sub="user-1")
-    theirs = function.create(key=key, sub="user-2")
+    """The caller is the token's subject, or its client_id without one (a machine token): never the body, which
+    here names someone else. A user and a machine of the same name are two callers."""
+    key, body = new_key(), payout_body(user_id="user-2")
+    machine = {"authorization": f"Bearer {token(None, client_id='user-2')}"}
+    answers = [
+        function.create(body, key=key, sub="user-1"),
+        function.create(body, key=key, sub="user-2"),
+        function.create(body, key=key, sub=None, headers=machine),
+    ]
+    again = function.create(body, key=key, sub=None, headers=machine)
 
-    assert mine.status == theirs.status == 201
-    assert mine.json()["id"] != theirs.json()["id"]
-    assert "idempotent-replayed" not in theirs.headers
-    assert upstream.stats()["links_created"] == 2
+    assert [answer.status for answer in answers] == [201, 201, 201]
+    assert not [answer for answer in answers if "idempotent-replayed" in answer.headers]
+    assert len({answer.json()["id"] for answer in answers}) == 3
+    assert again.headers["idempotent-replayed"] == "true" and again.body == answers[2].body
+    assert upstream.stats()["links_created"] == 3
 
 
 def test_rotated_credentials_are_re_read_once(function, upstream, aws_clients):

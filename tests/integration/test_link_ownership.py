@@ -54,12 +54,23 @@ def test_the_owner_reads_the_link_as_the_upstream_has_it_now(function, upstream)
     assert lifecycle_calls(upstream) == (1, 0)
 
 
-def test_a_machine_token_reads_the_links_it_made_and_a_user_of_the_same_name_does_not(function, upstream):
+def test_a_machine_token_and_a_user_of_the_same_name_never_see_each_others_links(function, upstream):
     machine = {"authorization": f"Bearer {token(None, client_id='svc-1')}"}
-    link = created(function, sub=None, headers=machine)
+    machines = created(function, sub=None, headers=machine)
+    users = created(function, sub="svc-1")
 
-    assert read(function, link["id"], None, client_id="svc-1").status == 200
-    assert read(function, link["id"], "svc-1").status == 404
+    assert read(function, machines["id"], None, client_id="svc-1").status == 200
+    assert read(function, users["id"], "svc-1").status == 200
+    assert lifecycle_calls(upstream) == (2, 0)
+    for refused in (
+        read(function, machines["id"], "svc-1"),
+        cancel(function, machines["id"], "svc-1"),
+        read(function, users["id"], None, client_id="svc-1"),
+        cancel(function, users["id"], None, client_id="svc-1"),
+    ):
+        assert refused.status == 404 and refused.json()["type"] == NOT_FOUND_TYPE
+    assert lifecycle_calls(upstream) == (2, 0)
+    assert upstream.link(machines["id"])["status"] == upstream.link(users["id"])["status"] == "created"
 
 
 @pytest.mark.parametrize("action", [read, cancel])
@@ -171,7 +182,7 @@ def test_cancel_then_cancel_again(function, upstream):
 @pytest.mark.parametrize("status", ["claimed", "reversed", "expired"])
 def test_a_link_past_canceling_is_409_not_cancelable(function, upstream, status):
     link = created(function)
-    upstream.set_status(link["id"], status)
+    before = upstream.set_status(link["id"], status)
 
     answer = cancel(function, link["id"])
 
@@ -179,7 +190,7 @@ def test_a_link_past_canceling_is_409_not_cancelable(function, upstream, status)
     assert answer.json()["type"] == "urn:payout-link-proxy:problem:not-cancelable"
     assert status in answer.json()["detail"]
     assert "retry-after" not in answer.headers
-    assert upstream.link(link["id"])["status"] == status
+    assert upstream.link(link["id"]) == before  # as it was: status, claimed user, everything
 
 
 def test_the_owners_table_unavailable_is_a_503_and_the_upstream_is_not_asked(function, upstream):
