@@ -73,17 +73,6 @@ def test_a_missing_token_still_reaches_the_function_for_its_401(api, upstream):
     assert response.headers["content-type"] == "application/problem+json"
 
 
-def test_the_caller_is_the_tokens_subject_or_client_never_the_body(api, upstream):
-    key, body = new_key(), payout_body(user_id="bob")  # the body names bob: it changes nothing
-    alice = create(api, token("alice"), body, **{"idempotency-key": key})
-    bob = create(api, token("bob"), body, **{"idempotency-key": key})
-    bob_service = create(api, token(None, client_id="bob"), body, **{"idempotency-key": key})
-
-    assert alice.status_code == bob.status_code == bob_service.status_code == 201
-    assert len({alice.json()["id"], bob.json()["id"], bob_service.json()["id"]}) == 3  # three callers, three intents
-    assert upstream.stats()["links_created"] == 3
-
-
 # --- CORS --------------------------------------------------------------------------------------------------------
 
 

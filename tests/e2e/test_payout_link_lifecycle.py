@@ -1,6 +1,10 @@
 """Reading and canceling payout links through the local stack over HTTP, as a frontend would: GET and DELETE
 /payout-links/{id}, for the caller that created the link and no one else. The emulator is the same one the stack
-calls, so its counters show what reached the upstream (nothing, for anyone but the owner)."""
+calls, so its counters show what reached the upstream (nothing, for anyone but the owner).
+
+Here: each route's smoke test, the 409 and 404 problems through the stack (ids as the wire carries them), the
+gateway's scope check and CORS. Who may see which link, and what each upstream answer becomes, are the
+integration and unit tiers' (tests/integration/test_link_ownership.py, tests/unit/test_upstream_client.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import pytest
 
 from local_stack.core.template import load_template
 from local_stack.stack import TEMPLATE_PATH
-from tests.support import LINK_KEYS, HttpResult, new_key, payout_body, signed_webhook, token
+from tests.support import LINK_KEYS, HttpResult, new_key, payout_body, token
 
 pytestmark = pytest.mark.e2e
 
@@ -71,13 +75,6 @@ def lifecycle_counts(upstream) -> dict[str, int]:
     return {name: stats[name] for name in ("requests", "creates", "reads", "cancels")}
 
 
-def assert_not_found(answer: HttpResult) -> None:
-    assert answer.status == 404, answer.body
-    assert answer.is_problem(), answer.body
-    problem = answer.json()
-    assert problem["type"] == NOT_FOUND_TYPE and problem["title"] == "Not found"
-
-
 # --- the owner ---------------------------------------------------------------------------------------------------
 
 
@@ -92,19 +89,6 @@ def test_the_owner_reads_the_link_as_created_and_never_cached(api, upstream):
     assert answer.json().keys() == created.keys() == LINK_KEYS
     assert answer.json() == created
     assert upstream.stats()["reads"] == 1  # read fresh from the upstream, not from the proxy's records
-
-
-def test_the_owner_sees_a_status_change_made_at_the_upstream(api, upstream):
-    created = create(api)
-    assert read(api, created["id"]).json()["status"] == "created"
-
-    upstream.set_status(created["id"], "delivered")
-    answer = read(api, created["id"])
-
-    assert answer.status == 200
-    assert answer.json()["status"] == "delivered"
-    assert answer.json()["id"] == created["id"]
-    assert upstream.stats()["reads"] == 2
 
 
 def test_cancel_then_cancel_again_are_both_200_canceled(api, upstream):
@@ -123,10 +107,10 @@ def test_cancel_then_cancel_again_are_both_200_canceled(api, upstream):
     assert read(api, link_id).json()["status"] == "canceled"
 
 
-@pytest.mark.parametrize("status", ["claimed", "reversed", "expired"])
-def test_a_link_past_canceling_is_a_409_not_cancelable(api, upstream, status):
+def test_a_link_past_canceling_is_a_409_not_cancelable(api, upstream):
+    """The 409 not-cancelable through the stack; every state past canceling is the integration tier's."""
     link_id = create(api)["id"]
-    before = upstream.set_status(link_id, status)
+    before = upstream.set_status(link_id, "claimed")
 
     answer = cancel(api, link_id)
 
@@ -136,29 +120,7 @@ def test_a_link_past_canceling_is_a_409_not_cancelable(api, upstream, status):
     assert upstream.link(link_id) == before  # the link is as it was: status, claimed user, everything
 
 
-def test_create_costs_one_upstream_call_and_no_lifecycle_call(api, upstream):
-    create(api)
-
-    assert lifecycle_counts(upstream) == {"requests": 1, "creates": 1, "reads": 0, "cancels": 0}
-    assert upstream.stats()["links_created"] == 1
-
-
 # --- everyone else -----------------------------------------------------------------------------------------------
-
-
-def test_a_strangers_read_and_cancel_are_404_and_never_reach_dots(api, upstream):
-    link_id = create(api, "alice")["id"]
-    before = lifecycle_counts(upstream)
-
-    read_answer = read(api, link_id, "bob")
-    cancel_answer = cancel(api, link_id, "bob")
-
-    assert_not_found(read_answer)
-    assert_not_found(cancel_answer)
-    assert read_answer.body_but_request_id() == cancel_answer.body_but_request_id()
-    assert lifecycle_counts(upstream) == before
-    assert upstream.link(link_id)["status"] == "created"
-    assert read(api, link_id, "alice").json()["status"] == "created"  # the owner still has it, not canceled
 
 
 MALFORMED_PATHS = {
@@ -218,44 +180,6 @@ def test_a_read_only_token_reads_but_its_cancel_is_refused_by_the_gateway(api, u
     assert upstream.link(link_id)["status"] == "created"
 
 
-@pytest.mark.parametrize("sub", ["user-1", "acme", "partner:acme"])
-def test_a_partner_made_link_is_invisible_to_jwt_callers(api, upstream, sub):
-    delivery = signed_webhook()
-    made = api.post(delivery.path, content=delivery.body, headers=delivery.headers)
-    assert made.status_code == 201, made.text
-    link_id = made.json()["id"]
-    before = lifecycle_counts(upstream)
-
-    assert_not_found(read(api, link_id, sub))
-    assert_not_found(cancel(api, link_id, sub))
-    assert lifecycle_counts(upstream) == before
-    assert upstream.link(link_id)["status"] == "created"
-
-
-def test_a_machine_token_reads_its_own_link_and_a_user_named_like_it_does_not(api, upstream):
-    link_id = create(api, None, client_id="svc")["id"]
-
-    own = read(api, link_id, None, client_id="svc")
-    before = lifecycle_counts(upstream)
-    namesake_read = read(api, link_id, "svc")
-    namesake_cancel = cancel(api, link_id, "svc")
-
-    assert own.status == 200 and own.json()["id"] == link_id
-    assert_not_found(namesake_read)
-    assert_not_found(namesake_cancel)
-    assert lifecycle_counts(upstream) == before
-    assert upstream.link(link_id)["status"] == "created"
-
-
-def test_a_user_link_is_invisible_to_a_machine_token_named_like_the_user(api, upstream):
-    link_id = create(api, "svc")["id"]
-    before = lifecycle_counts(upstream)
-
-    assert_not_found(read(api, link_id, None, client_id="svc"))
-    assert_not_found(cancel(api, link_id, None, client_id="svc"))
-    assert lifecycle_counts(upstream) == before
-
-
 # --- browsers ----------------------------------------------------------------------------------------------------
 
 
@@ -289,15 +213,3 @@ def test_read_cancel_and_404_answers_carry_the_cors_headers(api, upstream):
 
     assert [response.status_code for response in answers] == [200, 200, 404]
     assert all(response.headers["access-control-allow-origin"] == ALLOWED_ORIGIN for response in answers)
-
-
-def test_an_upstream_404_for_an_owned_link_is_the_same_404(api, upstream):
-    link_id = create(api)["id"]
-    strangers = read(api, link_id, "bob")
-    upstream.inject({"status": 404, "body": {"message": "Payout link not found"}})
-
-    answer = read(api, link_id)
-
-    assert_not_found(answer)
-    assert answer.body_but_request_id() == strangers.body_but_request_id()
-    assert upstream.stats()["reads"] == 1

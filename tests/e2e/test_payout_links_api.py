@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.support import HttpResult, frontend_headers, new_key, payout_body, token, wait_until
+from tests.support import HttpResult, frontend_headers, new_key, payout_body, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -63,37 +63,6 @@ def test_request_in_flight_gets_409_with_retry_after(api, upstream):
     assert second.json()["type"] == "urn:payout-link-proxy:problem:request-in-progress"
     assert second.headers["retry-after"] == "2"
     assert upstream.stats()["links_created"] == 1
-
-
-def test_another_caller_with_the_same_key_gets_its_own_link(api, upstream):
-    key = new_key()
-    mine, theirs = post(api, key=key, sub="alice"), post(api, key=key, sub="bob")
-
-    assert mine.status == theirs.status == 201
-    assert mine.json()["id"] != theirs.json()["id"]
-    assert upstream.stats()["links_created"] == 2
-
-
-def test_machine_token_without_subject_is_scoped_by_client_id(api, upstream):
-    """A machine token (a client_id, no subject) is its own caller: a user whose subject is that same name shares
-    neither its idempotency keys nor its links."""
-    key = new_key()
-    machine = {"authorization": f"Bearer {token(None, client_id='billing-service')}"}
-    namesake = {"authorization": f"Bearer {token('billing-service')}"}
-
-    made = post(api, key=key, sub=None, headers=machine)
-    again = post(api, key=key, sub=None, headers=machine)
-    users = post(api, key=key, sub=None, headers=namesake)
-
-    assert made.status == 201 and "idempotent-replayed" not in made.headers
-    assert again.status == 201 and again.headers["idempotent-replayed"] == "true"
-    assert again.json()["id"] == made.json()["id"]
-    assert users.status == 201 and "idempotent-replayed" not in users.headers
-    assert users.json()["id"] != made.json()["id"]
-    assert upstream.stats()["links_created"] == 2
-    link = f"/payout-links/{made.json()['id']}"
-    assert api.get(link, headers=machine).status_code == 200
-    assert api.get(link, headers=namesake).status_code == 404
 
 
 # One create per problem the upstream can cause, as a smoke test through the stack. How each upstream answer maps
