@@ -71,6 +71,7 @@ def test_a_missing_token_still_reaches_the_function_for_its_401(api, upstream):
 
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "urn:payout-link-proxy:problem:unauthenticated"
 
 
 # --- CORS --------------------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from tests.conftest import start_stack
+from tests.faults.aws_fault_proxy import SERVICE_UNAVAILABLE, AwsFaultProxy
 from tests.support import HttpResult, frontend_headers, new_key, payout_body, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -91,6 +93,29 @@ def test_each_upstream_failure_is_its_problem_and_the_retry_gets_one_link(api, u
         assert failed.headers["retry-after"] == "11"
     retry = post(api, key=key)
     assert retry.status == 201
+    assert upstream.stats()["links_created"] == 1
+
+
+def test_a_failing_aws_dependency_is_a_503_problem(tmp_path, aws_endpoint, aws_resources, upstream):
+    """The 503 through a stack of its own, whose AWS calls pass a fault proxy: DynamoDB refuses the lock. Every
+    other way an AWS call fails, and what each does to the key, is tests/faults/test_failure_points.py's."""
+    proxy = AwsFaultProxy(aws_endpoint)
+    stack = start_stack(tmp_path, AWS_ENDPOINT_URL=proxy.endpoint, PAYOUT_API_BASE_URL=upstream.base_url)
+    try:
+        with httpx.Client(base_url=stack.url, timeout=30) as api:
+            key = new_key()
+            proxy.fail("DynamoDB_20120810.PutItem", error=SERVICE_UNAVAILABLE)
+            refused = post(api, key=key)
+            proxy.heal()
+            retry = post(api, key=key)
+    finally:
+        stack.stop()
+        proxy.stop()
+
+    assert refused.status == 503 and refused.is_problem(), refused.body
+    assert refused.json()["type"] == "urn:payout-link-proxy:problem:dependency-unavailable"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert retry.status == 201  # nothing was half-done
     assert upstream.stats()["links_created"] == 1
 
 
