@@ -80,10 +80,10 @@ openapi: dev  ## regenerate openapi.json (and the function's copy) from the mode
 run: dev  ## run the proxy locally on http://127.0.0.1:$PORT (default 3000) with moto and the Dots emulator
 	$(PY) -m local_stack
 
-check: lint  ## the one-minute loop: style, then the unit and integration tests (needs only .venv)
+check: lint  ## the one-minute loop: style and types, then the unit and integration tests (needs only .venv)
 	$(PY) -m pytest -q -m "unit or integration" $(PYTEST_ARGS)
 
-test: lint $(TEST_ENVIRONMENTS)  ## the whole truth: style, then every test tier
+test: lint $(TEST_ENVIRONMENTS)  ## the whole truth: style and types, then every test tier
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # browser: headless Chromium (Debian's chromium package); skipped, in one line, where there is none.

@@ -42,7 +42,7 @@ class Outcome(StrEnum):
 
 
 class IntentState(StrEnum):
-    """The states of an intent's record, as the logs and docs/idempotency.md name them."""
+    """The states of an intent's record, as docs/idempotency.md names them (the logs name the last two)."""
 
     NEW = "new"
     LOCKED = "locked"

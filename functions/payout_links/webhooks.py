@@ -67,7 +67,8 @@ def verified_delivery(
     now: Callable[[], float] = time.time,
 ) -> Delivery:
     """The partner's request, checked in this order: the signature over the body as sent, whatever its size
-    (401); the body is within `max_bytes` (413); the body is JSON (415).
+    (401); the body is within `max_bytes` (413); its media type is JSON (415). Whether the body parses as JSON
+    is the caller's next step (400).
 
     A stranger must not learn which partner names exist. So the signature comes first, and a request naming an
     unknown partner is decoded and verified all the same, against a throwaway key, then refused with the one 401

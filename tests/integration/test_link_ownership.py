@@ -260,7 +260,7 @@ def test_a_read_only_token_reads_in_the_function_too(function, upstream):
     assert read(function, link["id"], "user-1", scope="payouts:read").status == 200
 
 
-# -- what a red team found --------------------------------------------------------------------------------------
+# -- hostile callers and a failing store ------------------------------------------------------------------------
 
 
 def test_a_token_with_an_empty_subject_never_passes_for_the_machine_client_beside_it(function, upstream):

@@ -112,7 +112,7 @@ def template_path(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.integration
+@pytest.mark.e2e  # starts function processes behind the gateway
 def test_the_core_serves_a_templates_function_through_its_gateway(template_path: Path) -> None:
     api = LocalApi(template_path, "EchoFunction", physical_names={"Notes": "local-notes"})
     assert api.environment == {"LEVEL": "info", "GREETING": "hello", "NOTES_TABLE": "local-notes"}
@@ -148,7 +148,7 @@ def test_the_core_serves_a_templates_function_through_its_gateway(template_path:
     assert api.pids == []  # stopped
 
 
-@pytest.mark.integration
+@pytest.mark.e2e  # starts function processes behind the gateway
 def test_the_handler_and_the_function_name_are_the_callers_to_choose(template_path: Path) -> None:
     api = LocalApi(template_path, "EchoFunction", handler="echo.shout", physical_names={"Notes": "n"})
 
@@ -158,7 +158,7 @@ def test_the_handler_and_the_function_name_are_the_callers_to_choose(template_pa
     assert (answer.status_code, answer.text) == (201, "ADA")
 
 
-@pytest.mark.integration
+@pytest.mark.e2e  # starts function processes behind the gateway
 def test_a_function_on_the_implicit_api_is_served_without_cors(template_path: Path) -> None:
     with LocalApi(template_path, "OtherFunction") as api, httpx.Client(timeout=30) as http:
         answer = http.get(f"{api.url}/other", headers={"origin": "https://app.example.test"})

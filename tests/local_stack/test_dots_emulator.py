@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import signal
 import ssl
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -478,29 +475,6 @@ def test_stop_closes_the_listening_socket_and_idle_connections() -> None:
 
         with pytest.raises(httpx.ConnectError):
             http.post(PAYOUT_PATH, json=payout())
-
-
-def test_cli_serves_until_sigterm() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "local_stack.dots_emulator", "--port", "0", "--api-key", "cli-key"],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        assert line.startswith("dots emulator listening on http://127.0.0.1:")
-        base_url = line.rpartition(" ")[2]
-        with http_client(base_url=base_url, auth=(DEMO_CLIENT_ID, "cli-key")) as http:
-            assert http.post(PAYOUT_PATH, json=payout()).status_code == 201
-
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=5) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 # ---------------------------------------------------------------------------------------------

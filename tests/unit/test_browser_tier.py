@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import ROOT
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.browser  # runs pytest itself, twice: not for the fast loop
 
 
 def run_browser_tier(**env: str) -> subprocess.CompletedProcess[str]:

@@ -45,19 +45,24 @@ def table_column(markdown: str, heading: str) -> set[str]:
     return names
 
 
-def problem_slugs() -> set[str]:
+def problem_kinds() -> set[type[problems.Problem]]:
     found, pending = {problems.Problem}, [problems.Problem]
     while pending:
         for subclass in pending.pop().__subclasses__():
             found.add(subclass)
             pending.append(subclass)
-    return {problem.slug for problem in found}
+    return found
 
 
-def test_the_error_table_lists_every_problem_the_function_answers():
+def test_the_error_table_lists_every_problem_with_its_status_and_fixed_retry_after():
+    """Each row's status and slug are a problem's; a row that names a fixed `Retry-After: N` names the problem's."""
     table = text("api.md")[text("api.md").index("## Errors") :]
-    listed = set(re.findall(r"^\| \d{3} \| `([a-z-]+)`", table, re.MULTILINE))
-    assert listed == problem_slugs()
+    rows = re.findall(r"^\| (\d{3}) \| `([a-z-]+)` \|(.*)$", table, re.MULTILINE)
+    assert {(int(status), slug) for status, slug, _ in rows} == {(kind.status, kind.slug) for kind in problem_kinds()}
+    retry_after = {kind.slug: kind.retry_after for kind in problem_kinds()}
+    for _, slug, rest in rows:
+        for stated in re.findall(r"`Retry-After: (\d+)`", rest):
+            assert retry_after[slug] == int(stated), slug
 
 
 def test_the_configuration_table_lists_every_function_variable_of_the_template():
@@ -113,7 +118,7 @@ def test_relative_links_and_their_anchors_resolve(document: Path):
     assert not broken
 
 
-def test_nothing_cites_a_document_outside_the_repository():
+def test_nothing_cites_the_design_document_that_is_not_in_the_repository():
     outside = "DESIGN" + ".md"  # not in the repository; split so that this file does not name it either
     citing = [str(path.relative_to(ROOT)) for path in SOURCES + CITING if outside in path.read_text("utf-8")]
     assert not citing

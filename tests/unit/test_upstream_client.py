@@ -761,8 +761,14 @@ def test_a_401_on_a_read_or_cancel_rereads_the_credentials_once(upstream: Callab
 @pytest.mark.parametrize("refusal", [400, 403, 409, 410, 422])
 @pytest.mark.parametrize(
     ("state", "outcome"),
-    [("canceled", "canceled"), ("claimed", NotCancelable), ("created", UpstreamFailed)],
-    ids=["already canceled", "past canceling", "still cancelable"],
+    [
+        ("canceled", "canceled"),
+        ("claimed", NotCancelable),
+        ("reversed", NotCancelable),
+        ("expired", NotCancelable),
+        ("created", UpstreamFailed),
+    ],
+    ids=["already canceled", "claimed", "reversed", "expired", "still cancelable"],
 )
 def test_a_refused_cancel_is_judged_by_the_link_read_again_not_by_the_refusal(
     upstream: Callable[..., Harness], refusal: int, state: str, outcome: str | type[Problem]
@@ -790,7 +796,10 @@ def test_a_cancel_answered_without_a_readable_link_is_judged_by_the_link_read_ag
     assert harness.requests() == [("DELETE", LINK_URL), ("GET", LINK_URL)]
 
 
-@pytest.mark.parametrize(("state", "kind"), [("claimed", NotCancelable), ("created", UpstreamFailed)])
+@pytest.mark.parametrize(
+    ("state", "kind"),
+    [("claimed", NotCancelable), ("reversed", NotCancelable), ("expired", NotCancelable), ("created", UpstreamFailed)],
+)
 def test_a_cancel_answered_with_a_link_not_canceled_is_judged_by_its_state(
     upstream: Callable[..., Harness], state: str, kind: type[Problem]
 ) -> None:
