@@ -120,6 +120,17 @@ def signed_webhook(
 PHONE, EMAIL = "5555550123", "ada@example.com"
 
 
+# The request headers the API's CORS admits: its own, and those that frontends' tracing adds unasked (W3C Trace
+# Context and Baggage, Sentry). Stated once for the template, the local gateway and the stack's preflights.
+CORS_ALLOW_HEADERS = (
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "traceparent",
+    "tracestate",
+    "baggage",
+    "sentry-trace",
+)
 # The keys of every 201 body, as docs/api.md lists them: always all present, nothing else.
 LINK_KEYS = {
     "id",

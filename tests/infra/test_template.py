@@ -35,7 +35,7 @@ import pytest
 from local_stack.core.gateway import Cors
 from local_stack.core.template import load_template
 from local_stack.stack import TEMPLATE_PATH
-from tests.support import canonical_name, locked_layer_packages
+from tests.support import CORS_ALLOW_HEADERS, canonical_name, locked_layer_packages
 
 pytestmark = pytest.mark.infra
 
@@ -248,16 +248,7 @@ def test_the_webhook_route_is_throttled_on_its_own(template: dict[str, Any]) -> 
 # What the CORS configuration allows besides the origins (the CorsAllowedOrigins parameter).
 CORS_ALLOWS = {
     "allowMethods": ["GET", "POST", "DELETE", "OPTIONS"],
-    # The API's own headers, and those that frontends' tracing adds unasked.
-    "allowHeaders": [
-        "authorization",
-        "content-type",
-        "idempotency-key",
-        "traceparent",
-        "tracestate",
-        "baggage",
-        "sentry-trace",
-    ],
+    "allowHeaders": list(CORS_ALLOW_HEADERS),
     "exposeHeaders": ["idempotent-replayed", "retry-after", "apigw-requestid"],
     "maxAge": 600,
 }

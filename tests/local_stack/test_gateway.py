@@ -16,6 +16,7 @@ from local_stack.core.template import load_template
 from local_stack.stack import FUNCTION, TEMPLATE_PATH
 from payout_links.http import Request
 from payout_links.inbound import frontend_caller
+from tests.support import CORS_ALLOW_HEADERS
 
 pytestmark = pytest.mark.unit
 
@@ -139,15 +140,7 @@ def test_the_templates_cors_comes_from_the_apis_openapi_definition() -> None:
     assert cors == Cors(
         allow_origins=("http://localhost:5173",),
         allow_methods=("GET", "POST", "DELETE", "OPTIONS"),
-        allow_headers=(
-            "authorization",
-            "content-type",
-            "idempotency-key",
-            "traceparent",
-            "tracestate",
-            "baggage",
-            "sentry-trace",
-        ),
+        allow_headers=CORS_ALLOW_HEADERS,
         expose_headers=("idempotent-replayed", "retry-after", "apigw-requestid"),
         max_age=600,
     )
