@@ -12,7 +12,7 @@ import pytest
 from local_stack.core.api import LocalApi
 from local_stack.core.gateway import Cors, Route, routes_from_template
 from local_stack.core.template import function_settings, load_template
-from tests.support import ROOT
+from tests.support import ROOT, token
 
 TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
@@ -218,3 +218,48 @@ def test_the_projects_wiring_runs_its_function_from_its_code_uri() -> None:
 
     assert settings.handler == "payout_links.app.lambda_handler"
     assert (TEMPLATE_PATH.parent / settings.code_uri / "payout_links" / "app.py").is_file()
+
+
+SCOPED_TEMPLATE = """\
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Api:
+    Type: AWS::Serverless::HttpApi
+    Properties:
+      Auth:
+        DefaultAuthorizer: Jwt
+        Authorizers:
+          Jwt:
+            IdentitySource: $request.header.Authorization
+            JwtConfiguration: {issuer: https://issuer.test, audience: [notes]}
+  ShoutFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: src/
+      Handler: echo.shout
+      Events:
+        Shout:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref Api
+            Path: /shout/{name}
+            Method: post
+            Auth:
+              AuthorizationScopes: [notes:write]
+"""
+
+
+@pytest.mark.e2e  # starts a function process behind the gateway
+def test_a_token_without_the_routes_scope_gets_the_gateways_403_and_never_reaches_the_function(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "echo.py").write_text(HANDLER, encoding="utf-8")
+    (tmp_path / "template.yaml").write_text(SCOPED_TEMPLATE, encoding="utf-8")
+
+    with LocalApi(tmp_path / "template.yaml", "ShoutFunction") as api, httpx.Client(base_url=api.url) as http:
+        refused = http.post("/shout/ada", headers={"authorization": f"Bearer {token(scope='notes:read')}"})
+        served = http.post("/shout/ada", headers={"authorization": f"Bearer {token(scope='notes:read notes:write')}"})
+
+    assert (refused.status_code, refused.json()) == (403, {"message": "Forbidden"})
+    assert (served.status_code, served.text) == (201, "ADA")
