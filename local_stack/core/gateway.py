@@ -306,11 +306,11 @@ class _Handler(BaseHTTPRequestHandler):
             while True:
                 size_line = self.rfile.readline(1024).split(b";")[0].strip()
                 if not re.fullmatch(rb"[0-9a-fA-F]{1,8}", size_line):
-                    self._refuse(400, b'{"message":"Bad Request"}', request_id)
+                    self._gateway_answer(400, "Bad Request", request_id)
                     return None
                 size = int(size_line, 16)
                 if len(body) + size > MAX_PAYLOAD_BYTES:
-                    self._refuse(413, b'{"message":"Request Entity Too Large"}', request_id)
+                    self._gateway_answer(413, "Request Entity Too Large", request_id)
                     return None
                 if size == 0:
                     while self.rfile.readline(1024).strip():  # trailers, up to the blank line
@@ -322,15 +322,17 @@ class _Handler(BaseHTTPRequestHandler):
         if declared is None:
             return b""
         if not re.fullmatch(r"[0-9]{1,12}", declared.strip()):
-            self._refuse(400, b'{"message":"Bad Request"}', request_id)
+            self._gateway_answer(400, "Bad Request", request_id)
             return None
         length = int(declared)
         if length > MAX_PAYLOAD_BYTES:
-            self._refuse(413, b'{"message":"Request Entity Too Large"}', request_id)
+            self._gateway_answer(413, "Request Entity Too Large", request_id)
             return None
         return self.rfile.read(length) if length else b""
 
-    def _refuse(self, status: int, body: bytes, request_id: str) -> None:
+    def _gateway_answer(self, status: int, message: str, request_id: str) -> None:
+        """An answer API Gateway gives itself, instead of the function's: `{"message": ...}` as JSON."""
+        body = json.dumps({"message": message}, separators=(",", ":")).encode()
         self._send(status, {"content-type": "application/json"}, body, request_id)
 
     def _dispatch(self) -> None:
@@ -353,7 +355,7 @@ class _Handler(BaseHTTPRequestHandler):
             if path_parameters is not None:
                 break
         else:
-            self._send(404, {"content-type": "application/json"}, b'{"message":"Not Found"}', request_id)
+            self._gateway_answer(404, "Not Found", request_id)
             return
         headers: dict[str, str] = {}
         for name, value in self.headers.items():  # repeated headers are joined with commas, as HTTP APIs do
@@ -362,17 +364,17 @@ class _Handler(BaseHTTPRequestHandler):
         # A usable token without one of the route's scopes is refused here; no token at all reaches the function.
         claims = jwt_claims(headers.get("authorization")) if route.scopes else None
         if claims is not None and not set(granted_scopes(claims)) & set(route.scopes):
-            self._send(403, {"content-type": "application/json"}, b'{"message":"Forbidden"}', request_id)
+            self._gateway_answer(403, "Forbidden", request_id)
             return
         event = build_event(
             route, path_parameters, self.command, url.path, url.query, headers, body, self.client_address[0], request_id
         )
         outcome = self._integrate(event, request_id)
         if outcome is None:  # no answer within the integration timeout: API Gateway's own
-            self._send(503, {"content-type": "application/json"}, b'{"message":"Service Unavailable"}', request_id)
+            self._gateway_answer(503, "Service Unavailable", request_id)
             return
         if isinstance(outcome, Exception):  # the function raised, crashed or timed out
-            self._send(500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}', request_id)
+            self._gateway_answer(500, "Internal Server Error", request_id)
             return
         response = outcome
         payload = response.get("body") or ""
