@@ -40,10 +40,16 @@ MAX_RETRY_AFTER_SECONDS = 3600
 # that may already exist. Reads and cancels are safe to repeat as they are.
 _RETRY_SAME_KEY = "retry with the same key"
 _RETRY = "retry"
-_TIMED_OUT = f"The payout provider did not answer in time; {_RETRY_SAME_KEY}."
-_UNREADABLE = f"The payout provider's answer could not be read; {_RETRY_SAME_KEY}."
 # A link in one of these states can no longer be canceled: it was paid out, reversed, or it lapsed.
 NOT_CANCELABLE_STATUSES = frozenset({"claimed", "reversed", "expired"})
+
+
+def _timed_out(retry: str) -> UpstreamTimedOut:
+    return UpstreamTimedOut(f"The payout provider did not answer in time; {retry}.")
+
+
+def _unreadable(retry: str) -> UpstreamFailed:
+    return UpstreamFailed(f"The payout provider's answer could not be read; {retry}.")
 
 
 class PayoutApiClient:
@@ -92,7 +98,7 @@ class PayoutApiClient:
             authorization = self._credentials.get(deadline=deadline).authorization
             time_left = deadline - self._clock()
             if time_left < MIN_ATTEMPT_SECONDS:
-                raise UpstreamTimedOut(_TIMED_OUT)
+                raise _timed_out(_RETRY_SAME_KEY)
             try:
                 return self._attempt(payload, authorization, seconds=min(self._attempt_timeout, time_left))
             except _AttemptFailed as failed:
@@ -140,7 +146,7 @@ class PayoutApiClient:
                 )
         except httpx.TimeoutException as exc:
             self._report(started, "Timeout")
-            problem: Problem = UpstreamTimedOut(f"The payout provider did not answer in time; {retry}.")
+            problem: Problem = _timed_out(retry)
             raise _AttemptFailed(problem, transport_outcome(exc), retryable=True) from None
         except httpx.TransportError as exc:
             self._report(started, "Connection", error=type(exc).__name__)
@@ -148,7 +154,7 @@ class PayoutApiClient:
             raise _AttemptFailed(problem, transport_outcome(exc), retryable=True) from None
         except httpx.DecodingError:
             self._report(started, "Unreadable")
-            problem = UpstreamFailed(f"The payout provider's answer could not be read; {retry}.")
+            problem = _unreadable(retry)
             raise _AttemptFailed(problem, Outcome.UNKNOWN) from None
 
     # -- the lifecycle of a link: read it, cancel it -------------------------------------------------------------
@@ -161,7 +167,7 @@ class PayoutApiClient:
         link = self._lifecycle_link(response, link_id)
         if link is None:
             self._report(started, "Unreadable", status=response.status_code)
-            raise UpstreamFailed(f"The payout provider's answer could not be read; {_RETRY}.")
+            raise _unreadable(_RETRY)
         self._report(started, "2xx", status=response.status_code)
         return link
 
@@ -197,7 +203,7 @@ class PayoutApiClient:
             authorization = self._credentials.get(deadline=deadline).authorization
             time_left = deadline - self._clock()
             if time_left < MIN_ATTEMPT_SECONDS:
-                raise UpstreamTimedOut(f"The payout provider did not answer in time; {_RETRY}.")
+                raise _timed_out(_RETRY)
             started = self._clock()
             try:
                 response = self._exchange(
@@ -250,7 +256,7 @@ class PayoutApiClient:
             return normalize_payout_link(answer), echoed_user_id(answer)
         except Exception:  # whatever a 2xx carries (RecursionError included), unreadable is UNKNOWN, never a 500
             self._report(started, "Unreadable", status=response.status_code)
-            raise _AttemptFailed(UpstreamFailed(_UNREADABLE), Outcome.UNKNOWN) from None
+            raise _AttemptFailed(_unreadable(_RETRY_SAME_KEY), Outcome.UNKNOWN) from None
 
     @staticmethod
     def _refusal(response: httpx.Response) -> _AttemptFailed:
