@@ -27,7 +27,6 @@ class Request:
     # The JWT's claims as the authorizer verified them; None on a route without the JWT authorizer.
     claims: Mapping[str, Any] | None
     context: LambdaContext | None = None
-    path_parameters: Mapping[str, str] = field(default_factory=dict)
     # API Gateway's id of the request: the `apigw-requestid` header of the answer, and what the access log carries.
     request_id: str = ""
 
