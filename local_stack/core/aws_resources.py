@@ -48,6 +48,7 @@ def ensure_table(dynamodb: Any, template: dict[str, Any], resource: str, table_n
         AttributeDefinitions=properties["AttributeDefinitions"],
         KeySchema=properties["KeySchema"],
         BillingMode="PAY_PER_REQUEST",  # whatever the template's capacity: it means nothing to moto
+        **_indexes(properties),
     )
     dynamodb.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
     ttl = properties.get("TimeToLiveSpecification")
@@ -56,6 +57,15 @@ def ensure_table(dynamodb: Any, template: dict[str, Any], resource: str, table_n
             TableName=table_name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
         )
     return True
+
+
+def _indexes(properties: dict[str, Any]) -> dict[str, Any]:
+    """The table's global secondary indexes as the template declares them (on-demand, like the table)."""
+    indexes = [
+        {name: index[name] for name in ("IndexName", "KeySchema", "Projection")}
+        for index in properties.get("GlobalSecondaryIndexes", [])
+    ]
+    return {"GlobalSecondaryIndexes": indexes} if indexes else {}
 
 
 def ensure_secret(secrets: Any, name: str, value: dict[str, Any], *, overwrite: bool) -> bool:
