@@ -9,29 +9,18 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyPersistenceLayerError,
-    IdempotencyValidationError,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from payout_links import api_docs, inbound, snapstart, webhooks
 from payout_links.http import Request, Response, Router
-from payout_links.idempotency import Created, frontend_key, webhook_key
 from payout_links.models import parse_create_request, parse_partner_event
 from payout_links.observability import MetricUnit, logger, metrics
 from payout_links.outcomes import CreateFailed
 from payout_links.owners import LINK_ID
-from payout_links.problems import (
-    DependencyUnavailable,
-    IdempotencyKeyReused,
-    NotFound,
-    Problem,
-    RequestInProgress,
-)
+from payout_links.problems import NotFound, Problem
 from payout_links.service import get_partner_secrets, get_service
 from payout_links.settings import get_settings
+from payout_links.store import Created
 
 snapstart.register()  # no-op outside Lambda; see snapstart.py
 
@@ -49,7 +38,7 @@ def post_payout_link(request: Request) -> Response:
     body = inbound.json_body(request, max_bytes=settings.max_body_bytes)
     payout_request = parse_create_request(body, max_amount_cents=settings.max_amount_cents)
     logger.append_keys(amount=payout_request.amount)
-    key = frontend_key(request.headers.get("idempotency-key"), payout_request.idempotency_key)
+    key = inbound.frontend_key(request.headers.get("idempotency-key"), payout_request.idempotency_key)
     created = get_service().create_once(caller, key, payout_request, context=request.lambda_context)
     return _created_answer(created)
 
@@ -92,7 +81,7 @@ def receive_partner_event(request: Request, partner: str) -> Response:
     logger.append_keys(webhook_id=delivery.webhook_id)
     payout_request = parse_partner_event(delivery.body, max_amount_cents=settings.max_amount_cents).data
     logger.append_keys(amount=payout_request.amount)
-    key = webhook_key(delivery.webhook_id, payout_request.idempotency_key)
+    key = inbound.webhook_key(delivery.webhook_id, payout_request.idempotency_key)
     created = get_service().create_once(caller, key, payout_request, context=request.lambda_context)
     return _created_answer(created)
 
@@ -160,24 +149,6 @@ def _create_failed(failure: CreateFailed, request: Request) -> Response:
     # Whether a link may exist at the upstream: what an operator reconciles by (see outcomes.py).
     logger.append_keys(create_outcome=failure.outcome)
     return _problem(failure.problem, request)
-
-
-@app.error_handler(IdempotencyAlreadyInProgressError)
-def _in_progress(_: IdempotencyAlreadyInProgressError, request: Request) -> Response:
-    return _problem(
-        RequestInProgress("A request with this idempotency key is still being processed; retry later."), request
-    )
-
-
-@app.error_handler(IdempotencyValidationError)
-def _key_reused(_: IdempotencyValidationError, request: Request) -> Response:
-    return _problem(IdempotencyKeyReused("This idempotency key was already used with a different request."), request)
-
-
-@app.error_handler(IdempotencyPersistenceLayerError)
-def _store_unavailable(exc: IdempotencyPersistenceLayerError, request: Request) -> Response:
-    logger.error("idempotency store failed", extra={"store_error": str(exc)})
-    return _problem(DependencyUnavailable("The idempotency store is unavailable; retry with the same key."), request)
 
 
 @app.not_found

@@ -1,12 +1,29 @@
-"""What a route needs from the HTTP API event before any work: who calls, and a JSON body within bounds."""
+"""What a route needs from the HTTP API event before any work: who calls, a JSON body within bounds, and the
+idempotency key in its one spelling."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
+import uuid
 
 from payout_links.http import Request
-from payout_links.problems import MalformedJson, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
+from payout_links.problems import (
+    InvalidIdempotencyKey,
+    MalformedJson,
+    PayloadTooLarge,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
+
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,255}")
+# A UUID as people write it: hyphenated or as 32 hex digits, braced or not, as a `urn:uuid:` or not, in any case.
+# This covers every spelling the body's `idempotency_key` accepts (and a few more that a header may carry).
+_UUID_SPELLINGS = re.compile(
+    r"(?:urn:uuid:)?(?:\{(?P<braced>[0-9a-f-]{32,36})\}|(?P<bare>[0-9a-f-]{32,36}))", re.IGNORECASE
+)
+_UUID_DIGITS = re.compile(r"[0-9a-f]{8}(-?)[0-9a-f]{4}\1[0-9a-f]{4}\1[0-9a-f]{4}\1[0-9a-f]{12}", re.IGNORECASE)
 
 
 def frontend_caller(event: Request) -> str:
@@ -62,3 +79,61 @@ def within_limit(body: bytes, *, max_bytes: int) -> bytes:
 
 def _too_large(max_bytes: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"The body must be at most {max_bytes} bytes.")
+
+
+# --- the idempotency key ----------------------------------------------------------------------------------
+
+
+def parse_key_header(header: str | None) -> str | None:
+    """The `Idempotency-Key` header, bare or as a quoted string; None when absent."""
+    if header is None:
+        return None
+    value = header.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    return _checked(value, "The Idempotency-Key header")
+
+
+def resolve_key(
+    header_key: str | None,
+    body_key: uuid.UUID | None,
+    *,
+    header: str = "Idempotency-Key header",
+    body: str = "body's idempotency_key",
+) -> str:
+    """The one key of the request: from the header, from the body, or from both when they agree."""
+    if body_key is not None:
+        if header_key is not None and header_key != str(body_key):
+            raise InvalidIdempotencyKey(f"The {header} and the {body} differ.")
+        return str(body_key)
+    if header_key is None:
+        raise InvalidIdempotencyKey(
+            "An idempotency key is required: send an Idempotency-Key header or a body idempotency_key."
+        )
+    return header_key
+
+
+def frontend_key(header: str | None, body_key: uuid.UUID | None) -> str:
+    """A frontend's key: the `Idempotency-Key` header or the body's `idempotency_key` (equal when both)."""
+    return resolve_key(parse_key_header(header), body_key)
+
+
+def webhook_key(webhook_id: str, body_key: uuid.UUID | None) -> str:
+    """A partner event's key: its `webhook-id`, which partners keep when they re-deliver. A `data.idempotency_key`
+    is optional and, when sent, must name the same key."""
+    key = _checked(webhook_id, "The webhook-id header")
+    return resolve_key(key, body_key, header="webhook-id header", body="event's data.idempotency_key")
+
+
+def _checked(key: str, source: str) -> str:
+    if not _VISIBLE_ASCII.fullmatch(key):
+        raise InvalidIdempotencyKey(f"{source} must be 1 to 255 visible ASCII characters.")
+    return _canonical(key)
+
+
+def _canonical(key: str) -> str:
+    """A UUID, in any spelling the body accepts, becomes its one standard spelling (hyphenated, lower case), so
+    that the header and the body name the same intent however it was written. Other keys stay as they are."""
+    spelled = _UUID_SPELLINGS.fullmatch(key)
+    digits = spelled and (spelled["braced"] or spelled["bare"])
+    return str(uuid.UUID(digits)) if digits and _UUID_DIGITS.fullmatch(digits) else key

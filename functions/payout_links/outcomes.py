@@ -1,29 +1,23 @@
 """How a create can end, and what each ending does to the caller's idempotency key.
 
-Every way a create ends is one of three outcomes:
+Every way a create ends is one of four outcomes:
 
 - CREATED: the upstream answered 2xx with a link that matches the request. The key's record is COMPLETED and
   replays get that link for the record's TTL.
-- NOT_CREATED: the upstream certainly made no link: it refused the request (400, 422), rejected our
-  credentials (401), rate limited us (429), or was never reached (no connection, no time left to start an
-  attempt, the credentials could not be read). The key is released: the caller may retry, even with a corrected
-  body.
+- REFUSED: the upstream judged the request and refused it (400, 422). It looked the derived key up first, so no
+  link exists under it, whatever earlier attempts did: the key is released, even for a retry or a settler run
+  that took over an unknown intent.
+- NOT_CREATED: this request's attempts certainly made no link: the upstream rejected our credentials (401), rate
+  limited us (429), or was never reached (no connection, no time left to start an attempt, the credentials could
+  not be read). The key is released, unless the request took over an intent an earlier attempt may have created:
+  that stays unknown.
 - UNKNOWN: anything else. A 5xx or a timeout after the request was sent, a dropped connection, a 2xx we cannot
-  read or that does not match the request, a crash, a bug. The key stays bound to its request's fingerprint for
-  the whole TTL: a retry with the same body asks the upstream again with the same derived key (and so gets the
-  link that may already exist), another body is refused.
+  read or that does not match the request, a crash, a bug. The key stays bound to its request's fingerprint: a
+  retry with the same body asks the upstream again with the same derived key (and so gets the link that may
+  already exist), another body is refused, and if the caller never retries, the settler does (store.py).
 
-Only an explicit NOT_CREATED releases a key; whatever is not classified here is UNKNOWN.
-
-The intent behind a key moves through these states (kept in the idempotency record, see idempotency.py):
-
-    NEW ────▶ LOCKED ───▶ COMPLETED   the link, replayed for the TTL
-                 │ ╰────▶ RELEASED    the record is deleted: as good as NEW, for any body
-                 ╰──────▶ UNKNOWN     the lock is dropped, the fingerprint kept
-    UNKNOWN ──(same body)──▶ LOCKED          UNKNOWN ──(another body)──▶ refused (422)
-
-A crash or a Lambda timeout leaves a LOCKED record whose lock expires with the function: it is UNKNOWN from then
-on, exactly as if the function had said so.
+Only REFUSED and NOT_CREATED release a key; whatever is not classified here is UNKNOWN. store.py draws the states
+an intent's record moves through.
 """
 
 from __future__ import annotations
@@ -37,22 +31,15 @@ from payout_links.problems import Problem
 
 class Outcome(StrEnum):
     CREATED = "created"
+    REFUSED = "refused"
     NOT_CREATED = "not-created"
     UNKNOWN = "unknown"
 
 
-class IntentState(StrEnum):
-    """The states of an intent's record, as docs/idempotency.md names them (the logs name the last two)."""
-
-    NEW = "new"
-    LOCKED = "locked"
-    COMPLETED = "completed"
-    RELEASED = "released"
-    UNKNOWN = "unknown"
-
-
-# Upstream answers that say for certain that no link was made for this request.
-_NOT_CREATED_STATUSES = frozenset({400, 401, 422, 429})
+# Upstream answers that judged the request: no link exists under its key.
+_REFUSED_STATUSES = frozenset({400, 422})
+# Upstream answers that say for certain that this attempt made no link.
+_NOT_CREATED_STATUSES = frozenset({401, 429})
 # Transport failures that happen before any byte of the request could reach the upstream.
 _NOT_SENT_ERRORS: tuple[type[httpx.TransportError], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
@@ -62,6 +49,8 @@ def answer_outcome(status: int) -> Outcome:
     checked against the request; until then the caller treats it as UNKNOWN."""
     if 200 <= status < 300:
         return Outcome.CREATED
+    if status in _REFUSED_STATUSES:
+        return Outcome.REFUSED
     if status in _NOT_CREATED_STATUSES:
         return Outcome.NOT_CREATED
     return Outcome.UNKNOWN
@@ -74,22 +63,24 @@ def transport_outcome(error: httpx.TransportError) -> Outcome:
 
 def combined(outcomes: list[Outcome]) -> Outcome:
     """The outcome of a failed create from its attempts' outcomes: UNKNOWN as soon as one attempt may have made
-    the link (every attempt sends the same derived key), NOT_CREATED when none did or none was made."""
-    return Outcome.UNKNOWN if Outcome.UNKNOWN in outcomes else Outcome.NOT_CREATED
+    the link (every attempt sends the same derived key), REFUSED when the upstream judged one, NOT_CREATED when
+    none did or none was made."""
+    for outcome in (Outcome.UNKNOWN, Outcome.REFUSED):
+        if outcome in outcomes:
+            return outcome
+    return Outcome.NOT_CREATED
 
 
 class CreateFailed(Exception):
-    """A create that ended without a link for the caller: the problem to answer, and whether a link may exist."""
+    """A create that ended without a link for the caller: the problem to answer, whether a link may exist, and
+    the id of a link the upstream made that does not match the request (never handed out: it is canceled)."""
 
-    def __init__(self, problem: Problem, outcome: Outcome) -> None:
+    def __init__(self, problem: Problem, outcome: Outcome, *, mismatched_link_id: str | None = None) -> None:
         super().__init__(problem.detail)
         self.problem = problem
         self.outcome = outcome
+        self.mismatched_link_id = mismatched_link_id
 
-
-def outcome_of(error: BaseException) -> Outcome:
-    """The one rule the idempotency store applies when a create raises: release the key only when nothing was
-    created for certain. Any other exception, ours or a library's, leaves the outcome UNKNOWN."""
-    if isinstance(error, CreateFailed):
-        return error.outcome
-    return Outcome.UNKNOWN
+    def releases(self, *, inherited: bool) -> bool:
+        """Whether the key may be released: nothing exists under it for certain."""
+        return self.outcome is Outcome.REFUSED or (self.outcome is Outcome.NOT_CREATED and not inherited)

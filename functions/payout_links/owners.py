@@ -58,10 +58,11 @@ class LinkOwners:
         self._table_name = table_name
         self._retention_seconds = retention_seconds
 
-    def put(self, link_id: str, owner: str) -> dict[str, Any]:
+    def put(self, link: dict[str, Any], owner: str, idempotency_key: str) -> dict[str, Any]:
         """The `Put` of a TransactWriteItems that records `owner` for `link_id`. It succeeds when the record is
         new or already names the same owner (a create completed again after its record was lost); a link
         recorded for another owner is never handed over, and the whole transaction fails instead."""
+        link_id = link["id"]
         now = int(time.time())
         return {
             "Put": {

@@ -7,7 +7,7 @@ carry upstream text, secrets, stack traces or personal data.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 PROBLEM_TYPE_PREFIX = "urn:payout-link-proxy:problem:"
 
@@ -25,6 +25,8 @@ class Problem(Exception):
     retry_after: int | None = None
     # The metric (a Count) that tells the dashboard why requests are refused; upstream failures have their own.
     metric: str | None = None
+    # For a create that reached its key's lock: where the key stands now ("bound", "released" or "spent").
+    key_state: str | None = None
 
     def __init__(
         self,
@@ -52,7 +54,23 @@ class Problem(Exception):
             body["request_id"] = request_id
         if self.errors:
             body["errors"] = [{"pointer": error.pointer, "detail": error.detail} for error in self.errors]
+        if self.key_state:
+            body["key_state"] = self.key_state
         return body
+
+    def bound_to(self, key_state: str) -> Self:
+        """This problem, saying where the create left its key."""
+        self.key_state = str(key_state)
+        return self
+
+    @classmethod
+    def restored(cls, body: dict[str, Any]) -> Problem:
+        """A problem answered before and stored (a spent key's), to be answered again as it was."""
+        problem = Problem(str(body.get("detail", "")))
+        problem.status = int(body.get("status", 500))
+        problem.slug = str(body.get("type", "")).removeprefix(PROBLEM_TYPE_PREFIX) or Problem.slug
+        problem.title = str(body.get("title", Problem.title))
+        return problem
 
     def headers(self) -> dict[str, str]:
         return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
@@ -120,6 +138,11 @@ class UpstreamFailed(Problem):
 class UpstreamMismatch(Problem):
     status, slug, title = 502, "upstream-mismatch", "The payout provider's answer does not match the request"
     metric = "UpstreamMismatch"
+
+
+class UpstreamLinkConflict(Problem):
+    status, slug, title = 502, "upstream-link-conflict", "The payout provider answered with another caller's link"
+    metric = "UpstreamLinkConflict"
 
 
 class DependencyUnavailable(Problem):

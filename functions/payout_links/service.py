@@ -1,15 +1,24 @@
-"""What the routes do once the caller is known: create a payout link for an intent, exactly once; read or
-cancel a link, for its owner only.
+"""What the routes do once the caller is known: create a payout link for an intent, exactly once; read, cancel
+or list a caller's links, for that caller only; and settle the intents whose callers never came back.
 
-A create, from the route to the upstream, each step named for what it does:
+A create, from the route to the upstream and back, each step named for what it does:
 
 1. `app.post_payout_link` (a frontend) or `app.receive_partner_event` (a partner): parse the body, settle the
-   idempotency key, then call
-2. `PayoutLinkService.create_once(caller, key, request, context=...)`: the intent, created at most once; it runs
-3. `PayoutLinkService._create_at_upstream(intent=..., deadline=...)`, wrapped once per service by Powertools'
-   idempotency (`idempotency.once_per_intent`): run only when the intent has no record yet, it calls
-4. `PayoutApiClient.create_payout_link(payload, deadline=...)`: the upstream's create, attempted until it answers
-   or the deadline comes.
+   idempotency key (inbound.py), then call
+2. `PayoutLinkService.create_once(caller, key, request, context=...)`: the intent (intent.py) is locked in its
+   record (`IntentStore.lock`, store.py), in the same write that reserves its amount against the caller's limits
+   (limits.py). A completed intent is replayed from there; another body is refused (422), a held lock is 409, a
+   spent key answers its stored problem.
+3. `PayoutLinkService._drive(lock, deadline)`: the intent sent to the upstream under its derived key
+   (`PayoutApiClient.create_payout_link`, upstream.py), attempted until it answers or the deadline comes. Then, by
+   the outcome (outcomes.py):
+   - a link that matches → `IntentStore.complete`: COMPLETED and the owner recorded, in one transaction;
+   - refused, or certainly never made → `IntentStore.release`: the key is free, the reservation given back;
+   - a link that does not match the request → canceled at the upstream, the key spent (`IntentStore.spend`);
+   - a link another caller owns → never handed out, the key spent;
+   - anything else → `IntentStore.mark_unknown`: the key stays bound and the settler resends it later.
+4. The settler (settler.py) runs step 3 for every intent due (`settle_due`), through the same lock, as the
+   caller's own retry would.
 
 `get_service()` and `get_partner_secrets()` are the composition root: they build the clients once per
 container, on first use, so that importing the handler does no I/O and a warm request reuses every connection.
@@ -18,7 +27,10 @@ container, on first use, so that importing the handler does no I/O and a warm re
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -28,59 +40,214 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from payout_links import api_docs, aws
 from payout_links.credentials import CredentialsStore, PartnerSecrets
 from payout_links.deadlines import deadline_client
-from payout_links.idempotency import Created, Intent, IntentStore, intent_config, once_per_intent
+from payout_links.intent import Intent
+from payout_links.limits import CallerLimits
 from payout_links.models import CreatePayoutLinkRequest
+from payout_links.observability import MetricUnit, logger, metrics
+from payout_links.outcomes import CreateFailed, Outcome
 from payout_links.owners import LinkOwners
+from payout_links.problems import (
+    NotCancelable,
+    Problem,
+    UpstreamFailed,
+    UpstreamLinkConflict,
+    UpstreamMismatch,
+    UpstreamRateLimited,
+    UpstreamTimedOut,
+)
 from payout_links.settings import get_settings
+from payout_links.store import Created, DueIntent, IntentStore, KeyState, Lock, LockLost, OwnedByAnother
 from payout_links.upstream import PayoutApiClient
 
 # Time kept back from the function's deadline to record the result and answer after the upstream returns: the
 # longest a DynamoDB write can take, its retry included (see aws.py), and half a second to answer.
 RESPONSE_RESERVE_SECONDS = aws.WORST_CASE_CALL_SECONDS + 0.5
-
-
 # A read or a cancel writes nothing after the upstream answers: it keeps back only the time to answer.
 LIFECYCLE_RESERVE_SECONDS = 0.5
+# The settler backs off an intent that stays unknown: SETTLE_AFTER_SECONDS, doubled per resend, at most this.
+SETTLE_BACKOFF_CAP_SECONDS = 1800
+# Upstream answers after which a settler run sends nothing more: the upstream is unwell or pushing back.
+_HALTING_PROBLEMS = (UpstreamRateLimited, UpstreamFailed, UpstreamTimedOut)
+
+
+@dataclass
+class SettleReport:
+    """What one settler run did."""
+
+    due: int = 0
+    resent: int = 0
+    settled: int = 0  # completed: the link recorded with its owner
+    released: int = 0
+    spent: int = 0
+    unknown: int = 0
+    skipped: int = 0  # not sent: a caller held it, the run was halted, or no time was left
+    halted: bool = False
+    oldest_due_seconds: int = 0
+    stranded: int = 0
+    results: dict[str, int] = field(default_factory=dict)
 
 
 class PayoutLinkService:
-    def __init__(
-        self, *, payout_api: PayoutApiClient, owners: LinkOwners, intents: IntentStore, intent_ttl_seconds: int
-    ) -> None:
+    def __init__(self, *, payout_api: PayoutApiClient, owners: LinkOwners, intents: IntentStore) -> None:
         self.payout_api = payout_api
         self._owners = owners
-        self._idempotency = intent_config(ttl_seconds=intent_ttl_seconds)
-        self._create_at_upstream_once = once_per_intent(
-            self._create_at_upstream, store=intents, config=self._idempotency
-        )
+        self._intents = intents
 
     def create_once(
         self, caller: str, key: str, request: CreatePayoutLinkRequest, *, context: LambdaContext
     ) -> Created:
         """The link for the intent (caller, key, request): created at the upstream the first time, the same link
-        (`replayed`) after that. The same caller and key with another request is refused
-        (`IdempotencyValidationError`); while another request holds the intent, `IdempotencyAlreadyInProgressError`.
-        A create that fails raises `CreateFailed`, and the intent's record keeps or releases the key by outcomes.py.
-        """
-        self._idempotency.register_lambda_context(context)  # the intent's lock expires with this invocation
-        deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - RESPONSE_RESERVE_SECONDS
+        (`replayed`) after that. Refusals are problems that say where the key stands (`key_state`); a create that
+        fails raises `CreateFailed`, its problem saying the same."""
+        remaining = context.get_remaining_time_in_millis() / 1000
+        deadline = time.monotonic() + remaining - RESPONSE_RESERVE_SECONDS
         intent = Intent.of(caller, key, request.upstream_payload())
-        return self._create_at_upstream_once(intent=intent, deadline=deadline)
+        held = self._intents.lock(intent, lock_seconds=remaining)  # the lock expires with this invocation
+        if isinstance(held, Created):
+            return held
+        return self._drive(held, deadline)
 
-    def _create_at_upstream(self, *, intent: Intent, deadline: float) -> Created:
-        """The intent sent upstream under its derived key (see idempotency.py); at most once per intent."""
-        payload = {**intent.request, "idempotency_key": intent.upstream_key}
-        return Created(link=self.payout_api.create_payout_link(payload, deadline=deadline))
+    def _drive(self, lock: Lock, deadline: float, *, settle_in: float | None = None) -> Created:
+        """The locked intent sent upstream under its derived key, and its record moved by the outcome."""
+        try:
+            link = self.payout_api.create_payout_link(lock.intent.upstream_payload, deadline=deadline)
+        except CreateFailed as failure:
+            self._settle_failure(lock, failure, deadline, settle_in=settle_in)
+            raise
+        except BaseException:
+            self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None)
+            raise
+        try:
+            self._intents.complete(lock, link)
+        except OwnedByAnother:
+            raise self._owned_by_another(lock) from None
+        except LockLost:
+            # Another request of the same intent took over after this one's lock expired: it completes the link.
+            problem: Problem = UpstreamTimedOut("The payout link is being recorded by a retry of this request; retry.")
+            raise CreateFailed(problem.bound_to(KeyState.BOUND), Outcome.UNKNOWN) from None
+        except Exception:
+            problem = Problem("The payout link could not be recorded; retry with the same key.")
+            raise CreateFailed(problem.bound_to(KeyState.BOUND), Outcome.UNKNOWN) from None
+        return Created(link=link)
+
+    def _settle_failure(self, lock: Lock, failure: CreateFailed, deadline: float, *, settle_in: float | None) -> None:
+        """Move the record by the failure's outcome, and say in its problem where that left the key."""
+        if failure.mismatched_link_id is not None:
+            failure.problem = self._cancel_mismatched(lock, failure.mismatched_link_id, deadline, settle_in=settle_in)
+            return
+        if failure.releases(inherited=lock.inherited):
+            state = self._intents.release(lock)
+        else:
+            state = self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None)
+        failure.problem.bound_to(state)
+
+    def _cancel_mismatched(self, lock: Lock, link_id: str, deadline: float, *, settle_in: float | None) -> Problem:
+        """A link that does not match its request was made under the intent's own derived key, so no one will ever
+        be handed it: cancel it at the upstream and spend the key. Should the cancel fail, the key stays bound and
+        the settler tries again (the upstream returns the same link for the same key)."""
+        try:
+            self.payout_api.cancel_payout_link(link_id, deadline=deadline)
+        except NotCancelable:
+            logger.error("a mismatched link could not be canceled", extra={"link_id": link_id})
+            metrics.add_metric(name="MismatchedLinkNotCanceled", unit=MetricUnit.Count, value=1)
+            problem = UpstreamMismatch(
+                "The payout provider made a link that does not match the request, and it could no longer be "
+                "canceled; this key cannot be used again. Contact support with the request id."
+            )
+            return problem.bound_to(self._intents.spend(lock, problem))
+        except Problem:
+            logger.warning("a mismatched link is not canceled yet", extra={"link_id": link_id})
+            state = self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None)
+            return UpstreamMismatch(
+                "The payout provider made a link that does not match the request; the proxy cancels it. Retry with "
+                "the same key and body to follow it, or send a new request with a new key."
+            ).bound_to(state)
+        logger.warning("a mismatched link was canceled", extra={"link_id": link_id})
+        metrics.add_metric(name="MismatchedLinkCanceled", unit=MetricUnit.Count, value=1)
+        problem = UpstreamMismatch(
+            "The payout provider made a link that does not match the request; it was canceled, and this key cannot "
+            "be used again. Send the request again with a new key."
+        )
+        return problem.bound_to(self._intents.spend(lock, problem))
+
+    def _owned_by_another(self, lock: Lock) -> CreateFailed:
+        """The upstream answered with a link whose id another caller already owns: never handed out, never
+        recorded for this caller, and not canceled (it is the other caller's)."""
+        logger.error("the upstream's link is already recorded for another owner")
+        problem = UpstreamLinkConflict(
+            "The payout provider answered with a payout link that belongs to another request; this key cannot be "
+            "used again. Contact support with the request id."
+        )
+        return CreateFailed(problem.bound_to(self._intents.spend(lock, problem)), Outcome.UNKNOWN)
+
+    # --- the settler -------------------------------------------------------------------------------------------
+
+    def settle_due(
+        self, *, remaining_seconds: float, max_resends: int, concurrency: int, settle_after_seconds: int
+    ) -> SettleReport:
+        """Resend the intents that are due, the longest due first: at most `max_resends`, `concurrency` at a time,
+        none started once too little time is left for it, and none after the upstream's first 429, 5xx or timeout
+        (the rest wait for the next run). Each goes through the same lock, the same stored request and the same
+        derived key as its caller's retry."""
+        run_deadline = time.monotonic() + remaining_seconds - RESPONSE_RESERVE_SECONDS
+        report = SettleReport()
+        due = self._intents.due(limit=max_resends)
+        report.due = len(due)
+        now = int(time.time())
+        report.oldest_due_seconds = max((now - intent.since for intent in due), default=0)
+        halt = threading.Event()
+        counts_lock = threading.Lock()
+
+        def settle(intent: DueIntent) -> str:
+            result = self._settle_one(intent, run_deadline, halt, settle_after_seconds)
+            with counts_lock:
+                report.results[result] = report.results.get(result, 0) + 1
+            return result
+
+        with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="settle") as pool:
+            list(pool.map(settle, due))
+        report.resent = sum(count for result, count in report.results.items() if result != "skipped")
+        for name in ("settled", "released", "spent", "unknown", "skipped"):
+            setattr(report, name, report.results.get(name, 0))
+        report.halted = halt.is_set()
+        report.stranded = self._intents.stranded_count()
+        return report
+
+    def _settle_one(self, due: DueIntent, run_deadline: float, halt: threading.Event, settle_after: int) -> str:
+        attempt_seconds = self.payout_api.attempt_timeout + aws.WORST_CASE_CALL_SECONDS  # a secret read, then one POST
+        if halt.is_set() or time.monotonic() + attempt_seconds > run_deadline:
+            return "skipped"
+        deadline = min(run_deadline, time.monotonic() + attempt_seconds)
+        lock = self._intents.take_over_due(due, lock_seconds=deadline - time.monotonic() + RESPONSE_RESERVE_SECONDS)
+        if lock is None:
+            return "skipped"
+        backoff = min(SETTLE_BACKOFF_CAP_SECONDS, settle_after * 2 ** (lock.attempts + 1))
+        logger.append_keys(caller=lock.intent.caller)
+        try:
+            created = self._drive(lock, deadline, settle_in=backoff)
+        except CreateFailed as failure:
+            if isinstance(failure.problem, _HALTING_PROBLEMS):
+                halt.set()
+            return {"released": "released", "spent": "spent"}.get(failure.problem.key_state or "", "unknown")
+        except Problem:
+            halt.set()  # the store failed: the next run tries again
+            return "unknown"
+        logger.info("intent settled: payout link recorded", extra={"link_id": created.link["id"]})
+        return "settled"
+
+    # --- a caller's own links ----------------------------------------------------------------------------------
 
     def read_payout_link(self, caller: str, link_id: str, *, remaining_millis: int) -> dict[str, Any]:
         """The link as the upstream has it now, for its owner only (`LinkNotFound` for anyone else)."""
+        deadline = _lifecycle_deadline(remaining_millis)  # before the owner check: its time counts too
         self._owners.require_owner(caller, link_id)
-        return self.payout_api.retrieve_payout_link(link_id, deadline=_lifecycle_deadline(remaining_millis))
+        return self.payout_api.retrieve_payout_link(link_id, deadline=deadline)
 
     def cancel_payout_link(self, caller: str, link_id: str, *, remaining_millis: int) -> dict[str, Any]:
         """Cancel the link at the upstream and return it, canceled; for its owner only."""
+        deadline = _lifecycle_deadline(remaining_millis)
         self._owners.require_owner(caller, link_id)
-        return self.payout_api.cancel_payout_link(link_id, deadline=_lifecycle_deadline(remaining_millis))
+        return self.payout_api.cancel_payout_link(link_id, deadline=deadline)
 
 
 def _lifecycle_deadline(remaining_millis: int) -> float:
@@ -113,12 +280,22 @@ def get_service() -> PayoutLinkService:
         table_name=settings.link_owners_table_name,
         retention_seconds=settings.link_owner_retention_days * 86_400,
     )
+    limits = CallerLimits(
+        dynamodb_client=aws.client("dynamodb"),
+        table_name=settings.idempotency_table_name,
+        daily_amount_cents=settings.caller_daily_amount_limit_cents,
+        hourly_links=settings.caller_hourly_link_limit,
+        overrides_max_age_seconds=settings.limit_overrides_max_age_seconds,
+    )
     intents = IntentStore(
-        table_name=settings.idempotency_table_name, boto3_client=aws.client("dynamodb"), owners=owners
+        client=aws.client("dynamodb"),
+        table_name=settings.idempotency_table_name,
+        owners=owners,
+        limits=limits,
+        ttl_seconds=settings.idempotency_ttl_seconds,
+        settle_after_seconds=settings.settle_after_seconds,
     )
-    return PayoutLinkService(
-        payout_api=payout_api, owners=owners, intents=intents, intent_ttl_seconds=settings.idempotency_ttl_seconds
-    )
+    return PayoutLinkService(payout_api=payout_api, owners=owners, intents=intents)
 
 
 @cache

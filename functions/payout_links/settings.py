@@ -23,6 +23,14 @@ class Settings(BaseModel):
     payout_api_max_attempts: int = Field(default=3, ge=1, le=5)
     max_amount_cents: int = Field(default=1_000_000, gt=0)
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60)
+    # How long an intent of unknown outcome waits for its caller's retry before the settler resends it; how many
+    # one settler run resends at most, and how many at a time.
+    settle_after_seconds: int = Field(default=120, ge=1, le=3600)
+    settle_max_resends_per_run: int = Field(default=100, ge=1, le=1000)
+    settle_concurrency: int = Field(default=4, ge=1, le=16)
+    caller_daily_amount_limit_cents: int = Field(default=0, ge=0)
+    caller_hourly_link_limit: int = Field(default=0, ge=0)
+    limit_overrides_max_age_seconds: float = Field(default=60, ge=0)
     max_body_bytes: int = Field(default=16_384, ge=1_024, le=1_048_576)
     credentials_max_age_seconds: int = Field(default=300, ge=0)
     # Optional so that a deployment without partners needs no secret; the webhook route refuses to run without it.

@@ -80,12 +80,18 @@ class PayoutApiClient:
     def credentials(self) -> CredentialsStore:
         return self._credentials
 
+    @property
+    def attempt_timeout(self) -> float:
+        return self._attempt_timeout
+
     def create_payout_link(self, payload: dict[str, Any], *, deadline: float) -> dict[str, Any]:
         """POST the payload; return the normalized link once it is checked against the payload. Otherwise raise
         `CreateFailed`: the problem to answer, and whether any attempt may have made the link."""
         outcomes: list[Outcome] = []
         try:
             return self._create_with_retries(payload, deadline, outcomes)
+        except _AttemptFailed as failed:
+            raise CreateFailed(failed.problem, combined(outcomes), mismatched_link_id=failed.link_id) from None
         except Problem as problem:
             raise CreateFailed(problem, combined(outcomes)) from None
 
@@ -108,7 +114,7 @@ class PayoutApiClient:
                     self._refresh_credentials(deadline)
                     attempt -= 1  # a rotation retry is not a failure of the upstream
                 elif not (failed.retryable and attempt < self._max_attempts and self._backoff(attempt, deadline)):
-                    raise failed.problem from None
+                    raise
 
     def _attempt(self, payload: dict[str, Any], authorization: str, *, seconds: float) -> dict[str, Any]:
         """One POST that ends within `seconds`, wall clock, however slowly the upstream answers."""
@@ -121,7 +127,7 @@ class PayoutApiClient:
             if wrong := mismatches(payload, link, echoed_user_id=user_id):
                 logger.error("upstream link does not match the request", extra={"mismatched_fields": wrong})
                 problem = UpstreamMismatch("The payout provider answered with a link that does not match the request.")
-                raise _AttemptFailed(problem, Outcome.UNKNOWN)
+                raise _AttemptFailed(problem, Outcome.UNKNOWN, link_id=link["id"])
             return link
         self._report(started, f"{status // 100}xx", status=status)
         raise self._refusal(response)
@@ -317,11 +323,14 @@ class PayoutApiClient:
 class _AttemptFailed(Exception):
     """One attempt that gave no link: the problem it would answer, and what it says about the link."""
 
-    def __init__(self, problem: Problem, outcome: Outcome, *, retryable: bool = False) -> None:
+    def __init__(
+        self, problem: Problem, outcome: Outcome, *, retryable: bool = False, link_id: str | None = None
+    ) -> None:
         super().__init__(problem.detail)
         self.problem = problem
         self.outcome = outcome
         self.retryable = retryable
+        self.link_id = link_id  # the link of a 2xx that does not match the request
 
 
 class _CredentialsRejected(_AttemptFailed):

@@ -16,7 +16,7 @@ from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID
 from local_stack.stack import CREDENTIALS_SECRET_NAME
 from payout_links import service
 from payout_links.app import lambda_handler
-from payout_links.idempotency import UPSTREAM_KEY_NAMESPACE
+from payout_links.intent import UPSTREAM_KEY_NAMESPACE
 from tests.support import LINK_KEYS, create_event, function_logs, new_key, payout_body, token
 
 pytestmark = pytest.mark.integration
@@ -104,18 +104,12 @@ def test_the_body_limit_is_the_configured_one(function, upstream, configured):
     assert upstream.stats()["creates"] == 1
 
 
-def test_a_request_is_fingerprinted_once_and_the_store_hashes_only_record_keys(function, upstream, monkeypatch):
-    from payout_links import idempotency
+def test_a_request_is_fingerprinted_once(function, upstream, monkeypatch):
+    from payout_links import intent
 
     fingerprinted: list[dict] = []
-    hashed: list[object] = []
-    fingerprint, generate_hash = idempotency.fingerprint, idempotency.IntentStore._generate_hash
-    monkeypatch.setattr(
-        idempotency, "fingerprint", lambda request: fingerprinted.append(request) or fingerprint(request)
-    )
-    monkeypatch.setattr(
-        idempotency.IntentStore, "_generate_hash", lambda store, data: hashed.append(data) or generate_hash(store, data)
-    )
+    fingerprint = intent.fingerprint
+    monkeypatch.setattr(intent, "fingerprint", lambda request: fingerprinted.append(request) or fingerprint(request))
     key = new_key()
 
     first = function.create(key=key)
@@ -124,7 +118,6 @@ def test_a_request_is_fingerprinted_once_and_the_store_hashes_only_record_keys(f
 
     assert (first.status, replay.status) == (201, 201)
     assert len(fingerprinted) == 2  # once per request: for the upstream key and the record's validation hash
-    assert hashed and all(data == ["user:user-1", key] for data in hashed)  # Powertools hashed only the record key
 
 
 def test_body_key_and_quoted_header_name_the_same_intent(function, upstream):

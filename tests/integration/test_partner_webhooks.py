@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from local_stack.stack import PARTNER_SECRETS_NAME
-from payout_links.idempotency import fingerprint, upstream_key
+from payout_links.intent import fingerprint, upstream_key
 from tests.support import (
     OTHER_PARTNER,
     OTHER_PARTNER_SECRET,

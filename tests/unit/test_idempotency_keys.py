@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import uuid
 
 import pytest
 
-from payout_links.idempotency import (
-    RECORD_KEY_JMESPATH,
-    VALIDATION_JMESPATH,
-    Intent,
-    fingerprint,
-    parse_key_header,
-    resolve_key,
-    upstream_key,
-    webhook_key,
-)
+from payout_links.inbound import parse_key_header, resolve_key, webhook_key
+from payout_links.intent import Intent, fingerprint, record_id, upstream_key
 from payout_links.models import parse_create_request
 from payout_links.problems import InvalidIdempotencyKey
 
@@ -216,35 +208,14 @@ def test_the_intent_carries_its_fingerprint_and_upstream_key() -> None:
     assert intent.upstream_key == "036cae36-9383-5410-a864-f1b047bb6202"  # the golden value above
 
 
-def test_the_records_jmespath_expressions_are_built_from_the_intents_fields() -> None:
-    # Powertools hashes what these select: the deployed records were keyed by exactly these expressions.
-    assert RECORD_KEY_JMESPATH == "[caller, key]"
-    assert VALIDATION_JMESPATH == "request"
-
-
-def test_the_fingerprint_ignores_key_order_and_is_the_records_validation_hash() -> None:
-    from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer
-
-    from payout_links.idempotency import IntentStore, intent_config
-    from payout_links.owners import LinkOwners
-
+def test_the_fingerprint_ignores_key_order_and_the_record_id_is_the_hash_of_caller_and_key() -> None:
     request = {"amount": 2500, "payee": {"phone_number": "5555550123", "country_code": "1"}}
-    owners = LinkOwners(dynamodb_client=_UnusedClient(), table_name="unused", retention_seconds=60)
-    store = IntentStore(table_name="unused", boto3_client=_UnusedClient(), owners=owners)
-    store.configure(intent_config(ttl_seconds=60))
     intent = Intent.of("user:user-1", "k", request)
-    data = dataclasses.asdict(intent)  # what Powertools hands the store
 
-    assert fingerprint(request) == fingerprint(dict(reversed(request.items())))
-    # The store keeps the fingerprint the intent carries: the very hash Powertools would have taken of the request.
-    assert store._get_hashed_payload(data) == intent.fingerprint
-    assert BasePersistenceLayer._get_hashed_payload(store, data) == intent.fingerprint
-
-
-class _UnusedClient:
-    """Stands in for the DynamoDB client of a store that is only asked to hash."""
-
-    meta = type("Meta", (), {"events": type("Events", (), {"register_first": staticmethod(lambda *a, **k: None)})()})()
+    assert fingerprint(request) == fingerprint(dict(reversed(request.items()))) == intent.fingerprint
+    # The digest Powertools idempotency keyed these records by: sha256 of the sorted JSON of [caller, key].
+    assert intent.record_id == record_id("user:user-1", "k")
+    assert intent.record_id == "payout-link#" + hashlib.sha256(b'["user:user-1", "k"]').hexdigest()
 
 
 _UUID = "6f9619ff-8b86-d011-b42d-00c04fc964ff"

@@ -114,7 +114,7 @@ def test_an_unreadable_table_is_a_503_not_a_404():
 
 
 def test_the_record_is_written_once_and_never_handed_to_another_owner():
-    put = owners(RecordingTable()).put(LINK, "user:ada")["Put"]
+    put = owners(RecordingTable()).put({"id": LINK, "amount": 100, "created": None}, "user:ada", "key-1")["Put"]
 
     assert put["TableName"] == TABLE
     assert put["Item"]["link_id"] == {"S": LINK} and put["Item"]["owner"] == {"S": "user:ada"}

@@ -527,7 +527,7 @@ def test_a_refused_request_is_a_422_without_the_upstreams_text(upstream: Callabl
     assert problem.status == 422
     assert "5555550123" not in json.dumps(problem.to_dict())
     assert len(harness.upstream.attempts) == 1
-    assert harness.outcome is Outcome.NOT_CREATED
+    assert harness.outcome is Outcome.REFUSED  # the upstream judged it: nothing exists under the key
 
 
 @pytest.mark.parametrize("status", [403, 404, 409, 302])

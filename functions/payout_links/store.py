@@ -1,0 +1,608 @@
+"""The intent's record in DynamoDB, and the only writes that move it from one state to the next.
+
+One item per intent in the idempotency table, keyed by the intent's record id (intent.py). Its states, and the
+write that makes each (every write after the lock is conditioned on the lock token of the request that holds it,
+so a request whose lock expired and was taken over can never release, complete or spend another's lock):
+
+    (none) ──lock──▶ LOCKED ──complete──▶ COMPLETED   the link, replayed for the TTL; the owner recorded in the same
+                       │                               transaction (owners.py)
+                       ├──release──▶ (none)            nothing was made, for certain: the key is free again
+                       ├──spend────▶ SPENT             the upstream made a link that is never handed out (it did not
+                       │                               match the request, or another caller owns its id): the
+                       │                               problem is kept and answered again, the key never used again
+                       └──mark unknown──▶ UNKNOWN      a link may exist: the lock is dropped, the fingerprint kept
+    UNKNOWN, or LOCKED past its lock's expiry (a crash) ──take over──▶ LOCKED   by the same request only: the
+                                                        caller's retry, or the settler once the intent is due
+
+LOCKED and UNKNOWN are one stored status, INPROGRESS, told apart by the lock's expiry; COMPLETED is written as
+Powertools idempotency wrote it (`status`, `data`, `validation`, `expiration`), so records from before this module
+are still replayed. While an intent is unsettled its item also carries what the settler needs to resend it
+without its caller (`caller`, `idempotency_key`, `request`: the upstream request, payee contact details included)
+and its place in the sparse `settle-queue` index (`settle_queue`, `settle_at`); completing or releasing removes
+them. A new intent's lock also reserves its amount and one link against its caller's limits (limits.py), in the
+same transaction; releasing gives the reservation back in the same write.
+
+Every method costs one DynamoDB call unless it says otherwise; the create path is lock + complete: two.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from payout_links.intent import Intent
+from payout_links.limits import CallerLimits, Reservation
+from payout_links.observability import logger
+from payout_links.owners import LinkOwners
+from payout_links.problems import DependencyUnavailable, IdempotencyKeyReused, Problem, RequestInProgress
+
+IN_PROGRESS, COMPLETED, SPENT = "INPROGRESS", "COMPLETED", "SPENT"
+DUE, STRANDED = "due", "stranded"  # the settle-queue index's partitions
+SETTLE_INDEX = "settle-queue"
+# A stranded intent (its outcome still unknown when its record would expire) is kept this long for operators.
+STRANDED_RETENTION_SECONDS = 30 * 86_400
+LOCAL_CACHE_ITEMS = 512  # completed records replayed from memory: a few hundred small JSON bodies
+# A transaction that meets another on the same items (two creates of one caller reserving at once) is retried.
+TRANSACTION_ATTEMPTS = 3
+# Errors after which a write certainly did not land.
+_NOT_APPLIED = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "ValidationException",
+        "ResourceNotFoundException",
+        "AccessDeniedException",
+        "TransactionConflictException",
+    }
+)
+
+
+class KeyState(StrEnum):
+    """Where a failed create leaves its key, as the problem's `key_state` tells the caller."""
+
+    BOUND = "bound"  # a link may exist: retry with the same key and body (the proxy settles it if you don't)
+    RELEASED = "released"  # nothing was made: the key is free, for any body
+    SPENT = "spent"  # this key will never make a link: a new request needs a new key
+
+
+class A:
+    """The item's attribute names."""
+
+    ID = "id"
+    EXPIRY = "expiration"
+    STATUS = "status"
+    VALIDATION = "validation"
+    DATA = "data"
+    LOCK_EXPIRY = "in_progress_expiration"  # milliseconds, as Powertools wrote it
+    TOKEN = "lock_token"  # noqa: S105 - an attribute name
+    OUTCOME = "outcome"
+    CALLER = "caller"
+    KEY = "idempotency_key"
+    REQUEST = "request"
+    QUEUE = "settle_queue"
+    SETTLE_AT = "settle_at"
+    SINCE = "unsettled_since"
+    ATTEMPTS = "settle_attempts"
+    PROBLEM = "problem"
+
+
+@dataclass(frozen=True)
+class Created:
+    link: dict[str, Any]
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Lock:
+    """The lock one request (or settler run) holds on an intent."""
+
+    intent: Intent
+    token: str
+    # Taken over from a record already bound (unknown, or a crashed request's): a failure that proves nothing about
+    # the earlier attempts (no connection, 429, 401) may not release the key.
+    inherited: bool
+    expires_at: int  # the record's expiry
+    since: int  # when the intent was first locked
+    attempts: int = 0  # settler resends before this lock
+    reservation: Reservation | None = None
+
+
+@dataclass(frozen=True)
+class DueIntent:
+    """An intent the settle-queue index says is due, as the index had it."""
+
+    record_id: str
+    token: str
+    since: int
+    item: dict[str, Any]
+
+
+class LockLost(Exception):
+    """A write conditioned on this request's lock found it taken over by another request of the same intent."""
+
+
+class OwnedByAnother(Exception):
+    """The upstream's link id is already recorded for another caller."""
+
+
+class StoreUnavailable(Exception):
+    """A write failed; `landed` says whether it may have been applied all the same."""
+
+    def __init__(self, code: str, *, landed: bool) -> None:
+        super().__init__(code)
+        self.code = code
+        self.landed = landed
+
+
+class IntentStore:
+    def __init__(
+        self,
+        *,
+        client: Any,
+        table_name: str,
+        owners: LinkOwners,
+        limits: CallerLimits,
+        ttl_seconds: int,
+        settle_after_seconds: int,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._owners = owners
+        self._limits = limits
+        self._ttl_seconds = ttl_seconds
+        self._settle_after_seconds = settle_after_seconds
+        self._completed: OrderedDict[str, tuple[str, str, int]] = OrderedDict()  # id -> (validation, data, expiry)
+
+    # --- lock ---------------------------------------------------------------------------------------------------
+
+    def lock(self, intent: Intent, *, lock_seconds: float) -> Lock | Created:
+        """Lock a new intent, reserving against its caller's limits; or take over this request's own unsettled
+        intent; or the completed link, replayed. Refused: `IdempotencyKeyReused` (another body), `RequestInProgress`
+        (locked by another request), the stored problem of a spent key, `LimitExceeded`, `DependencyUnavailable`.
+        One call (a transaction when a limit applies); a take-over costs a second."""
+        if replay := self._cached_replay(intent):
+            return replay
+        now = time.time()
+        token = uuid.uuid4().hex
+        expires_at = int(now) + self._ttl_seconds
+        reservation, reserve = self._limits.reserve(intent.caller, intent.amount)
+        item = {
+            A.ID: {"S": intent.record_id},
+            A.EXPIRY: {"N": str(expires_at)},
+            A.STATUS: {"S": IN_PROGRESS},
+            A.VALIDATION: {"S": intent.fingerprint},
+            A.SINCE: {"N": str(int(now))},
+            **self._lock_attributes(intent, token, now, lock_seconds),
+            **reservation.attributes(),
+        }
+        put = {
+            "TableName": self._table,
+            "Item": item,
+            # A record past its expiry is gone as far as anyone can tell (TTL deletes lag behind).
+            "ConditionExpression": "attribute_not_exists(#id) OR #expiry < :now",
+            "ExpressionAttributeNames": {"#id": A.ID, "#expiry": A.EXPIRY},
+            "ExpressionAttributeValues": {":now": {"N": str(int(now))}},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        held = Lock(intent, token, inherited=False, expires_at=expires_at, since=int(now), reservation=reservation)
+        try:
+            if reserve:
+                self._transact([{"Put": put}, *reserve])
+            else:
+                self._client.put_item(**put)
+            return held
+        except _Cancelled as cancelled:
+            if cancelled.failed[0]:
+                return self._existing(intent, cancelled.items[0], token, lock_seconds)
+            if any(cancelled.failed[1:]):
+                raise self._limits.refusal(reservation, cancelled.failed[1:]).bound_to(KeyState.RELEASED) from None
+            raise self._unavailable(StoreUnavailable("TransactionConflict", landed=False), held) from None
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return self._existing(intent, exc.response.get("Item"), token, lock_seconds)
+            raise self._unavailable(_store_error(exc), held) from None
+        except (BotoCoreError, StoreUnavailable) as exc:
+            raise self._unavailable(_store_error(exc), held) from None
+
+    def _existing(self, intent: Intent, item: dict[str, Any] | None, token: str, lock_seconds: float) -> Lock | Created:
+        """What the record that stopped a new lock says: a replay, a refusal, or a lock to take over."""
+        if item is None:  # gone again since: another request's record, released meanwhile
+            raise _in_progress()
+        if item.get(A.TOKEN, {}).get("S") == token:
+            # Our own write, answered late and retried by botocore: what it replaced is not known.
+            return self._held(intent, item, token, inherited=True)
+        if item[A.VALIDATION]["S"] != intent.fingerprint:
+            raise IdempotencyKeyReused("This idempotency key was already used with a different request.").bound_to(
+                KeyState.BOUND
+            )
+        status = item[A.STATUS]["S"]
+        if status == COMPLETED:
+            self._remember(item)
+            return Created(link=json.loads(item[A.DATA]["S"]), replayed=True)
+        if status == SPENT:
+            raise _spent_problem(item)
+        if int(item.get(A.LOCK_EXPIRY, {}).get("N", "0")) >= time.time() * 1000:
+            raise _in_progress()
+        return self._take_over(intent, item, lock_seconds)
+
+    def _take_over(self, intent: Intent, item: dict[str, Any], lock_seconds: float) -> Lock:
+        """Lock an unsettled intent whose lock has expired, for the same request: one conditional write that only
+        one request can win."""
+        now = time.time()
+        token = uuid.uuid4().hex
+        previous = item.get(A.TOKEN, {}).get("S")
+        attributes = self._lock_attributes(intent, token, now, lock_seconds)
+        names = {f"#{name}": name for name in attributes}
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={A.ID: {"S": intent.record_id}},
+                UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in attributes),
+                ConditionExpression=(
+                    "#status = :inprogress AND #validation = :validation AND #old_lock < :now_ms"
+                    + (" AND #old_token = :previous" if previous else " AND attribute_not_exists(#old_token)")
+                ),
+                ExpressionAttributeNames={
+                    **names,
+                    "#status": A.STATUS,
+                    "#validation": A.VALIDATION,
+                    "#old_lock": A.LOCK_EXPIRY,
+                    "#old_token": A.TOKEN,
+                },
+                ExpressionAttributeValues={
+                    **{f":{name}": value for name, value in attributes.items()},
+                    ":inprogress": {"S": IN_PROGRESS},
+                    ":validation": {"S": intent.fingerprint},
+                    ":now_ms": {"N": str(int(now * 1000))},
+                    **({":previous": {"S": previous}} if previous else {}),
+                },
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise _in_progress() from None  # another request took it first
+            raise _store_problem(_store_error(exc), KeyState.BOUND) from None
+        except BotoCoreError as exc:
+            raise _store_problem(_store_error(exc), KeyState.BOUND) from None
+        return self._held(intent, item, token, inherited=True)
+
+    def _held(self, intent: Intent, item: dict[str, Any], token: str, *, inherited: bool) -> Lock:
+        return Lock(
+            intent,
+            token,
+            inherited=inherited,
+            expires_at=int(item[A.EXPIRY]["N"]),
+            since=int(item.get(A.SINCE, {}).get("N", str(int(time.time())))),
+            attempts=int(item.get(A.ATTEMPTS, {}).get("N", "0")),
+            reservation=Reservation.from_attributes(item),
+        )
+
+    def _lock_attributes(self, intent: Intent, token: str, now: float, lock_seconds: float) -> dict[str, Any]:
+        """A lock's token and expiry, and what the settler needs: it finds the intent once the lock has expired
+        and SETTLE_AFTER_SECONDS more have passed (a crash leaves no other trace)."""
+        lock_expiry = now + lock_seconds
+        return {
+            A.TOKEN: {"S": token},
+            A.LOCK_EXPIRY: {"N": str(int(lock_expiry * 1000))},
+            A.CALLER: {"S": intent.caller},
+            A.KEY: {"S": intent.key},
+            A.REQUEST: {"S": json.dumps(intent.request, sort_keys=True, separators=(",", ":"))},
+            A.QUEUE: {"S": DUE},
+            A.SETTLE_AT: {"N": str(int(lock_expiry) + self._settle_after_seconds)},
+        }
+
+    def _unavailable(self, error: StoreUnavailable, held: Lock) -> Problem:
+        """The lock write failed. If it may have landed, drop that lock at once, keeping the fingerprint: the same
+        body may retry at once, and the settler finds it if nobody does."""
+        if error.landed:
+            self.mark_unknown(held)
+        return _store_problem(error, KeyState.BOUND if error.landed else KeyState.RELEASED)
+
+    # --- after the upstream answered ------------------------------------------------------------------------------
+
+    def complete(self, lock: Lock, link: dict[str, Any]) -> None:
+        """COMPLETED with the link, and the link's owner recorded, in one transaction that only completes the lock
+        this request holds. `OwnedByAnother` when the link id is already another caller's; `LockLost`;
+        `StoreUnavailable` (the lock is then dropped, the fingerprint kept: the link exists, and the same body gets
+        it again from the upstream)."""
+        data = json.dumps(link, sort_keys=True)
+        expires_at = int(time.time()) + self._ttl_seconds
+        complete = self._if_held(
+            lock,
+            "SET #data = :data, #expiry = :expiry, #status = :completed"
+            " REMOVE #request, #queue, #settle_at, #lock_expiry, #outcome",
+            names={
+                "#data": A.DATA,
+                "#expiry": A.EXPIRY,
+                "#request": A.REQUEST,
+                "#queue": A.QUEUE,
+                "#settle_at": A.SETTLE_AT,
+                "#lock_expiry": A.LOCK_EXPIRY,
+                "#outcome": A.OUTCOME,
+            },
+            values={":data": {"S": data}, ":expiry": {"N": str(expires_at)}, ":completed": {"S": COMPLETED}},
+        )
+        try:
+            self._transact([{"Update": complete}, self._owners.put(link, lock.intent.caller, lock.intent.key)])
+        except _Cancelled as cancelled:
+            if cancelled.failed[0]:
+                raise LockLost() from None
+            if cancelled.failed[1]:
+                raise OwnedByAnother() from None
+            self.mark_unknown(lock)
+            raise StoreUnavailable("TransactionConflict", landed=False) from None
+        except (ClientError, BotoCoreError, StoreUnavailable) as exc:
+            self.mark_unknown(lock)
+            raise _store_error(exc) from None
+        self._completed_now(lock.intent.record_id, lock.intent.fingerprint, data, expires_at)
+
+    def release(self, lock: Lock) -> KeyState:
+        """Nothing was made: delete the record, and give the reservation back in the same write. Should the write
+        fail, the record stays bound (its lock expires, and the settler resends it)."""
+        delete = self._if_held(lock)
+        give_back = self._limits.give_back(lock.reservation) if lock.reservation else []
+        try:
+            if give_back:
+                self._transact([{"Delete": delete}, *give_back])
+            else:
+                self._client.delete_item(**delete)
+        except (_Cancelled, ClientError, BotoCoreError, StoreUnavailable) as exc:
+            _log_failed_write("the key could not be released", exc)
+            return KeyState.BOUND
+        logger.info("idempotency key released", extra={"intent_state": "released"})
+        return KeyState.RELEASED
+
+    def mark_unknown(self, lock: Lock, *, settle_in: float | None = None, resent: bool = False) -> KeyState:
+        """A link may exist: drop the lock, keep the fingerprint, and queue the intent for the settler in
+        `settle_in` seconds (SETTLE_AFTER_SECONDS unless given). Once that would pass the record's expiry the
+        intent is stranded instead: out of the settler's queue, kept for operators (STRANDED_RETENTION_SECONDS)."""
+        now = time.time()
+        settle_at = int(now + (self._settle_after_seconds if settle_in is None else settle_in))
+        stranded = settle_at >= lock.expires_at
+        expires_at = lock.expires_at + STRANDED_RETENTION_SECONDS if stranded else lock.expires_at
+        attempts = lock.attempts + (1 if resent else 0)
+        update = self._if_held(
+            lock,
+            "SET #lock_expiry = :expired, #outcome = :unknown, #queue = :queue, #settle_at = :settle_at,"
+            " #attempts = :attempts, #expiry = :expiry",
+            names={
+                "#lock_expiry": A.LOCK_EXPIRY,
+                "#outcome": A.OUTCOME,
+                "#queue": A.QUEUE,
+                "#settle_at": A.SETTLE_AT,
+                "#attempts": A.ATTEMPTS,
+                "#expiry": A.EXPIRY,
+            },
+            values={
+                ":expired": {"N": "0"},
+                ":unknown": {"S": "unknown"},
+                ":queue": {"S": STRANDED if stranded else DUE},
+                ":settle_at": {"N": str(settle_at)},
+                ":attempts": {"N": str(attempts)},
+                ":expiry": {"N": str(expires_at)},
+            },
+        )
+        try:
+            self._client.update_item(**update)
+        except (ClientError, BotoCoreError) as exc:
+            _log_failed_write("the lock could not be dropped", exc)
+            return KeyState.BOUND
+        if stranded:
+            logger.error("intent stranded: its outcome is still unknown", extra={"intent_state": "stranded"})
+        else:
+            logger.warning("idempotency key kept bound", extra={"intent_state": "unknown"})
+        return KeyState.BOUND
+
+    def spend(self, lock: Lock, problem: Problem) -> KeyState:
+        """The key will never make a link: keep `problem` to answer every retry with, and leave the settler's
+        queue. The reservation is kept (a link existed, if briefly)."""
+        body = {name: value for name, value in problem.to_dict().items() if name != "key_state"}
+        update = self._if_held(
+            lock,
+            "SET #status = :spent, #problem = :problem, #expiry = :expiry"
+            " REMOVE #request, #queue, #settle_at, #lock_expiry",
+            names={
+                "#problem": A.PROBLEM,
+                "#expiry": A.EXPIRY,
+                "#request": A.REQUEST,
+                "#queue": A.QUEUE,
+                "#settle_at": A.SETTLE_AT,
+                "#lock_expiry": A.LOCK_EXPIRY,
+            },
+            values={
+                ":spent": {"S": SPENT},
+                ":problem": {"S": json.dumps(body, sort_keys=True)},
+                ":expiry": {"N": str(int(time.time()) + self._ttl_seconds)},
+            },
+        )
+        try:
+            self._client.update_item(**update)
+        except (ClientError, BotoCoreError) as exc:
+            _log_failed_write("the spent key could not be recorded", exc)
+            return KeyState.BOUND
+        return KeyState.SPENT
+
+    def _if_held(
+        self,
+        lock: Lock,
+        update: str | None = None,
+        *,
+        names: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A write of the intent's record that applies only while `lock` is still the record's lock."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {A.ID: {"S": lock.intent.record_id}},
+            "ConditionExpression": "#status = :inprogress AND #token = :token",
+            "ExpressionAttributeNames": {"#status": A.STATUS, "#token": A.TOKEN, **(names or {})},
+            "ExpressionAttributeValues": {
+                ":inprogress": {"S": IN_PROGRESS},
+                ":token": {"S": lock.token},
+                **(values or {}),
+            },
+        }
+        if update:
+            request["UpdateExpression"] = update
+        return request
+
+    # --- the settler's side ----------------------------------------------------------------------------------------
+
+    def due(self, *, limit: int) -> list[DueIntent]:
+        """The intents due for settling, the longest due first, at most `limit`: one query of the sparse index,
+        whose cost follows what it returns (never a scan)."""
+        try:
+            answer = self._client.query(
+                TableName=self._table,
+                IndexName=SETTLE_INDEX,
+                KeyConditionExpression="#queue = :due AND #settle_at <= :now",
+                ExpressionAttributeNames={"#queue": A.QUEUE, "#settle_at": A.SETTLE_AT},
+                ExpressionAttributeValues={":due": {"S": DUE}, ":now": {"N": str(int(time.time()))}},
+                Limit=limit,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _store_error(exc) from None
+        return [
+            DueIntent(
+                record_id=item[A.ID]["S"],
+                token=item.get(A.TOKEN, {}).get("S", ""),
+                since=int(item.get(A.SINCE, {}).get("N", "0")),
+                item=item,
+            )
+            for item in answer.get("Items", [])
+        ]
+
+    def take_over_due(self, due: DueIntent, *, lock_seconds: float) -> Lock | None:
+        """Lock a due intent for the settler, exactly as its caller's retry would (the same condition: unsettled,
+        its lock expired, and unchanged since the index was read); None when a caller or another run was first,
+        or it was settled meanwhile."""
+        item = due.item
+        intent = Intent.of(item[A.CALLER]["S"], item[A.KEY]["S"], json.loads(item[A.REQUEST]["S"]))
+        if intent.record_id != due.record_id or intent.fingerprint != item[A.VALIDATION]["S"]:
+            logger.error("a queued intent does not match its record; left for operators")
+            return None
+        try:
+            return self._take_over(intent, item, lock_seconds)
+        except RequestInProgress:
+            return None
+
+    def stranded_count(self) -> int:
+        """How many intents are stranded (one query of the index's stranded partition, counted, not read)."""
+        try:
+            answer = self._client.query(
+                TableName=self._table,
+                IndexName=SETTLE_INDEX,
+                KeyConditionExpression="#queue = :stranded",
+                ExpressionAttributeNames={"#queue": A.QUEUE},
+                ExpressionAttributeValues={":stranded": {"S": STRANDED}},
+                Select="COUNT",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _store_error(exc) from None
+        return int(answer.get("Count", 0))
+
+    # --- the replay cache ------------------------------------------------------------------------------------------
+
+    def _cached_replay(self, intent: Intent) -> Created | None:
+        """A completed intent replayed from memory, with no DynamoDB call (its fingerprint still checked)."""
+        cached = self._completed.get(intent.record_id)
+        if cached is None:
+            return None
+        validation, data, expires_at = cached
+        if expires_at < time.time():
+            del self._completed[intent.record_id]
+            return None
+        if validation != intent.fingerprint:
+            raise IdempotencyKeyReused("This idempotency key was already used with a different request.").bound_to(
+                KeyState.BOUND
+            )
+        self._completed.move_to_end(intent.record_id)
+        return Created(link=json.loads(data), replayed=True)
+
+    def _remember(self, item: dict[str, Any]) -> None:
+        self._completed_now(item[A.ID]["S"], item[A.VALIDATION]["S"], item[A.DATA]["S"], int(item[A.EXPIRY]["N"]))
+
+    def _completed_now(self, record_id: str, validation: str, data: str, expires_at: int) -> None:
+        self._completed[record_id] = (validation, data, expires_at)
+        self._completed.move_to_end(record_id)
+        while len(self._completed) > LOCAL_CACHE_ITEMS:
+            self._completed.popitem(last=False)
+
+    # --- transactions ----------------------------------------------------------------------------------------------
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        """One TransactWriteItems, retried (briefly) when it met another transaction on the same items: it was then
+        not applied. `_Cancelled` says which entries' conditions failed."""
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                self._client.transact_write_items(TransactItems=items)
+                return
+            except ClientError as exc:
+                if _code(exc) != "TransactionCanceledException":
+                    raise
+                reasons = exc.response.get("CancellationReasons") or [{} for _ in items]
+                codes = [reason.get("Code", "None") for reason in reasons]
+                if "ConditionalCheckFailed" in codes:
+                    raise _Cancelled(reasons) from None
+                if attempt == TRANSACTION_ATTEMPTS or "TransactionConflict" not in codes:
+                    raise StoreUnavailable("TransactionCanceled:" + ",".join(codes), landed=False) from None
+                time.sleep(random.uniform(0.01, 0.05 * attempt))
+
+
+class _Cancelled(Exception):
+    """A transaction refused by a condition: `failed[i]` for entry i, and the item it found (when asked for)."""
+
+    def __init__(self, reasons: list[dict[str, Any]]) -> None:
+        super().__init__("transaction canceled")
+        self.failed = [reason.get("Code") == "ConditionalCheckFailed" for reason in reasons]
+        self.items: list[dict[str, Any] | None] = [reason.get("Item") for reason in reasons]
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _store_error(error: Exception) -> StoreUnavailable:
+    """What a failed write says: its error code (never the SDK's text, which can name the account and role), and
+    whether it may have landed (a timeout or a server error may have; a refusal did not)."""
+    if isinstance(error, StoreUnavailable):
+        return error
+    if isinstance(error, ClientError):
+        code = _code(error)
+        return StoreUnavailable(code, landed=code not in _NOT_APPLIED)
+    return StoreUnavailable(type(error).__name__, landed=True)
+
+
+def _store_problem(error: StoreUnavailable, key_state: KeyState) -> Problem:
+    logger.error("idempotency store failed", extra={"store_error": error.code})
+    retry = "retry with the same key" if key_state is KeyState.BOUND else "retry"
+    return DependencyUnavailable(f"The idempotency store is unavailable; {retry}.").bound_to(key_state)
+
+
+def _log_failed_write(what: str, error: Exception) -> None:
+    if isinstance(error, (LockLost, _Cancelled)) or (
+        isinstance(error, ClientError) and _code(error) == "ConditionalCheckFailedException"
+    ):
+        logger.warning("the record is not this request's lock; it is left as it is")
+        return
+    logger.error(f"{what}; the lock expires with the function", extra={"store_error": _store_error(error).code})
+
+
+def _in_progress() -> Problem:
+    return RequestInProgress("A request with this idempotency key is still being processed; retry later.").bound_to(
+        KeyState.BOUND
+    )
+
+
+def _spent_problem(item: dict[str, Any]) -> Problem:
+    """The problem a spent key was refused with, answered again."""
+    stored = json.loads(item.get(A.PROBLEM, {}).get("S", "{}"))
+    return Problem.restored(stored).bound_to(KeyState.SPENT)
