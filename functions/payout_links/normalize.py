@@ -128,7 +128,8 @@ def mismatches(request: dict[str, Any], link: dict[str, Any], *, echoed_user_id:
     whatever else the upstream echoes of the request (payee, delivery, user, tax exemption, metadata), wherever
     both sides state it. A link the upstream handed back for another request (or altered) must never reach the
     caller as theirs. Text is compared as a person reads it (case, spacing and Unicode form aside; phone numbers
-    by their digits), so that an upstream that tidies what it echoes does not strand a legitimate link."""
+    by their digits, country codes as numbers), so that an upstream that tidies what it echoes does not strand a
+    legitimate link."""
     asked_payee = request.get("payee") or {}
     asked = {
         "amount": request["amount"],
@@ -169,5 +170,10 @@ def _comparable(field: str, value: object) -> object:
     if not isinstance(value, str):
         return value
     if field.endswith(("phone_number", "country_code")):
-        return "".join(character for character in value if character.isdigit())
+        digits = "".join(character for character in value if character.isdigit())
+        if field.endswith("country_code") and digits:
+            # A number: "01", "1" and "001" are one country. Leading zeros go, rather than calling int(), which
+            # refuses a string of more than 4,300 digits (and the upstream's echo may be anything).
+            return digits.lstrip("0") or "0"
+        return digits  # a phone number's leading zero is one of its digits
     return " ".join(unicodedata.normalize("NFC", value).split()).casefold()

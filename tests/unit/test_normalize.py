@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from local_stack.dots_emulator import LINK_STATUSES
-from payout_links.normalize import UnreadableAnswer, normalize_payout_link
+from payout_links.normalize import UnreadableAnswer, mismatches, normalize_payout_link
 from tests.support import LINK_KEYS
 
 pytestmark = pytest.mark.unit
@@ -301,3 +301,91 @@ def test_the_result_always_has_exactly_the_contract_keys(answer: dict[str, Any])
     assert set(link) == LINK_KEYS
     assert isinstance(link["id"], str)
     assert isinstance(link["metadata"], dict)
+
+
+# -- what the upstream echoes, checked against the request it answers (`mismatches`) --------------------------------
+
+ASKED: dict[str, Any] = {
+    "amount": 2500,
+    "user_id": "user-7",
+    "payee": {"country_code": "1", "phone_number": "5555550123", "first_name": "Ada", "email": "ada@example.com"},
+    "delivery": {"method": "sms"},
+    "metadata": {"order": "A-1001"},
+}
+
+
+def echo_of(request: dict[str, Any], **answered: Any) -> dict[str, Any]:
+    """The upstream's answer to `request` when it echoes every field as sent, but for `answered`."""
+    payee = request.get("payee")
+    contact = {key: (payee or {}).get(key) for key in ("email", "country_code", "phone_number")}
+    return {
+        "id": "pl_1",
+        "amount": request["amount"],
+        "user_id": request.get("user_id"),
+        "payee": payee,
+        "delivery": {**request["delivery"], **contact} if "delivery" in request else None,
+        "metadata": request.get("metadata"),
+        **answered,
+    }
+
+
+def wrong_fields(request: dict[str, Any], answer: dict[str, Any]) -> list[str]:
+    return mismatches(request, normalize_payout_link(answer), echoed_user_id=answer.get("user_id"))
+
+
+def with_country_codes(asked: str, echoed: str | int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A request for a payee of country code `asked`, and an answer that echoes `echoed` for it."""
+    request = {**ASKED, "payee": {**ASKED["payee"], "country_code": asked}}
+    echoed_payee = {**ASKED["payee"], "country_code": echoed}
+    answer = echo_of(request, payee=echoed_payee, delivery={"method": "sms", "country_code": echoed})
+    return request, answer
+
+
+def test_an_answer_that_echoes_the_request_matches_it() -> None:
+    assert wrong_fields(ASKED, echo_of(ASKED)) == []
+
+
+@pytest.mark.parametrize(
+    ("asked", "echoed"),
+    [("01", "1"), ("1", "01"), ("001", "1"), ("044", "44"), ("44", "0044"), ("1", 1), ("01", 1), ("0", "00")],
+    ids=[
+        "01 and 1",
+        "1 and 01",
+        "001 and 1",
+        "044 and 44",
+        "44 and 0044",
+        "1 and the number 1",
+        "01 and 1 (a number)",
+        "0 and 00",
+    ],
+)
+def test_country_codes_are_compared_as_numbers(asked: str, echoed: str | int) -> None:
+    """Dots may echo "1" for a request that sent "01": the same country, not another link."""
+    assert wrong_fields(*with_country_codes(asked, echoed)) == []
+
+
+@pytest.mark.parametrize(
+    ("asked", "echoed"),
+    [("1", "44"), ("01", "44"), ("1", "10"), ("10", "1"), ("1", "100"), ("0", "1"), ("1", "US")],
+    ids=["1 and 44", "01 and 44", "1 and 10", "10 and 1", "1 and 100", "0 and 1", "1 and no digits"],
+)
+def test_another_country_code_is_a_mismatch(asked: str, echoed: str) -> None:
+    assert wrong_fields(*with_country_codes(asked, echoed)) == ["payee.country_code", "delivery.country_code"]
+
+
+@pytest.mark.parametrize(
+    ("asked", "echoed", "wrong"),
+    [
+        ("5555550123", "555-555-0123", []),
+        ("05555550123", "5555550123", ["payee.phone_number", "delivery.phone_number"]),
+        ("5555550123", "05555550123", ["payee.phone_number", "delivery.phone_number"]),
+    ],
+    ids=["punctuation aside", "a leading zero dropped", "a leading zero added"],
+)
+def test_phone_numbers_are_compared_as_digit_strings_not_numbers(asked: str, echoed: str, wrong: list[str]) -> None:
+    request = {**ASKED, "payee": {**ASKED["payee"], "phone_number": asked}}
+    echoed_payee = {**ASKED["payee"], "phone_number": echoed}
+
+    answer = echo_of(request, payee=echoed_payee, delivery={"method": "sms", "phone_number": echoed})
+
+    assert wrong_fields(request, answer) == wrong
