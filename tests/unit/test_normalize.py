@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -389,3 +390,59 @@ def test_phone_numbers_are_compared_as_digit_strings_not_numbers(asked: str, ech
     answer = echo_of(request, payee=echoed_payee, delivery={"method": "sms", "phone_number": echoed})
 
     assert wrong_fields(request, answer) == wrong
+
+
+COMPOSED = "Jos\u00e9 Zo\u00eb"  # é and ë as one character each (NFC)
+DECOMPOSED = "Jose\u0301 Zoe\u0308"  # e and o followed by combining accents (NFD)
+# The request with the same text in every echoed field that is text: what Dots may echo in either form.
+TEXT_REQUEST: dict[str, Any] = {
+    "amount": 2500,
+    "user_id": "user " + COMPOSED,
+    "payee": {
+        "country_code": "1",
+        "phone_number": "5555550123",
+        "first_name": COMPOSED,
+        "last_name": COMPOSED,
+        "email": "zo\u00eb@ex\u00e4mple.com",
+    },
+    "delivery": {"method": "sms"},
+    "metadata": {"caf\u00e9": COMPOSED, "order": "A-1001"},
+}
+
+
+def in_form(form: str, value: Any) -> Any:
+    """`value` with every string in it, keys included, in the Unicode normalization form `form`."""
+    if isinstance(value, str):
+        return unicodedata.normalize(form, value)
+    if isinstance(value, dict):
+        return {in_form(form, key): in_form(form, item) for key, item in value.items()}
+    return value
+
+
+def test_the_forms_differ_as_strings() -> None:
+    assert COMPOSED != DECOMPOSED
+    assert in_form("NFC", DECOMPOSED) == COMPOSED and in_form("NFD", COMPOSED) == DECOMPOSED
+
+
+@pytest.mark.parametrize(("asked", "echoed"), [("NFC", "NFD"), ("NFD", "NFC")], ids=["echoed NFD", "echoed NFC"])
+def test_text_echoed_in_the_other_normalization_form_is_no_mismatch(asked: str, echoed: str) -> None:
+    """Names, email, user and metadata (keys and values): Dots may echo either spelling of the same text."""
+    request = in_form(asked, TEXT_REQUEST)
+
+    assert wrong_fields(request, in_form(echoed, echo_of(request))) == []
+
+
+@pytest.mark.parametrize(("asked", "echoed"), [("NFC", "NFD"), ("NFD", "NFC")], ids=["echoed NFD", "echoed NFC"])
+def test_a_metadata_key_echoed_in_the_other_form_still_has_its_value_checked(asked: str, echoed: str) -> None:
+    """The key is the same text: its value must match, not go unchecked as if the upstream had left it out."""
+    request = in_form(asked, TEXT_REQUEST)
+    answer = echo_of(request, metadata=in_form(echoed, {**TEXT_REQUEST["metadata"], "caf\u00e9": "another"}))
+
+    assert wrong_fields(request, answer) == ["metadata.caf\u00e9"]
+
+
+def test_other_text_in_either_form_is_a_mismatch() -> None:
+    request = in_form("NFD", TEXT_REQUEST)
+    answer = echo_of(request, payee={**request["payee"], "first_name": "Jos\u00e8 Zo\u00eb"})  # è, not é
+
+    assert wrong_fields(request, answer) == ["payee.first_name"]
