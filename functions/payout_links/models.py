@@ -3,12 +3,15 @@
 The request model mirrors the Dots create-payout-link contract and is strict: JSON types must match exactly
 (`10.5`, `"100"` and `true` are not amounts) and unknown fields are rejected so that typos surface. An explicit
 `null` on an optional field means the same as leaving the field out. No string that is forwarded may hold a
-control character or a line separator.
+control character or a line separator. Every free-text string is held in Unicode normalization form C (NFC)
+from the moment it is read, so that text written composed (`é`, U+00E9) or decomposed (`e` and U+0301) is one
+request: one fingerprint, one upstream key, one payload forwarded.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
@@ -42,24 +45,35 @@ def _refuse_controls(value: object) -> object:
     return value
 
 
-# The last annotation of every string type that is forwarded upstream. A before-validator wraps the type's own
-# constraints, so it runs first and the error names the control character rather than a length or a format. The
-# patterns refuse them too: that is what the OpenAPI document shows, where a validator does not appear.
-NoControls = BeforeValidator(_refuse_controls)
+def _composed(value: object) -> object:
+    return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
 
-UserId = Annotated[str, Field(min_length=1, max_length=100, pattern=_PLAIN_TEXT), NoControls]
-Name = Annotated[str, Field(min_length=1, max_length=100, pattern=_PLAIN_TEXT), NoControls]
+
+# On every string type that is forwarded upstream. A before-validator wraps the type's own constraints and the
+# annotations before it, so it runs before them: the error names the control character rather than a length or a
+# format. The patterns refuse them too: that is what the OpenAPI document shows, where a validator does not appear.
+NoControls = BeforeValidator(_refuse_controls)
+# The last annotation of every free-text string type, so it runs first of all: nothing (the control check, the
+# pattern, the length, the fingerprint, the upstream) sees the text as sent, only its NFC form. Length limits
+# (max_length, and the email's 64-character local part) count the code points of the NFC text, what is forwarded:
+# `é` counts one however it was sent, and the rare character that NFC decomposes (U+0958) counts two. NFC, not
+# NFKC: compatibility characters (a no-break space, a ligature) are the caller's to choose and are kept.
+Composed = BeforeValidator(_composed)
+
+UserId = Annotated[str, Field(min_length=1, max_length=100, pattern=_PLAIN_TEXT), NoControls, Composed]
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=_PLAIN_TEXT), NoControls, Composed]
 Email = Annotated[
     str,
     Field(max_length=254, pattern=rf"^{_EMAIL_CHARACTER}{{1,64}}@{_EMAIL_CHARACTER}+\.{_EMAIL_CHARACTER}+$"),
     NoControls,
+    Composed,
 ]
 CountryCode = Annotated[str, Field(pattern=r"^[0-9]{1,3}$"), NoControls]
 PhoneNumber = Annotated[str, Field(pattern=r"^[0-9]{4,15}$"), NoControls]
-Message = Annotated[str, Field(min_length=1, max_length=500, pattern=_PLAIN_TEXT), NoControls]
-Memo = Annotated[str, Field(max_length=500, pattern=_PLAIN_TEXT), NoControls]
-MetadataKey = Annotated[str, Field(min_length=1, max_length=40, pattern=_PLAIN_TEXT), NoControls]
-MetadataValue = Annotated[str, Field(max_length=500, pattern=_PLAIN_TEXT), NoControls]
+Message = Annotated[str, Field(min_length=1, max_length=500, pattern=_PLAIN_TEXT), NoControls, Composed]
+Memo = Annotated[str, Field(max_length=500, pattern=_PLAIN_TEXT), NoControls, Composed]
+MetadataKey = Annotated[str, Field(min_length=1, max_length=40, pattern=_PLAIN_TEXT), NoControls, Composed]
+MetadataValue = Annotated[str, Field(max_length=500, pattern=_PLAIN_TEXT), NoControls, Composed]
 
 # Exactly an int or a bool, never a value that could be converted to one ("100", 1.0, 1).
 StrictInt = Annotated[int, Field(strict=True)]
@@ -130,6 +144,19 @@ class CreatePayoutLinkRequest(_StrictModel):
     memo: Memo | None = None
     idempotency_key: uuid.UUID | None = None
     payout_fee_party: PayoutFeeParty | None = None
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _one_key_per_text(cls, value: object) -> object:
+        # Composed, two spellings of one key would become one key, and one of their values would be dropped.
+        if isinstance(value, dict):
+            seen: set[object] = set()
+            for key in value:
+                text = _composed(key)
+                if text in seen:
+                    raise ValueError(f"the key {text!r} is given twice, in two Unicode spellings")
+                seen.add(text)
+        return value
 
     @field_validator("force_collect_compliance_information")
     @classmethod

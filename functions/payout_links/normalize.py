@@ -128,7 +128,8 @@ def mismatches(request: dict[str, Any], link: dict[str, Any], *, echoed_user_id:
     whatever else the upstream echoes of the request (payee, delivery, user, tax exemption, metadata), wherever
     both sides state it. A link the upstream handed back for another request (or altered) must never reach the
     caller as theirs. Text is compared as a person reads it (case, spacing and Unicode form aside; phone numbers
-    by their digits), so that an upstream that tidies what it echoes does not strand a legitimate link."""
+    by their digits, country codes as numbers), so that an upstream that tidies what it echoes does not strand a
+    legitimate link. Metadata keys are matched in either Unicode form, so that an echoed value is always checked."""
     asked_payee = request.get("payee") or {}
     asked = {
         "amount": request["amount"],
@@ -137,7 +138,7 @@ def mismatches(request: dict[str, Any], link: dict[str, Any], *, echoed_user_id:
         **{f"payee.{key}": value for key, value in asked_payee.items()},
         "delivery.method": (request.get("delivery") or {}).get("method"),
         **{f"delivery.{key}": asked_payee.get(key) for key in ("email", "country_code", "phone_number")},
-        **{f"metadata.{key}": value for key, value in (request.get("metadata") or {}).items()},
+        **{f"metadata.{_nfc(key)}": value for key, value in (request.get("metadata") or {}).items()},
     }
     echoed = {
         "amount": link["amount"],
@@ -145,7 +146,7 @@ def mismatches(request: dict[str, Any], link: dict[str, Any], *, echoed_user_id:
         "tax_exempt": link["tax_exempt"],
         **{f"payee.{key}": value for key, value in (link["payee"] or {}).items()},
         **{f"delivery.{key}": value for key, value in (link["delivery"] or {}).items()},
-        **{f"metadata.{key}": value for key, value in link["metadata"].items()},
+        **{f"metadata.{_nfc(key)}": value for key, value in link["metadata"].items()},
     }
     wrong = [] if link["amount"] == request["amount"] else ["amount"]
     for field, value in asked.items():
@@ -169,5 +170,16 @@ def _comparable(field: str, value: object) -> object:
     if not isinstance(value, str):
         return value
     if field.endswith(("phone_number", "country_code")):
-        return "".join(character for character in value if character.isdigit())
-    return " ".join(unicodedata.normalize("NFC", value).split()).casefold()
+        digits = "".join(character for character in value if character.isdigit())
+        if field.endswith("country_code") and digits:
+            # A number: "01", "1" and "001" are one country. Leading zeros go, rather than calling int(), which
+            # refuses a string of more than 4,300 digits (and the upstream's echo may be anything).
+            return digits.lstrip("0") or "0"
+        return digits  # a phone number's leading zero is one of its digits
+    return " ".join(_nfc(value).split()).casefold()
+
+
+def _nfc(text: str) -> str:
+    """The text in Unicode normalization form C: one spelling of what may be written composed (U+00E9) or
+    decomposed (e, U+0301), as the request models hold it."""
+    return unicodedata.normalize("NFC", text)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from payout_links import idempotency
 from payout_links.models import CreatePayoutLinkRequest, PayoutLink, parse_create_request, parse_partner_event
 from payout_links.problems import MalformedJson, ValidationFailed
 from tests.support import LINK_KEYS
@@ -238,6 +240,7 @@ FORWARDED_STRINGS: dict[str, Callable[[str], tuple[dict[str, Any], str]]] = {
     "metadata key": lambda text: (with_user(metadata={f"or{text}der": "A-1001"}), f"#/metadata/or{text}der"),
     "metadata value": lambda text: (with_user(metadata={"order": f"A-{text}1001"}), "#/metadata/order"),
 }
+DIGIT_STRINGS = ("payee.country_code", "payee.phone_number")
 
 
 @pytest.mark.parametrize("character", list(CONTROL_CHARACTERS.values()), ids=list(CONTROL_CHARACTERS))
@@ -320,6 +323,127 @@ def test_ordinary_non_ascii_text_is_accepted_and_forwarded_as_sent(text: str) ->
     )
 
     assert parse(body).upstream_payload() == forwarded(body)
+
+
+# -- one request however its text is written: every free-text string is held in Unicode normalization form C ----
+
+COMPOSED_E, DECOMPOSED_E = "\u00e9", "e\u0301"  # é as one character, and as e with a combining acute accent
+# Every free-text string of the body: what `FORWARDED_STRINGS` names, but for the two made of digits only.
+FREE_TEXT = {name: build for name, build in FORWARDED_STRINGS.items() if name not in DIGIT_STRINGS}
+SPELLED = {
+    "amount": 2500,
+    "user_id": "Jos\u00e9-7",
+    "payee": {
+        "country_code": "1",
+        "phone_number": "5555550123",
+        "first_name": "Jos\u00e9",
+        "last_name": "N\u00fa\u00f1ez Zo\u00eb",
+        "email": "jos\u00e9@ex\u00e4mple.com",
+    },
+    "delivery": {"method": "all", "message": "\u00a1Tu pago est\u00e1 listo, Jos\u00e9!"},
+    "memo": "Caf\u00e9 cr\u00e8me, \ud55c\uad6d\uc5b4",  # Hangul syllables compose from jamo too
+    "metadata": {"caf\u00e9": "cr\u00e8me br\u00fbl\u00e9e", "order": "A-1001"},
+}
+
+
+def spelled(form: str, value: Any) -> Any:
+    """`value` with every string in it, keys included, in the Unicode normalization form `form`."""
+    if isinstance(value, str):
+        return unicodedata.normalize(form, value)
+    if isinstance(value, dict):
+        return {spelled(form, key): spelled(form, item) for key, item in value.items()}
+    return value
+
+
+def test_the_two_spellings_differ_byte_for_byte() -> None:
+    assert raw(spelled("NFC", SPELLED)) != raw(spelled("NFD", SPELLED))
+    assert spelled("NFC", SPELLED) == SPELLED
+
+
+@pytest.mark.parametrize("field", list(FREE_TEXT))
+def test_every_free_text_field_is_held_composed_however_it_was_written(field: str) -> None:
+    composed, _ = FREE_TEXT[field](COMPOSED_E)
+    decomposed, _ = FREE_TEXT[field](DECOMPOSED_E)
+
+    payload = parse(decomposed).upstream_payload()
+
+    assert payload == parse(composed).upstream_payload() == forwarded(composed)
+    assert "\u0301" not in json.dumps(payload, ensure_ascii=False)
+
+
+def test_composed_and_decomposed_bodies_are_one_intent() -> None:
+    """One payload forwarded, one fingerprint, one upstream key: the second spelling replays the first."""
+    composed, decomposed = parse(SPELLED).upstream_payload(), parse(spelled("NFD", SPELLED)).upstream_payload()
+
+    assert decomposed == composed == forwarded(SPELLED)
+    assert idempotency.fingerprint(decomposed) == idempotency.fingerprint(composed)
+    assert idempotency.upstream_key("user:user-1", KEY, idempotency.fingerprint(decomposed)) == (
+        idempotency.upstream_key("user:user-1", KEY, idempotency.fingerprint(composed))
+    )
+
+
+def test_a_partner_events_data_is_held_composed_too() -> None:
+    event = {"type": "payout_link.create", "timestamp": "2026-11-24T23:50:00Z", "data": spelled("NFD", SPELLED)}
+
+    assert parse_partner_event(raw(event), max_amount_cents=CAP).data.upstream_payload() == forwarded(SPELLED)
+
+
+# Each limited free-text string: a body with `text` as (part of) the field's value, the field's limit in
+# characters, and where an error points.
+LIMITED: dict[str, tuple[Callable[[str], dict[str, Any]], int, str]] = {
+    "user_id": (lambda text: with_user(user_id=text), 100, "#/user_id"),
+    "payee.first_name": (lambda text: with_payee({**PAYEE, "first_name": text}), 100, "#/payee/first_name"),
+    "payee.last_name": (lambda text: with_payee({**PAYEE, "last_name": text}), 100, "#/payee/last_name"),
+    "payee.email local part": (
+        lambda text: with_payee({**PAYEE, "email": f"{text}@example.com"}),
+        64,
+        "#/payee/email",
+    ),
+    "delivery.message": (
+        lambda text: with_user(delivery={"method": "link", "message": text}),
+        500,
+        "#/delivery/message",
+    ),
+    "memo": (lambda text: with_user(memo=text), 500, "#/memo"),
+    "metadata key": (lambda text: with_user(metadata={text: "v"}), 40, "#/metadata/{text}"),
+    "metadata value": (lambda text: with_user(metadata={"order": text}), 500, "#/metadata/order"),
+}
+
+
+@pytest.mark.parametrize("field", list(LIMITED))
+def test_length_limits_count_the_composed_text(field: str) -> None:
+    """`é` written decomposed is two code points, and one character once composed: it counts as one."""
+    body, limit, pointer = LIMITED[field]
+
+    at_the_limit = parse(body(DECOMPOSED_E * limit))  # twice the limit in code points, as sent
+    with pytest.raises(ValidationFailed) as caught:
+        parse(body(DECOMPOSED_E * (limit + 1)))
+
+    assert at_the_limit.upstream_payload() == forwarded(body(COMPOSED_E * limit))
+    assert [error.pointer for error in caught.value.errors] == [pointer.format(text=DECOMPOSED_E * (limit + 1))]
+
+
+def test_length_limits_count_the_composed_text_even_where_it_is_longer() -> None:
+    """A few characters have no composed form of their own (U+0958, Devanagari qa, is क and a nukta in NFC):
+    what is counted is what is forwarded."""
+    assert unicodedata.normalize("NFC", "\u0958") == "\u0915\u093c"
+    assert parse(with_payee({**PAYEE, "first_name": "\u0958" * 50})).payee is not None
+
+    with pytest.raises(ValidationFailed) as caught:
+        parse(with_payee({**PAYEE, "first_name": "\u0958" * 51}))
+
+    assert [error.pointer for error in caught.value.errors] == ["#/payee/first_name"]
+
+
+def test_metadata_keys_that_are_one_text_in_two_spellings_are_refused() -> None:
+    """Composed, they would be one key, and one of the two values would be dropped without a word."""
+    body = with_user(metadata={"caf" + COMPOSED_E: "A-1", "caf" + DECOMPOSED_E: "A-2"})
+
+    with pytest.raises(ValidationFailed) as caught:
+        parse(body)
+
+    assert [error.pointer for error in caught.value.errors] == ["#/metadata"]
+    assert "caf" + COMPOSED_E in caught.value.errors[0].detail
 
 
 def free_text_schemas(node: Any) -> Iterator[dict[str, Any]]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from local_stack.dots_emulator import LINK_STATUSES
-from payout_links.normalize import UnreadableAnswer, normalize_payout_link
+from payout_links.normalize import UnreadableAnswer, mismatches, normalize_payout_link
 from tests.support import LINK_KEYS
 
 pytestmark = pytest.mark.unit
@@ -301,3 +302,147 @@ def test_the_result_always_has_exactly_the_contract_keys(answer: dict[str, Any])
     assert set(link) == LINK_KEYS
     assert isinstance(link["id"], str)
     assert isinstance(link["metadata"], dict)
+
+
+# -- what the upstream echoes, checked against the request it answers (`mismatches`) --------------------------------
+
+ASKED: dict[str, Any] = {
+    "amount": 2500,
+    "user_id": "user-7",
+    "payee": {"country_code": "1", "phone_number": "5555550123", "first_name": "Ada", "email": "ada@example.com"},
+    "delivery": {"method": "sms"},
+    "metadata": {"order": "A-1001"},
+}
+
+
+def echo_of(request: dict[str, Any], **answered: Any) -> dict[str, Any]:
+    """The upstream's answer to `request` when it echoes every field as sent, but for `answered`."""
+    payee = request.get("payee")
+    contact = {key: (payee or {}).get(key) for key in ("email", "country_code", "phone_number")}
+    return {
+        "id": "pl_1",
+        "amount": request["amount"],
+        "user_id": request.get("user_id"),
+        "payee": payee,
+        "delivery": {**request["delivery"], **contact} if "delivery" in request else None,
+        "metadata": request.get("metadata"),
+        **answered,
+    }
+
+
+def wrong_fields(request: dict[str, Any], answer: dict[str, Any]) -> list[str]:
+    return mismatches(request, normalize_payout_link(answer), echoed_user_id=answer.get("user_id"))
+
+
+def with_country_codes(asked: str, echoed: str | int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A request for a payee of country code `asked`, and an answer that echoes `echoed` for it."""
+    request = {**ASKED, "payee": {**ASKED["payee"], "country_code": asked}}
+    echoed_payee = {**ASKED["payee"], "country_code": echoed}
+    answer = echo_of(request, payee=echoed_payee, delivery={"method": "sms", "country_code": echoed})
+    return request, answer
+
+
+def test_an_answer_that_echoes_the_request_matches_it() -> None:
+    assert wrong_fields(ASKED, echo_of(ASKED)) == []
+
+
+@pytest.mark.parametrize(
+    ("asked", "echoed"),
+    [("01", "1"), ("1", "01"), ("001", "1"), ("044", "44"), ("44", "0044"), ("1", 1), ("01", 1), ("0", "00")],
+    ids=[
+        "01 and 1",
+        "1 and 01",
+        "001 and 1",
+        "044 and 44",
+        "44 and 0044",
+        "1 and the number 1",
+        "01 and 1 (a number)",
+        "0 and 00",
+    ],
+)
+def test_country_codes_are_compared_as_numbers(asked: str, echoed: str | int) -> None:
+    """Dots may echo "1" for a request that sent "01": the same country, not another link."""
+    assert wrong_fields(*with_country_codes(asked, echoed)) == []
+
+
+@pytest.mark.parametrize(
+    ("asked", "echoed"),
+    [("1", "44"), ("01", "44"), ("1", "10"), ("10", "1"), ("1", "100"), ("0", "1"), ("1", "US")],
+    ids=["1 and 44", "01 and 44", "1 and 10", "10 and 1", "1 and 100", "0 and 1", "1 and no digits"],
+)
+def test_another_country_code_is_a_mismatch(asked: str, echoed: str) -> None:
+    assert wrong_fields(*with_country_codes(asked, echoed)) == ["payee.country_code", "delivery.country_code"]
+
+
+@pytest.mark.parametrize(
+    ("asked", "echoed", "wrong"),
+    [
+        ("5555550123", "555-555-0123", []),
+        ("05555550123", "5555550123", ["payee.phone_number", "delivery.phone_number"]),
+        ("5555550123", "05555550123", ["payee.phone_number", "delivery.phone_number"]),
+    ],
+    ids=["punctuation aside", "a leading zero dropped", "a leading zero added"],
+)
+def test_phone_numbers_are_compared_as_digit_strings_not_numbers(asked: str, echoed: str, wrong: list[str]) -> None:
+    request = {**ASKED, "payee": {**ASKED["payee"], "phone_number": asked}}
+    echoed_payee = {**ASKED["payee"], "phone_number": echoed}
+
+    answer = echo_of(request, payee=echoed_payee, delivery={"method": "sms", "phone_number": echoed})
+
+    assert wrong_fields(request, answer) == wrong
+
+
+COMPOSED = "Jos\u00e9 Zo\u00eb"  # é and ë as one character each (NFC)
+DECOMPOSED = "Jose\u0301 Zoe\u0308"  # e and o followed by combining accents (NFD)
+# The request with the same text in every echoed field that is text: what Dots may echo in either form.
+TEXT_REQUEST: dict[str, Any] = {
+    "amount": 2500,
+    "user_id": "user " + COMPOSED,
+    "payee": {
+        "country_code": "1",
+        "phone_number": "5555550123",
+        "first_name": COMPOSED,
+        "last_name": COMPOSED,
+        "email": "zo\u00eb@ex\u00e4mple.com",
+    },
+    "delivery": {"method": "sms"},
+    "metadata": {"caf\u00e9": COMPOSED, "order": "A-1001"},
+}
+
+
+def in_form(form: str, value: Any) -> Any:
+    """`value` with every string in it, keys included, in the Unicode normalization form `form`."""
+    if isinstance(value, str):
+        return unicodedata.normalize(form, value)
+    if isinstance(value, dict):
+        return {in_form(form, key): in_form(form, item) for key, item in value.items()}
+    return value
+
+
+def test_the_forms_differ_as_strings() -> None:
+    assert COMPOSED != DECOMPOSED
+    assert in_form("NFC", DECOMPOSED) == COMPOSED and in_form("NFD", COMPOSED) == DECOMPOSED
+
+
+@pytest.mark.parametrize(("asked", "echoed"), [("NFC", "NFD"), ("NFD", "NFC")], ids=["echoed NFD", "echoed NFC"])
+def test_text_echoed_in_the_other_normalization_form_is_no_mismatch(asked: str, echoed: str) -> None:
+    """Names, email, user and metadata (keys and values): Dots may echo either spelling of the same text."""
+    request = in_form(asked, TEXT_REQUEST)
+
+    assert wrong_fields(request, in_form(echoed, echo_of(request))) == []
+
+
+@pytest.mark.parametrize(("asked", "echoed"), [("NFC", "NFD"), ("NFD", "NFC")], ids=["echoed NFD", "echoed NFC"])
+def test_a_metadata_key_echoed_in_the_other_form_still_has_its_value_checked(asked: str, echoed: str) -> None:
+    """The key is the same text: its value must match, not go unchecked as if the upstream had left it out."""
+    request = in_form(asked, TEXT_REQUEST)
+    answer = echo_of(request, metadata=in_form(echoed, {**TEXT_REQUEST["metadata"], "caf\u00e9": "another"}))
+
+    assert wrong_fields(request, answer) == ["metadata.caf\u00e9"]
+
+
+def test_other_text_in_either_form_is_a_mismatch() -> None:
+    request = in_form("NFD", TEXT_REQUEST)
+    answer = echo_of(request, payee={**request["payee"], "first_name": "Jos\u00e8 Zo\u00eb"})  # è, not é
+
+    assert wrong_fields(request, answer) == ["payee.first_name"]
