@@ -47,8 +47,10 @@ from payout_links.observability import MetricUnit, logger, metrics
 from payout_links.outcomes import CreateFailed, Outcome
 from payout_links.owners import LinkOwners
 from payout_links.problems import (
+    DependencyUnavailable,
     NotCancelable,
     Problem,
+    RequestInProgress,
     UpstreamFailed,
     UpstreamLinkConflict,
     UpstreamMismatch,
@@ -56,7 +58,16 @@ from payout_links.problems import (
     UpstreamTimedOut,
 )
 from payout_links.settings import get_settings
-from payout_links.store import Created, DueIntent, IntentStore, KeyState, Lock, LockLost, OwnedByAnother
+from payout_links.store import (
+    Created,
+    DueIntent,
+    IntentStore,
+    KeyState,
+    Lock,
+    LockLost,
+    OwnedByAnother,
+    StoreUnavailable,
+)
 from payout_links.upstream import PayoutApiClient
 
 # Time kept back from the function's deadline to record the result and answer after the upstream returns: the
@@ -122,11 +133,12 @@ class PayoutLinkService:
         except OwnedByAnother:
             raise self._owned_by_another(lock) from None
         except LockLost:
-            # Another request of the same intent took over after this one's lock expired: it completes the link.
-            problem: Problem = UpstreamTimedOut("The payout link is being recorded by a retry of this request; retry.")
+            # Another request of the same intent took over after this one's lock expired: it records the link.
+            problem: Problem = RequestInProgress("A retry of this request is recording the payout link; retry later.")
             raise CreateFailed(problem.bound_to(KeyState.BOUND), Outcome.UNKNOWN) from None
-        except Exception:
-            problem = Problem("The payout link could not be recorded; retry with the same key.")
+        except StoreUnavailable:
+            # The link exists and the lock was dropped: the same body gets the same link again, and records it.
+            problem = DependencyUnavailable("The idempotency store is unavailable; retry with the same key.")
             raise CreateFailed(problem.bound_to(KeyState.BOUND), Outcome.UNKNOWN) from None
         return Created(link=link)
 

@@ -137,8 +137,6 @@ AMBIGUOUS_FAILURES = {
         502,
         "upstream-failed",
     ),
-    # Two answers that misstate the amount: the first create's, and its first retry's.
-    "mismatching-2xx": ({"link_overrides": {"amount": 1.0}, "count": 2}, 1, 502, "upstream-mismatch"),
 }
 
 
@@ -155,16 +153,12 @@ def test_an_ambiguous_failure_keeps_the_key_bound_and_the_retry_gets_the_one_lin
 
     assert first.status == status and first.is_problem(), first.body
     assert first.json()["type"] == PROBLEM_TYPE_PREFIX + slug
-    assert upstream.stats()["requests"] == requests  # every fault was used up by the first create (but a mismatch's)
+    assert first.json()["key_state"] == "bound"
+    assert upstream.stats()["requests"] == requests  # every fault was used up by the first create
     link_id = only_link_id(upstream)
 
     reused = function.create(payout_body(amount=2600), key=key)
     assert reused.status == 422 and reused.json()["type"] == PROBLEM_TYPE_PREFIX + "idempotency-key-reused"
-
-    if mode == "mismatching-2xx":
-        # While the upstream keeps misstating the link, no retry can vouch for it: the same 502, never a 201.
-        again = function.create(key=key)
-        assert again.status == 502 and again.json()["type"] == PROBLEM_TYPE_PREFIX + "upstream-mismatch"
 
     retry = function.create(key=key)
     assert retry.status == 201, retry.body
@@ -502,20 +496,68 @@ def test_credentials_rejected_twice(function, upstream):
 # -- a key that was bound stays bound -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("then", [{"status": 429}, {"status": 422}], ids=["then-rate-limited", "then-rejected"])
-def test_a_retry_that_creates_nothing_does_not_release_a_key_whose_link_may_exist(function, upstream, then):
+def test_a_link_that_does_not_match_is_canceled_and_its_key_spent(function, upstream):
+    """The upstream made the link but answers with another amount: no one is ever handed that link, so the proxy
+    cancels it; the key can never make another (the same body gets the same 502, without the upstream; another
+    body is refused), and the caller's next request, under a new key, makes the one live link."""
+    key = new_key()
+    upstream.inject({"link_overrides": {"amount": 1.0}})
+
+    first = function.create(key=key)
+
+    assert first.status == 502 and first.json()["type"] == PROBLEM_TYPE_PREFIX + "upstream-mismatch"
+    assert first.json()["key_state"] == "spent" and "canceled" in first.json()["detail"]
+    mismatched = only_link_id(upstream)
+    assert upstream.link(mismatched)["status"] == "canceled"
+    requests = upstream.stats()["requests"]
+
+    again = function.create(key=key)
+    assert again.status == 502 and again.json()["key_state"] == "spent"
+    assert function.create(payout_body(amount=2600), key=key).status == 422
+    assert upstream.stats()["requests"] == requests  # a spent key never reaches the upstream again
+
+    anew = function.create(key=new_key())
+    assert anew.status == 201 and anew.json()["id"] != mismatched
+    assert links_created(upstream) == 2
+
+
+@pytest.mark.parametrize(
+    ("then", "answer"),
+    [({"status": 429}, 429), ({"status": 401, "count": 2}, 502)],
+    ids=["then-rate-limited", "then-401"],
+)
+def test_a_retry_that_creates_nothing_does_not_release_a_key_whose_link_may_exist(function, upstream, then, answer):
     """The first attempt may have made the link (a 500 after the create); the retry of the same body is refused
-    outright. The key must stay with the first body: only "nothing was created, ever" releases it."""
+    before the upstream looked at it (rate limited, credentials rejected). That proves nothing about the first
+    attempt: the key must stay with the first body."""
     function.set_env(PAYOUT_API_MAX_ATTEMPTS="1")
     key = new_key()
     upstream.inject({"status": 500, "after_create": True}, then)
 
     assert function.create(key=key).status == 502
-    assert function.create(key=key).status == then["status"]
+    refused = function.create(key=key)
+    assert refused.status == answer and refused.json()["key_state"] == "bound"
 
     assert function.create(payout_body(amount=9_999), key=key).status == 422
     retry = function.create(key=key)
     assert retry.status == 201 and retry.json()["id"] == only_link_id(upstream)
+    assert links_created(upstream) == 1
+
+
+def test_a_refusal_the_upstream_judged_releases_a_key_whose_first_attempt_failed(function, upstream):
+    """A 500 before the create, then the same body refused with 422: the upstream looked the derived key up and
+    judged the request (it returns the existing link for a known key), so no link exists under it: the key is
+    released, and a corrected body may use it."""
+    function.set_env(PAYOUT_API_MAX_ATTEMPTS="1")
+    key = new_key()
+    upstream.inject({"status": 500}, {"status": 422})
+
+    assert function.create(key=key).json()["key_state"] == "bound"
+    refused = function.create(key=key)
+    assert refused.status == 422 and refused.json()["key_state"] == "released"
+
+    corrected = function.create(payout_body(amount=2600), key=key)
+    assert corrected.status == 201 and corrected.json()["amount"] == 2600
     assert links_created(upstream) == 1
 
 

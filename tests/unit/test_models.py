@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from payout_links import idempotency
+from payout_links import intent
 from payout_links.models import CreatePayoutLinkRequest, PayoutLink, parse_create_request, parse_partner_event
 from payout_links.problems import MalformedJson, ValidationFailed
 from tests.support import LINK_KEYS
@@ -376,9 +376,9 @@ def test_composed_and_decomposed_bodies_are_one_intent() -> None:
     composed, decomposed = parse(SPELLED).upstream_payload(), parse(spelled("NFD", SPELLED)).upstream_payload()
 
     assert decomposed == composed == forwarded(SPELLED)
-    assert idempotency.fingerprint(decomposed) == idempotency.fingerprint(composed)
-    assert idempotency.upstream_key("user:user-1", KEY, idempotency.fingerprint(decomposed)) == (
-        idempotency.upstream_key("user:user-1", KEY, idempotency.fingerprint(composed))
+    assert intent.fingerprint(decomposed) == intent.fingerprint(composed)
+    assert intent.upstream_key("user:user-1", KEY, intent.fingerprint(decomposed)) == (
+        intent.upstream_key("user:user-1", KEY, intent.fingerprint(composed))
     )
 
 
