@@ -1,11 +1,13 @@
 """Each caller's limits against DynamoDB (the moto server, the idempotency table made from the template): the
 reserve entries pass within the limits and fail the write that would overshoot, concurrent creates never
-overshoot, a give-back restores room, a refusal names its limit and the time left in its window, and the overrides
-are read once per max age."""
+overshoot, a give-back restores room, a refusal names its limit and the time left in its window, and an override
+set by the operator command applies once the container's copy is older than its max age."""
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,8 +17,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local_stack.core.aws_resources import clients
-from payout_links.limits import CallerLimits, Reservation, caller_hash
+from payout_links.limits import OVERRIDES_ID, CallerLimit, CallerLimits, Reservation, caller_hash
 from payout_links.problems import DependencyUnavailable, Limit
+from scripts import caller_limits as command
 
 pytestmark = pytest.mark.integration
 
@@ -255,6 +258,41 @@ def test_limits_that_are_off_reserve_nothing(dynamodb, table):
     assert limits(dynamodb, table, daily=0, hourly=0).give_back(reservation) == []
 
 
+def test_an_override_set_by_the_command_applies_once_the_cached_copy_is_older_than_its_max_age(dynamodb, table, capsys):
+    clock, caller = Clock(), new_caller()
+    caller_limits = limits(dynamodb, table, daily=10_000, hourly=5, clock=clock, max_age=60)
+    assert caller_limits.limit_for(caller) == CallerLimit(daily_amount_cents=10_000, hourly_links=5)
+
+    assert command.main(["set", "--caller", caller, "--daily-amount-cents", "500", "--table", table]) == 0
+    clock.now += 59
+    assert caller_limits.limit_for(caller) == CallerLimit(10_000, 5)  # the container's copy, still fresh
+    clock.now += 1
+    assert caller_limits.limit_for(caller) == CallerLimit(500, 5)
+    assert reserve(dynamodb, table, caller_limits, caller, 600)[1] == [True, False]
+
+    # The hourly limit off for this caller alone: its reserve has the day's entry only.
+    assert command.main(["set", "--caller", caller, "--hourly-links", "0", "--table", table]) == 0
+    clock.now += 60
+    assert caller_limits.limit_for(caller) == CallerLimit(500, 0)  # the daily override kept
+    reservation, entries = caller_limits.reserve(caller, 100)
+    assert reservation.hour_counter is None and len(entries) == 1
+
+    assert command.main(["remove", "--caller", caller, "--table", table]) == 0
+    clock.now += 60
+    assert caller_limits.limit_for(caller) == CallerLimit(10_000, 5)
+    assert caller_limits.limit_for(new_caller()) == CallerLimit(10_000, 5)  # others never changed
+
+
+def test_an_override_turns_limits_on_for_one_caller_while_the_defaults_are_off(dynamodb, table):
+    caller = new_caller()
+    command.main(["set", "--caller", caller, "--hourly-links", "1", "--table", table])
+    caller_limits = limits(dynamodb, table, daily=0, hourly=0)
+
+    assert reserve(dynamodb, table, caller_limits, caller, 100)[1] is None
+    assert reserve(dynamodb, table, caller_limits, caller, 100)[1] == [True]
+    assert caller_limits.reserve(new_caller(), 100)[1] == []
+
+
 def test_a_warm_create_reads_the_overrides_once_per_max_age(aws_endpoint, table):
     client = clients(aws_endpoint, "us-east-1")[0]
     reads: list[str] = []
@@ -276,3 +314,32 @@ def test_an_unreadable_overrides_item_is_a_503(dynamodb):
 
     with pytest.raises(DependencyUnavailable):
         caller_limits.reserve(new_caller(), 100)
+
+
+def test_the_overrides_item_is_one_item_of_the_idempotency_table(dynamodb, table):
+    caller = new_caller()
+    command.main(["set", "--caller", caller, "--daily-amount-cents", "700", "--hourly-links", "3", "--table", table])
+
+    item = dynamodb.get_item(TableName=table, Key={"id": {"S": OVERRIDES_ID}}, ConsistentRead=True)["Item"]
+
+    assert item["callers"]["M"][caller] == {"M": {"daily_amount_cents": {"N": "700"}, "hourly_links": {"N": "3"}}}
+
+
+def test_show_gives_a_callers_override_and_what_it_used_of_the_current_windows(dynamodb, table, capsys):
+    caller = new_caller()
+    command.main(["set", "--caller", caller, "--hourly-links", "9", "--table", table])
+    caller_limits = limits(dynamodb, table, clock=time.time, max_age=0)
+    for amount in (1_200, 300):
+        assert reserve(dynamodb, table, caller_limits, caller, amount)[1] is None
+    capsys.readouterr()
+
+    assert command.main(["show", "--caller", caller, "--table", table]) == 0
+    shown = json.loads(capsys.readouterr().out)
+
+    assert shown["override"] == {"hourly_links": 9}
+    assert shown["usage"]["daily-amount"]["amount"] == 1_500
+    assert shown["usage"]["hourly-links"]["links"] == 2
+    assert command.main(["remove", "--caller", caller, "--table", table]) == 0
+    assert json.loads(capsys.readouterr().out) == {"caller": caller, "removed": True}
+    assert command.main(["remove", "--caller", caller, "--table", table]) == 0  # nothing left: says so, no error
+    assert json.loads(capsys.readouterr().out) == {"caller": caller, "removed": False}
