@@ -59,6 +59,13 @@ METRIC = "LimitExceeded"
 # A condition no item can meet: the reserve of an amount that exceeds the limit on its own.
 _NEVER = "attribute_exists(#id) AND attribute_not_exists(#id)"
 _WITHIN = "attribute_not_exists(#total) OR #total <= :room"
+# What a refused caller reads, by the limit that refused it.
+_REFUSALS = {
+    Limit.DAILY_AMOUNT: "This payout would take the caller past the amount it may pay out per day; the day ends at "
+    "00:00 UTC.",
+    Limit.HOURLY_LINKS: "The caller has created as many payout links as it may this hour; the hour ends on the hour, "
+    "UTC.",
+}
 
 
 def caller_hash(caller: str) -> str:
@@ -253,11 +260,7 @@ class CallerLimits:
             raise ValueError("no reserve entry failed its condition")
         window = max(refused, key=lambda each: each.end)
         retry_after = max(1, math.ceil(window.end - self._clock()))
-        if window.limit is Limit.DAILY_AMOUNT:
-            detail = "This payout would take the caller over its payout amount for the day; the day ends at 00:00 UTC."
-        else:
-            detail = "The caller has created as many payout links as it may this hour; the hour ends on the hour, UTC."
-        return LimitExceeded(detail, limit=window.limit, retry_after=retry_after)
+        return LimitExceeded(_REFUSALS[window.limit], limit=window.limit, retry_after=retry_after)
 
     def give_back(self, reservation: Reservation) -> list[dict[str, Any]]:
         """TransactWriteItems entries that return the reservation (release of a key nothing was made for).
