@@ -113,12 +113,17 @@ def upstream(dots: DotsEmulator) -> Iterator[DotsEmulator]:
     assert dots.wait_idle(), "the emulator is still busy with a request"
 
 
+LIMITS_OFF = {"CALLER_DAILY_AMOUNT_LIMIT_CENTS": "0", "CALLER_HOURLY_LINK_LIMIT": "0"}
+
+
 def function_env(upstream_url: str) -> dict[str, str]:
     """The function's environment exactly as the template declares it, with the local resource names."""
     settings = function_settings(load_template(TEMPLATE_PATH), FUNCTION, LOCAL_NAMES)
     return {
         **settings.environment,
         "PAYOUT_API_BASE_URL": upstream_url,
+        # The callers' limits are off unless a test sets them: the session's tests make many links per caller.
+        **LIMITS_OFF,
         # What Lambda sets, and the Lambda context reads (LocalLambdaContext.from_environment).
         "AWS_LAMBDA_FUNCTION_NAME": "payout-link-proxy-test",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(settings.memory_mb),
@@ -170,7 +175,15 @@ def start_stack(log_dir: Path, **env: str) -> RunningStack:
     process = subprocess.Popen(
         [sys.executable, "-m", "local_stack"],
         cwd=ROOT,
-        env={**inherited, "PORT": str(port), "LOCAL_CONCURRENCY": "4", **env},
+        # Limits off and the settler run only when a test asks (RunningStack.run_schedule), unless a test says.
+        env={
+            **inherited,
+            "PORT": str(port),
+            "LOCAL_CONCURRENCY": "4",
+            **LIMITS_OFF,
+            "LOCAL_SCHEDULE_SECONDS": "0",
+            **env,
+        },
         stdout=subprocess.PIPE,
         stderr=log_path.open("w"),
         text=True,

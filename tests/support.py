@@ -213,6 +213,8 @@ FUNCTION_METRICS = {
     "PayoutLinkCanceled": "Count",
     "LinkOwnershipRefused": "Count",
     "WebhookRefused": "Count",
+    # With the refusing limit as a second dimension (limits.record_refusal), never the caller.
+    "LimitExceeded": "Count",
     "ColdStart": "Count",
 }
 

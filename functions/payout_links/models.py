@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from payout_links.problems import PROBLEM_TYPE_PREFIX, FieldError, MalformedJson, ValidationFailed
+from payout_links.problems import PROBLEM_TYPE_PREFIX, FieldError, Limit, MalformedJson, ValidationFailed
 
 # C0 controls (tab and line breaks included), DEL, C1 controls, the Unicode line and paragraph separators, and the
 # bidirectional embeddings, overrides and isolates: forwarded, they would reach the payee's SMS and email, where
@@ -338,4 +338,10 @@ class ProblemDetails(BaseModel):
     )
     errors: list[ProblemFieldError] = Field(
         default_factory=list, description="Present on field validation errors only: one entry per invalid field."
+    )
+    limit: Limit | None = Field(
+        default=None,
+        description="Present on `limit-exceeded` only: the caller's limit that refused the create, its amount per "
+        "UTC day or its links per UTC hour; `Retry-After` is the seconds until that window ends.",
+        examples=[Limit.DAILY_AMOUNT.value],
     )

@@ -6,10 +6,15 @@ carry upstream text, secrets, stack traces or personal data.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Self
 
 PROBLEM_TYPE_PREFIX = "urn:payout-link-proxy:problem:"
+# The members every problem body may carry; an extension member (RFC 9457, section 3.2) takes none of these names.
+STANDARD_MEMBERS = frozenset({"type", "title", "status", "detail", "request_id", "errors"})
 
 
 @dataclass(frozen=True)
@@ -25,8 +30,9 @@ class Problem(Exception):
     retry_after: int | None = None
     # The metric (a Count) that tells the dashboard why requests are refused; upstream failures have their own.
     metric: str | None = None
-    # For a create that reached its key's lock: where the key stands now ("bound", "released" or "spent").
-    key_state: str | None = None
+    # Members of this kind of problem beyond the standard ones, by name (say, `limit` of a `limit-exceeded`, or
+    # `key_state` of a create that reached its key's lock).
+    extensions: Mapping[str, Any] = MappingProxyType({})
 
     def __init__(
         self,
@@ -34,12 +40,23 @@ class Problem(Exception):
         *,
         errors: tuple[FieldError, ...] = (),
         retry_after: int | None = None,
+        extensions: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
         if retry_after is not None:
             self.retry_after = retry_after
+        if extensions:
+            self.extend(extensions)
+
+    def extend(self, members: Mapping[str, Any]) -> Self:
+        """Add members to this problem's body beyond the standard ones (RFC 9457, section 3.2), for a problem raised
+        by one module and completed by another; each JSON-ready, none named like a standard member."""
+        if clash := STANDARD_MEMBERS & members.keys():
+            raise ValueError(f"extension members may not replace standard ones: {sorted(clash)}")
+        self.extensions = MappingProxyType({**self.extensions, **members})
+        return self
 
     def to_dict(self, request_id: str = "") -> dict[str, Any]:
         """The problem body; `request_id` is API Gateway's id of the request (the `apigw-requestid` header), for a
@@ -49,19 +66,22 @@ class Problem(Exception):
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
+            **self.extensions,
         }
         if request_id:
             body["request_id"] = request_id
         if self.errors:
             body["errors"] = [{"pointer": error.pointer, "detail": error.detail} for error in self.errors]
-        if self.key_state:
-            body["key_state"] = self.key_state
         return body
 
     def bound_to(self, key_state: str) -> Self:
-        """This problem, saying where the create left its key."""
-        self.key_state = str(key_state)
-        return self
+        """This problem, saying where the create left its key ("bound", "released" or "spent")."""
+        return self.extend({"key_state": str(key_state)})
+
+    @property
+    def key_state(self) -> str | None:
+        state = self.extensions.get("key_state")
+        return None if state is None else str(state)
 
     @classmethod
     def restored(cls, body: dict[str, Any]) -> Problem:
@@ -125,6 +145,25 @@ class IdempotencyKeyReused(Problem):
 
 class UpstreamRejected(Problem):
     status, slug, title = 422, "upstream-rejected", "The payout provider rejected the request"
+
+
+class Limit(StrEnum):
+    """A caller's limit, as the `limit` member of a `limit-exceeded` problem names it."""
+
+    DAILY_AMOUNT = "daily-amount"  # the amount it may pay out per UTC day
+    HOURLY_LINKS = "hourly-links"  # the links it may create per UTC clock hour
+
+
+class LimitExceeded(Problem):
+    """The caller's own limit (limits.py), not the payout provider's: `limit` says which one, and Retry-After the
+    seconds until its window ends. Counted by `limits.record_refusal`, with the limit as a dimension, rather than
+    through `metric`, which has none."""
+
+    status, slug, title = 429, "limit-exceeded", "The caller's payout limit is reached"
+
+    def __init__(self, detail: str, *, limit: Limit, retry_after: int) -> None:
+        super().__init__(detail, retry_after=max(1, retry_after), extensions={"limit": Limit(limit).value})
+        self.limit = Limit(limit)
 
 
 class UpstreamRateLimited(Problem):

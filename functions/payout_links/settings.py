@@ -28,14 +28,17 @@ class Settings(BaseModel):
     settle_after_seconds: int = Field(default=120, ge=1, le=3600)
     settle_max_resends_per_run: int = Field(default=100, ge=1, le=1000)
     settle_concurrency: int = Field(default=4, ge=1, le=16)
-    caller_daily_amount_limit_cents: int = Field(default=0, ge=0)
-    caller_hourly_link_limit: int = Field(default=0, ge=0)
-    limit_overrides_max_age_seconds: float = Field(default=60, ge=0)
     max_body_bytes: int = Field(default=16_384, ge=1_024, le=1_048_576)
     credentials_max_age_seconds: int = Field(default=300, ge=0)
     # Optional so that a deployment without partners needs no secret; the webhook route refuses to run without it.
     partner_webhook_secrets_id: str | None = Field(default=None, min_length=1)
     unknown_partner_refresh_seconds: float = Field(default=30, ge=0)
+    # Each caller's limits (limits.py): the amount it may pay out per UTC day and the links it may create per UTC
+    # clock hour, 0 turning that limit off; per-caller overrides in the idempotency table are re-read at most this
+    # often by each container.
+    caller_daily_amount_limit_cents: int = Field(default=2_500_000, ge=0)
+    caller_hourly_link_limit: int = Field(default=30, ge=0)
+    limit_overrides_max_age_seconds: float = Field(default=60, ge=0, le=3600)
     # GET /openapi.json and /docs answer 404 unless the stack was deployed with EnableApiDocs=true.
     api_docs_enabled: bool = False
 

@@ -39,7 +39,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from payout_links.intent import Intent
-from payout_links.limits import CallerLimits, Reservation
+from payout_links.limits import CallerLimits, Reservation, record_refusal
 from payout_links.observability import logger
 from payout_links.owners import LinkOwners
 from payout_links.problems import DependencyUnavailable, IdempotencyKeyReused, Problem, RequestInProgress
@@ -204,7 +204,9 @@ class IntentStore:
             if cancelled.failed[0]:
                 return self._existing(intent, cancelled.items[0], token, lock_seconds)
             if any(cancelled.failed[1:]):
-                raise self._limits.refusal(reservation, cancelled.failed[1:]).bound_to(KeyState.RELEASED) from None
+                refusal = self._limits.refusal(reservation, cancelled.failed[1:])
+                record_refusal(intent.caller, refusal)
+                raise refusal.bound_to(KeyState.RELEASED) from None
             raise self._unavailable(StoreUnavailable("TransactionConflict", landed=False), held) from None
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":

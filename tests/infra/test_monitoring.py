@@ -12,6 +12,7 @@ import pytest
 
 from local_stack.core.template import load_template, resolve
 from local_stack.stack import TEMPLATE_PATH
+from payout_links.problems import Limit
 from tests.support import FUNCTION_METRICS
 
 pytestmark = pytest.mark.infra
@@ -26,7 +27,10 @@ ALARMS = {
     "FunctionThrottlesAlarm": {("AWS/Lambda", "Throttles")},
     "TableThrottlesAlarm": {("AWS/DynamoDB", "ReadThrottleEvents"), ("AWS/DynamoDB", "WriteThrottleEvents")},
     "WebhookRefusalsAlarm": {("PayoutLinkProxy", "WebhookRefused")},
+    "LimitRefusalsAlarm": {("PayoutLinkProxy", "LimitExceeded")},
 }
+# Function metrics with a dimension of their own beside the service, and the values it takes (limits.py).
+EXTRA_DIMENSIONS = {"LimitExceeded": ("limit", {limit.value for limit in Limit})}
 # What an operator looks for on the dashboard (docs/operations.md).
 DASHBOARD_METRICS = {
     ("PayoutLinkProxy", name)
@@ -47,6 +51,7 @@ DASHBOARD_METRICS = {
         "PayoutLinkCanceled",
         "LinkOwnershipRefused",
         "WebhookRefused",
+        "LimitExceeded",
         "ColdStart",
     )
 } | {
@@ -110,7 +115,7 @@ def test_each_alarm_watches_its_metrics_and_reaches_the_topic(template, powertoo
     for metric in watched:
         if metric["namespace"] == powertools["namespace"]:
             assert metric["name"] in FUNCTION_METRICS
-            assert metric["dimensions"] == {"service": powertools["service"]}
+            assert_function_dimensions(metric["name"], metric["dimensions"], powertools)
         elif metric["namespace"] == "AWS/DynamoDB":
             assert metric["dimensions"] in ({"TableName": "<table>"}, {"TableName": "<owners-table>"})
         else:
@@ -119,6 +124,34 @@ def test_each_alarm_watches_its_metrics_and_reaches_the_topic(template, powertoo
     assert properties["TreatMissingData"] == "notBreaching"
     if "Metrics" in properties:
         assert [query.get("ReturnData", True) for query in properties["Metrics"]].count(True) == 1
+
+
+def assert_function_dimensions(name: str, dimensions: dict[str, str], powertools: dict[str, str]) -> None:
+    """The dimensions a function metric is emitted with: the service, and for some one more of their own."""
+    expected = {"service": powertools["service"]}
+    if name in EXTRA_DIMENSIONS:
+        dimension, values = EXTRA_DIMENSIONS[name]
+        assert dimensions.get(dimension) in values, (name, dimensions)
+        expected[dimension] = dimensions[dimension]
+    assert dimensions == expected, name
+
+
+def test_the_limit_refusals_alarm_adds_up_every_limit_and_its_threshold_is_a_parameter(template):
+    """LimitExceeded is emitted once per refusing limit (its `limit` dimension): the alarm reads each one and sums
+    them all, so that no limit's refusals go unwatched."""
+    properties = template["Resources"]["LimitRefusalsAlarm"]["Properties"]
+    parameter = template["Parameters"]["LimitRefusalsAlarmThreshold"]
+    watched = alarm_metrics(template, properties)
+    (expression,) = [query["Expression"] for query in properties["Metrics"] if "Expression" in query]
+    read = {query["Id"] for query in properties["Metrics"] if "MetricStat" in query}
+
+    assert sorted(metric["dimensions"]["limit"] for metric in watched) == sorted(limit.value for limit in Limit)
+    assert {f"FILL({query}, 0)" for query in read} == set(expression.split(" + "))
+    assert properties["Threshold"] == {"Ref": "LimitRefusalsAlarmThreshold"}
+    assert (parameter["Type"], parameter["MinValue"], parameter["Default"]) == ("Number", 1, 100)
+    assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    periods = {query["MetricStat"]["Period"] for query in properties["Metrics"] if "MetricStat" in query}
+    assert periods == {300} and properties["EvaluationPeriods"] == 1
 
 
 def test_the_throttles_alarm_watches_both_tables(template):
@@ -187,6 +220,7 @@ def dashboard(template) -> dict[str, Any]:
 
 def test_the_dashboard_shows_what_operators_read(dashboard, powertools):
     shown = set()
+    limits_shown: set[str] = set()
     for widget in dashboard["widgets"]:
         for metric in widget["properties"].get("metrics", []):
             namespace, name, *rest = metric
@@ -194,13 +228,15 @@ def test_the_dashboard_shows_what_operators_read(dashboard, powertools):
             shown.add((namespace, name))
             if namespace == powertools["namespace"]:
                 assert name in FUNCTION_METRICS
-                expected = {"service": powertools["service"]}
                 if name == "ColdStart":  # Powertools adds the function's name to the cold start metric
-                    expected["function_name"] = "<function>"
-                assert dimensions == expected, name
+                    assert dimensions == {"service": powertools["service"], "function_name": "<function>"}
+                else:
+                    assert_function_dimensions(name, dimensions, powertools)
+                    limits_shown.update({dimensions["limit"]} if name == "LimitExceeded" else set())
             else:
                 assert dimensions == dict([_DIMENSION_OF[namespace]]), name
     assert shown == DASHBOARD_METRICS
+    assert limits_shown == {limit.value for limit in Limit}  # the refusals of every limit
 
 
 def test_the_dashboard_shows_latency_percentiles_causes_and_every_alarm(dashboard):

@@ -783,6 +783,8 @@ def test_every_deploy_time_value_of_the_function_publishes_a_new_version(templat
     longest = {
         "Stage": "staging",
         "MaxAmountCents": "9" * 12,
+        "CallerDailyAmountLimitCents": "9" * 12,
+        "CallerHourlyLinkLimit": str(template["Parameters"]["CallerHourlyLinkLimit"]["MaxValue"]),
         "IdempotencyTtlSeconds": "9" * 10,
         "LinkOwnerRetentionDays": "3650",
         "EnableApiDocs": "false",

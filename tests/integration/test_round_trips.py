@@ -48,7 +48,9 @@ def lifecycle(function, method: str, link_id: str):
 
 
 def test_new_intent_on_a_cold_container(counted, function):
-    assert counted(function.create) == {"dynamodb": 2, "secretsmanager": 1, "upstream": 1, "new_connections": 1}
+    # The callers' limit overrides (one GetItem, then cached for LIMIT_OVERRIDES_MAX_AGE_SECONDS), the lock, and
+    # the transaction that completes it.
+    assert counted(function.create) == {"dynamodb": 3, "secretsmanager": 1, "upstream": 1, "new_connections": 1}
 
 
 def test_new_intent_on_a_warm_container(counted, function):
@@ -75,9 +77,10 @@ def test_replay_on_another_container(counted, function):
     counted(lambda: function.create(key=key))
     function.reset_container()
 
-    # One conditional write, whose failure returns the stored record (ReturnValuesOnConditionCheckFailure).
+    # The new container's read of the limit overrides, then one conditional write, whose failure returns the stored
+    # record (ReturnValuesOnConditionCheckFailure).
     assert counted(lambda: function.create(key=key)) == {
-        "dynamodb": 1,
+        "dynamodb": 2,
         "secretsmanager": 0,
         "upstream": 0,
         "new_connections": 0,

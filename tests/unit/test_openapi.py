@@ -98,7 +98,10 @@ def test_the_documented_request_examples_are_accepted(schema, parse):
 
 @pytest.mark.parametrize("problem_class", problem_classes(), ids=lambda cls: cls.__name__)
 def test_every_problem_body_matches_the_documented_schema(problem_class):
-    problem = problem_class("Something about the request.", errors=(FieldError("#/amount", "too large"),))
+    if problem_class is problems.LimitExceeded:
+        problem = problem_class("The caller's limit.", limit=problems.Limit.DAILY_AMOUNT, retry_after=60)
+    else:
+        problem = problem_class("Something about the request.", errors=(FieldError("#/amount", "too large"),))
 
     ProblemDetails.model_validate(problem.to_dict())
 

@@ -91,3 +91,54 @@ def test_the_generic_problem_is_a_500() -> None:
 
     assert problem.to_dict()["status"] == 500
     assert problem.headers() == {}
+
+
+@pytest.mark.parametrize("limit", list(problems.Limit))
+def test_a_refused_limit_is_a_429_that_names_the_limit_and_when_to_retry(limit: problems.Limit) -> None:
+    problem = problems.LimitExceeded("The caller's limit is reached.", limit=limit, retry_after=1800)
+
+    body = problem.to_dict("req-1")
+
+    assert body == {
+        "type": "urn:payout-link-proxy:problem:limit-exceeded",
+        "title": problem.title,
+        "status": 429,
+        "detail": "The caller's limit is reached.",
+        "limit": limit.value,
+        "request_id": "req-1",
+    }
+    assert json.loads(json.dumps(body)) == body  # the limit is sent as its plain name
+    assert problem.headers() == {"Retry-After": "1800"}
+
+
+def test_a_limit_refusal_is_not_the_upstreams_rate_limit() -> None:
+    """Both are 429s; a caller tells its own limit (wait for the window) from the provider's (retry soon) by type."""
+    ours = problems.LimitExceeded("x", limit=problems.Limit.HOURLY_LINKS, retry_after=60)
+    theirs = problems.UpstreamRateLimited("x")
+
+    assert ours.status == theirs.status == 429
+    assert ours.to_dict()["type"] != theirs.to_dict()["type"]
+    assert "limit" not in theirs.to_dict()
+    assert not isinstance(ours, problems.UpstreamRateLimited)
+
+
+@pytest.mark.parametrize("seconds", [0, -5])
+def test_a_limit_refusal_never_tells_a_caller_to_retry_at_once(seconds: int) -> None:
+    problem = problems.LimitExceeded("x", limit=problems.Limit.DAILY_AMOUNT, retry_after=seconds)
+
+    assert problem.headers() == {"Retry-After": "1"}
+
+
+def test_an_unknown_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="monthly"):
+        problems.LimitExceeded("x", limit="monthly", retry_after=5)  # type: ignore[arg-type]
+
+
+def test_extension_members_join_the_body_without_replacing_standard_ones() -> None:
+    problem = problems.UpstreamFailed("Dots failed.").extend({"key_state": "bound"})
+
+    assert problem.to_dict()["key_state"] == "bound"
+    assert problems.UpstreamFailed("Dots failed.").to_dict().keys() == {"type", "title", "status", "detail"}
+    with pytest.raises(ValueError, match="status"):
+        problem.extend({"status": 200})
+    assert problem.to_dict()["status"] == 502

@@ -63,6 +63,12 @@ def test_an_empty_table_name_is_as_bad_as_none(environment: pytest.MonkeyPatch) 
         ("IDEMPOTENCY_TTL_SECONDS", "10"),
         ("MAX_BODY_BYTES", "100"),
         ("LINK_OWNER_RETENTION_DAYS", "0"),
+        ("CALLER_DAILY_AMOUNT_LIMIT_CENTS", "-1"),
+        ("CALLER_DAILY_AMOUNT_LIMIT_CENTS", "2.5"),
+        ("CALLER_HOURLY_LINK_LIMIT", "-1"),
+        ("CALLER_HOURLY_LINK_LIMIT", "thirty"),
+        ("LIMIT_OVERRIDES_MAX_AGE_SECONDS", "-1"),
+        ("LIMIT_OVERRIDES_MAX_AGE_SECONDS", "86400"),
     ],
 )
 def test_an_invalid_value_is_named(environment: pytest.MonkeyPatch, name: str, value: str) -> None:
@@ -88,6 +94,9 @@ def test_defaults_apply_when_only_the_required_variables_are_set() -> None:
     assert settings.credentials_max_age_seconds == 300
     assert settings.link_owners_table_name == REQUIRED["LINK_OWNERS_TABLE_NAME"]
     assert settings.link_owner_retention_days == 400
+    assert settings.caller_daily_amount_limit_cents == 2_500_000
+    assert settings.caller_hourly_link_limit == 30
+    assert settings.limit_overrides_max_age_seconds == 60
 
 
 def test_set_variables_override_the_defaults(environment: pytest.MonkeyPatch) -> None:
@@ -98,6 +107,9 @@ def test_set_variables_override_the_defaults(environment: pytest.MonkeyPatch) ->
         "IDEMPOTENCY_TTL_SECONDS": "3600",
         "MAX_BODY_BYTES": "4096",
         "CREDENTIALS_MAX_AGE_SECONDS": "0",
+        "CALLER_DAILY_AMOUNT_LIMIT_CENTS": "0",
+        "CALLER_HOURLY_LINK_LIMIT": "500",
+        "LIMIT_OVERRIDES_MAX_AGE_SECONDS": "5",
     }.items():
         environment.setenv(name, value)
 
@@ -109,6 +121,9 @@ def test_set_variables_override_the_defaults(environment: pytest.MonkeyPatch) ->
     assert settings.idempotency_ttl_seconds == 3_600
     assert settings.max_body_bytes == 4_096
     assert settings.credentials_max_age_seconds == 0
+    assert settings.caller_daily_amount_limit_cents == 0  # off
+    assert settings.caller_hourly_link_limit == 500
+    assert settings.limit_overrides_max_age_seconds == 5
 
 
 @pytest.mark.parametrize(
