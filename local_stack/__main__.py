@@ -6,8 +6,22 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
 
 from local_stack.stack import LocalStack, StackConfig
+
+
+def schedule_lines(schedules: dict[str, Any]) -> list[str]:
+    """One banner line per scheduled function: its events and how often each runs here."""
+    lines = []
+    for function, described in schedules.items():
+        events = []
+        for event, schedule in described["events"].items():
+            period = schedule["period_seconds"]
+            when = f"every {period:g} s" if period else "on demand only"
+            events.append(f"{event} {when} (template: {schedule['expression']})")
+        lines.append(f"  scheduled: {function} {'; '.join(events)}\n")
+    return lines
 
 
 def main() -> int:
@@ -26,6 +40,8 @@ def main() -> int:
             f"  upstream: {stack.payout_api_base_url}\n"
             f"  AWS endpoint: {stack.endpoint_url}\n"
             f"  execution environments: {', '.join(map(str, stack.worker_pids))} (PIDs)\n"
+            f"{''.join(schedule_lines(stack.schedules))}"
+            f"  control: {stack.control_url} (POST /schedules/{{function}}/run runs one now)\n"
             "Ctrl-C stops everything.",
             flush=True,
         )

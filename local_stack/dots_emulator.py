@@ -15,6 +15,8 @@ Every such request counts in `stats()` and takes the next queued fault, whatever
 The control API, under `/_emulator/` (no auth):
 - `GET stats`, `POST reset`, `POST faults`, `POST shape`, `POST credentials`;
 - `POST links` makes a link outside the proxy (`seed_link`; not a payout-link API request);
+- `GET links` lists every stored link, oldest first, with its status and the idempotency key it was created under
+  (`links`);
 - `GET links/{id}` shows a stored link (`link`);
 - `POST links/{id}/status` with `{"status": ...}` moves a link to any contract status (`set_status`), the way
   the payee, Dots or time would.
@@ -475,6 +477,23 @@ class DotsEmulator:
         with self._lock:
             self._credentials = (client_id, api_key)
 
+    def links(self) -> list[Json]:
+        """Every stored link, in the order they were made, as `{"id", "status", "idempotency_key", "seeded"}`: the
+        key is the one its create carried (None for a create without one, and for a seeded link); `seeded` tells a
+        link made by `seed_link` from one the API created. Counting links after a scenario needs nothing more."""
+        with self._lock:
+            keys = {link_id: key for key, link_id in self._ids_by_key.items()}
+            seeded = set(self._seeded_ids)
+            return [
+                {
+                    "id": link_id,
+                    "status": link["status"],
+                    "idempotency_key": keys.get(link_id),
+                    "seeded": link_id in seeded,
+                }
+                for link_id, link in self._links.items()
+            ]
+
     def link(self, link_id: str) -> Json:
         """A copy of the stored link, whatever the shape; KeyError if there is none."""
         with self._lock:
@@ -659,6 +678,8 @@ class DotsEmulator:
                 return self._control_credentials(body)
             case ("POST", ["links"]):
                 return self._control_seed(body)
+            case ("GET", ["links"]):
+                return _json_reply(200, self.links())
             case ("GET", ["links", link_id]) if link_id:
                 return self._control_link(unquote(link_id))
             case ("POST", ["links", link_id, "status"]) if link_id:

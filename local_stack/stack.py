@@ -1,16 +1,18 @@
 """Start and stop everything the proxy needs on this machine, honouring the local stack's names:
 PORT, AWS_ENDPOINT_URL, PAYOUT_API_BASE_URL, PAYOUT_API_CLIENT_ID, PAYOUT_API_KEY, PARTNER_WEBHOOK_SECRETS,
 PAYOUT_API_TIMEOUT_SECONDS, LAMBDA_TIMEOUT_SECONDS (and LOCAL_CONCURRENCY, the number of environments,
-CORS_ALLOWED_ORIGINS, the browser origins the gateway allows instead of the template's default, and
-LOCAL_INTEGRATION_TIMEOUT_SECONDS, API Gateway's 30 s unless a test needs it shorter).
+CORS_ALLOWED_ORIGINS, the browser origins the gateway allows instead of the template's default,
+LOCAL_INTEGRATION_TIMEOUT_SECONDS, API Gateway's 30 s unless a test needs it shorter, LOCAL_SCHEDULE_SECONDS, the
+scheduled functions' period instead of the template's rates, and LOCAL_CONTROL_PORT, the control API's port).
 
-This is the project's wiring of the generic core (`local_stack.core`): which function of `template.yaml` runs,
-the local names of its tables and secrets and what they hold, the Dots emulator as its default upstream, and the
-variables above."""
+This is the project's wiring of the generic core (`local_stack.core`): which function of `template.yaml` serves the
+API, its scheduled functions (every function with schedule events), the local names of their tables and secrets and
+what they hold, the Dots emulator as their default upstream, and the variables above."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,15 +21,19 @@ from typing import Any
 
 from local_stack.core.api import LocalApi
 from local_stack.core.aws_resources import clients, ensure_secret, ensure_table, start_moto_server
+from local_stack.core.control import LocalControl
 from local_stack.core.gateway import INTEGRATION_TIMEOUT_SECONDS
+from local_stack.core.schedules import LocalSchedules, ScheduledRun
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "template.yaml"
-# The function the local stack runs, by its logical id in the template; its handler is the template's.
+# The function the local API runs, by its logical id in the template; its handler is the template's.
 FUNCTION = "PayoutLinksFunction"
 # Its name locally (AWS_LAMBDA_FUNCTION_NAME, and the Lambda context's function name).
 FUNCTION_NAME = "payout-link-proxy-local"
+# Every function's name locally; one the template adds later is named after its logical id.
+LOCAL_FUNCTION_NAMES = {FUNCTION: FUNCTION_NAME, "SettlerFunction": "payout-link-proxy-local-settler"}
 REGION = "us-east-1"
 # Local names of the resources the template creates in AWS.
 TABLE_NAME = "payout-link-proxy-local-idempotency"
@@ -60,6 +66,8 @@ class StackConfig:
     concurrency: int = 4
     cors_allowed_origins: list[str] | None = None  # None: the template's default
     integration_timeout_seconds: float = INTEGRATION_TIMEOUT_SECONDS
+    schedule_seconds: float | None = None  # None: the template's rates; 0: scheduled functions run only when asked
+    control_port: int = 0  # 0: any free port
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StackConfig:
@@ -83,7 +91,24 @@ class StackConfig:
             config.partner_secrets_given = True
         if env.get("LAMBDA_TIMEOUT_SECONDS"):
             config.lambda_timeout_seconds = float(env["LAMBDA_TIMEOUT_SECONDS"])
+        if env.get("LOCAL_SCHEDULE_SECONDS"):
+            config.schedule_seconds = parse_period(env["LOCAL_SCHEDULE_SECONDS"])
+        if env.get("LOCAL_CONTROL_PORT"):
+            config.control_port = int(env["LOCAL_CONTROL_PORT"])
         return config
+
+
+def parse_period(text: str) -> float:
+    """LOCAL_SCHEDULE_SECONDS: a number of seconds, or 0 (no timers: scheduled functions run only when asked)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(
+            f"LOCAL_SCHEDULE_SECONDS must be a number of seconds, or 0 (runs only on demand), not {text!r}"
+        )
+    return seconds
 
 
 def parse_partner_secrets(text: str) -> dict[str, list[str]]:
@@ -100,12 +125,42 @@ def parse_partner_secrets(text: str) -> dict[str, list[str]]:
     return partners
 
 
+def local_function_name(function: str) -> str:
+    """A function's name locally (AWS_LAMBDA_FUNCTION_NAME, and the Lambda context's function name)."""
+    return LOCAL_FUNCTION_NAMES.get(function, f"{FUNCTION_NAME}-{function}")
+
+
+def local_variables(declared: Mapping[str, str], environ: Mapping[str, str], upstream_url: str) -> dict[str, str]:
+    """A function's variables locally, by one rule for every function the stack runs: the template's values (with
+    the local names of the resources), the local stack's values for the variables the function declares (the API
+    docs served, the upstream this stack uses), and a declared variable set in `environ` (our environment) over
+    them. A variable the function does not declare is never added (its process inherits our environment, though,
+    whatever it declares, as every function's does)."""
+    variables = dict(declared)
+    if "API_DOCS_ENABLED" in variables:  # locally the docs are served (in AWS the EnableApiDocs parameter decides)
+        variables["API_DOCS_ENABLED"] = "true"
+    variables.update({name: environ[name] for name in variables if name in environ})
+    if "PAYOUT_API_BASE_URL" in variables:  # PAYOUT_API_BASE_URL, when set, chose this upstream
+        variables["PAYOUT_API_BASE_URL"] = upstream_url
+    return variables
+
+
+class ScheduledRunFailed(Exception):
+    """A scheduled function's run failed: the handler raised, its process crashed or it overran its timeout."""
+
+    def __init__(self, run: ScheduledRun) -> None:
+        super().__init__(f"{run.function} {run.outcome}: {run.error}")
+        self.run = run
+
+
 class LocalStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self._moto: Any = None
         self._emulator: DotsEmulator | None = None
         self._api: LocalApi | None = None
+        self._schedules: LocalSchedules | None = None
+        self._control: LocalControl | None = None
         self.endpoint_url = ""
         self.payout_api_base_url = ""
 
@@ -136,12 +191,19 @@ class LocalStack:
         }
         os.environ.update(aws_env)  # this process's boto3 clients, and the moto server, use the same
 
+        if config.payout_api_base_url:
+            self.payout_api_base_url = config.payout_api_base_url
+        else:
+            self._emulator = DotsEmulator(config.client_id, config.api_key).start()
+            self.payout_api_base_url = self._emulator.base_url
+
+        # Every function's variables, changed here before it starts, by one rule (local_variables).
         api = LocalApi(TEMPLATE_PATH, FUNCTION, physical_names=LOCAL_NAMES)
-        function_env = api.environment  # the function's variables, changed here before it starts
-        # Locally the API docs are served (in AWS the EnableApiDocs parameter decides, off by default).
-        function_env["API_DOCS_ENABLED"] = "true"
-        # A function variable set in our own environment wins over the template's and the local defaults.
-        function_env.update({name: os.environ[name] for name in function_env if name in os.environ})
+        api.environment.update(local_variables(api.environment, os.environ, self.payout_api_base_url))
+        schedules = LocalSchedules(TEMPLATE_PATH, physical_names=LOCAL_NAMES)
+        for scheduled in schedules.functions.values():
+            scheduled.environment.update(local_variables(scheduled.environment, os.environ, self.payout_api_base_url))
+        function_env = api.environment
 
         dynamodb, secrets = clients(self.endpoint_url, aws_env["AWS_DEFAULT_REGION"])
         ensure_table(dynamodb, api.template, "IdempotencyTable", function_env["IDEMPOTENCY_TABLE_NAME"])
@@ -159,29 +221,55 @@ class LocalStack:
             overwrite=config.partner_secrets_given,
         )
 
-        if config.payout_api_base_url:
-            self.payout_api_base_url = config.payout_api_base_url
-        else:
-            self._emulator = DotsEmulator(config.client_id, config.api_key).start()
-            self.payout_api_base_url = self._emulator.base_url
-        function_env["PAYOUT_API_BASE_URL"] = self.payout_api_base_url
-
-        # The AWS variables are in our environment (above), which every execution environment starts from.
+        # The AWS variables are in our environment (above), which every execution environment starts from. The
+        # scheduled functions' environments start with their first run; the API's port is bound last, once its
+        # environments are ready.
+        self._schedules = schedules.start(
+            period_seconds=config.schedule_seconds,
+            function_names={name: local_function_name(name) for name in schedules.functions},
+        )
+        self._control = LocalControl(schedules, config.control_port).start()
         self._api = api.start(
             port=config.port,
             concurrency=config.concurrency,
-            function_name=FUNCTION_NAME,
+            function_name=local_function_name(FUNCTION),
             timeout_seconds=config.lambda_timeout_seconds,
             cors_allowed_origins=config.cors_allowed_origins,
             integration_timeout=config.integration_timeout_seconds,
         )
         self.config.port = api.port
 
+    def run_scheduled(self, function: str, *, event: str | None = None) -> Any:
+        """Run the scheduled function `function` (a logical id) now, after any run under way, and return what its
+        handler returned; `ScheduledRunFailed` when the run failed."""
+        if self._schedules is None:
+            raise RuntimeError("the local stack is not running")
+        run = self._schedules.run_now(function, event=event)
+        if run.outcome != "succeeded":
+            raise ScheduledRunFailed(run)
+        return run.result
+
+    @property
+    def schedules(self) -> dict[str, Any]:
+        """The scheduled functions, their events and periods (`LocalSchedules.describe`)."""
+        return self._schedules.describe() if self._schedules else {}
+
+    @property
+    def control_url(self) -> str:
+        """The control API (`local_stack.core.control`): scheduled runs on demand."""
+        return self._control.url if self._control else ""
+
     @property
     def worker_pids(self) -> list[int]:
         return self._api.pids if self._api else []
 
     def stop(self) -> None:
+        if self._control:
+            self._control.stop()
+            self._control = None
+        if self._schedules:
+            self._schedules.stop()
+            self._schedules = None
         if self._api:
             self._api.stop()
             self._api = None

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from standardwebhooks import Webhook
@@ -407,6 +408,24 @@ class RunningStack:
     def worker_pids(self) -> list[int]:
         found = re.search(r"execution environments: ([\d, ]+)", self.banner)
         return [int(pid) for pid in found.group(1).split(",")] if found else []
+
+    @property
+    def control_url(self) -> str:
+        """The stack's control API (docs/local-stack.md), on a loopback port of its own."""
+        found = re.search(r"control: (http://127\.0\.0\.1:\d+)", self.banner)
+        assert found, f"the stack's banner names no control API:\n{self.banner}"
+        return found.group(1)
+
+    def schedules(self) -> dict[str, Any]:
+        """The scheduled functions: their events and periods, whether a run is under way, their environment's PID."""
+        return httpx.get(f"{self.control_url}/schedules", timeout=10).json()
+
+    def run_schedule(self, function: str, *, timeout: float = 120) -> dict[str, Any]:
+        """Run the scheduled function `function` (its logical id) now, after any run under way; return, once the
+        run is over, what its handler returned. A failed run fails the test, with the run's error."""
+        answer = httpx.post(f"{self.control_url}/schedules/{function}/run", timeout=timeout)
+        assert answer.status_code == 200, f"{function}'s run: {answer.status_code} {answer.text}"
+        return answer.json()["result"]
 
     def stop(self) -> int:
         if not self._stopped:

@@ -13,7 +13,6 @@ variables should say locally, are for its caller to decide (`physical_names`, `e
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import IO, Self
 
 from local_stack.core.gateway import INTEGRATION_TIMEOUT_SECONDS, Cors, LocalHttpApi, Route, routes_from_template
 from local_stack.core.template import function_settings, load_template
-from local_stack.core.workers import WorkerPool
+from local_stack.core.workers import WorkerPool, execution_environment
 
 
 class LocalApi:
@@ -70,12 +69,9 @@ class LocalApi:
         configured origins when given. `log` receives the function's logs (by default, our stderr)."""
         if self._gateway is not None:
             raise RuntimeError("already started")
-        env = {
-            **os.environ,
-            **self.environment,
-            "AWS_LAMBDA_FUNCTION_NAME": function_name or self.function,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb),
-        }
+        env = execution_environment(
+            self.environment, function_name=function_name or self.function, memory_mb=self.memory_mb
+        )
         apis = {route.api for route in self.routes if route.api}
         try:
             self._pool = WorkerPool(

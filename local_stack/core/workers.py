@@ -6,7 +6,9 @@ killed or crashed environment is replaced by a fresh (cold) one.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
 import select
 import signal
@@ -20,6 +22,20 @@ from typing import IO, Any
 
 # Time a fresh process may take to import the handler before it counts as broken.
 START_TIMEOUT_SECONDS = 60
+# When the environments are stopped, how long one still busy with an event may take to finish it before it is
+# killed: every environment of a pool shares this one grace, so stopping never takes longer, however many are busy.
+STOP_GRACE_SECONDS = 1.0
+
+
+def execution_environment(variables: Mapping[str, str], *, function_name: str, memory_mb: int) -> dict[str, str]:
+    """What a function's process gets as its environment: ours, the function's variables over it, and the variables
+    Lambda sets (its name and memory)."""
+    return {
+        **os.environ,
+        **variables,
+        "AWS_LAMBDA_FUNCTION_NAME": function_name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
+    }
 
 
 class InvocationFailed(Exception):
@@ -35,10 +51,12 @@ class LambdaWorker:
         *,
         code_dir: Path | None = None,
         log: IO[str] | None = None,
+        wait: bool = True,
     ) -> None:
         """A process that imports `handler` ("module.function") from `code_dir` (first on its path, as Lambda's
         /var/task; by default our working directory) with `env` as its whole environment. `log` receives the
-        function's logs (its stdout and stderr); by default they go to our stderr."""
+        function's logs (its stdout and stderr); by default they go to our stderr. Returns once it is ready, or
+        at once without `wait` (then `wait_ready()` before the first `invoke`)."""
         self.timeout_seconds = timeout_seconds
         self.process = subprocess.Popen(
             [sys.executable, "-m", "local_stack.core.lambda_worker", handler, str(timeout_seconds)],
@@ -50,6 +68,11 @@ class LambdaWorker:
             text=True,
             start_new_session=True,  # Ctrl-C reaches the runner, which stops the workers itself
         )
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait for the handler's import; `InvocationFailed` (and the process killed) if it fails or hangs."""
         self._read_line(START_TIMEOUT_SECONDS)  # {"ready": true}
 
     @property
@@ -61,7 +84,7 @@ class LambdaWorker:
         try:
             self.process.stdin.write(json.dumps({"event": event, "request_id": request_id}) + "\n")
             self.process.stdin.flush()
-        except BrokenPipeError:
+        except (OSError, ValueError):  # a broken pipe, or its input closed by stop()
             raise InvocationFailed("the execution environment is gone") from None
         # A little grace over the function timeout: the worker's own clock started when it read the event.
         reply = self._read_line(self.timeout_seconds + 1.0)
@@ -86,14 +109,23 @@ class LambdaWorker:
             self.process.send_signal(signal.SIGKILL)
         self.process.wait()
 
-    def stop(self) -> None:
-        if self.alive():
-            assert self.process.stdin is not None
-            self.process.stdin.close()  # end of input: the worker's loop ends
-            try:
-                self.process.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.kill()
+    def close_input(self) -> None:
+        """End of input: an idle worker's loop ends at once, a busy one's after its current event."""
+        assert self.process.stdin is not None
+        with contextlib.suppress(OSError):  # its end of the pipe is already gone
+            self.process.stdin.close()
+
+    def wait_or_kill(self, deadline: float) -> None:
+        """Wait for the process to end until `deadline` (a `time.monotonic()` time), then kill it."""
+        try:
+            self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """End the process: at once when idle; when busy, it has `grace` seconds to finish its event."""
+        self.close_input()
+        self.wait_or_kill(time.monotonic() + grace)
 
 
 class NotStarted(Exception):
@@ -120,8 +152,9 @@ class WorkerPool:
         self._code_dir = code_dir
         self._log = log
         self._idle: queue.Queue[LambdaWorker] = queue.Queue()
-        self._all: list[LambdaWorker] = []
+        self._all: list[LambdaWorker] = []  # started or starting, until stopped
         self._lock = threading.Lock()
+        self._stopped = False
         threads = [threading.Thread(target=self._add_worker) for _ in range(size)]
         for thread in threads:
             thread.start()
@@ -132,13 +165,27 @@ class WorkerPool:
             raise RuntimeError("the function could not start; see the errors above")
 
     def _add_worker(self) -> None:
-        try:
-            worker = LambdaWorker(self._handler, self._env, self._timeout, code_dir=self._code_dir, log=self._log)
-        except InvocationFailed:
-            return
-        with self._lock:
+        worker = LambdaWorker(
+            self._handler, self._env, self._timeout, code_dir=self._code_dir, log=self._log, wait=False
+        )
+        with self._lock:  # known before it is ready, so that stop() ends a starting one too
+            if self._stopped:
+                worker.kill()
+                return
             self._all.append(worker)
+        try:
+            worker.wait_ready()
+        except InvocationFailed:
+            self._forget(worker)
+            return
         self._idle.put(worker)
+
+    def _forget(self, worker: LambdaWorker) -> bool:
+        """Drop a dead worker; True when a replacement should start (the pool is not stopped)."""
+        with self._lock:
+            if worker in self._all:
+                self._all.remove(worker)
+            return not self._stopped
 
     def invoke(self, event: dict[str, Any], request_id: str, *, start_by: float | None = None) -> dict[str, Any]:
         """Run the event on an idle environment, waiting for one while all are busy, but not past `start_by` (a
@@ -152,9 +199,7 @@ class WorkerPool:
         finally:
             if worker.alive():
                 self._idle.put(worker)
-            else:
-                with self._lock:
-                    self._all.remove(worker)
+            elif self._forget(worker):
                 threading.Thread(target=self._add_worker, daemon=True).start()
 
     @property
@@ -162,8 +207,19 @@ class WorkerPool:
         with self._lock:
             return [worker.pid for worker in self._all]
 
-    def stop(self) -> None:
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """End every environment, starting ones too, within `grace` seconds whatever they are doing: idle ones at
+        once, busy ones when their event is done or the grace is over (killed then). No replacement starts."""
         with self._lock:
             workers, self._all = self._all, []
-        for worker in workers:
-            worker.stop()
+            self._stopped = True
+        stop_workers(workers, grace)
+
+
+def stop_workers(workers: list[LambdaWorker], grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop `workers` together: all their inputs closed first, then one shared `grace` for all of them."""
+    for worker in workers:
+        worker.close_input()
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        worker.wait_or_kill(deadline)

@@ -1,23 +1,28 @@
 """What `make run` promises: it starts everything itself, answers only once ready, honours the local stack's
-names, keeps idempotency records across restarts on a given AWS endpoint, and stops all it started."""
+names, keeps idempotency records across restarts on a given AWS endpoint, runs the template's scheduled functions,
+and stops all it started."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import boto3
 import httpx
 import pytest
 
 from local_stack.core.aws_resources import free_port
-from local_stack.stack import CREDENTIALS_SECRET_NAME, PARTNER_SECRETS_NAME, ROOT
+from local_stack.stack import CREDENTIALS_SECRET_NAME, PARTNER_SECRETS_NAME, ROOT, TABLE_NAME
 from tests.conftest import start_stack, without_aws_endpoint
-from tests.support import new_key, payout_body, token
+from tests.support import RunningStack, new_key, payout_body, token, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +43,8 @@ def test_embedded_stack_serves_and_stops_everything_it_started(tmp_path):
     try:
         assert "AWS endpoint: http://127.0.0.1:" in running.banner  # the embedded moto server
         assert "upstream: http://127.0.0.1:" in running.banner  # the embedded emulator
+        # The settler at its template's rate: nothing sets LOCAL_SCHEDULE_SECONDS here.
+        assert "scheduled: SettlerFunction EveryMinute every 60 s (template: rate(1 minute))" in running.banner
         response = httpx.post(
             f"{running.url}/payout-links", json=payout_body(), headers={**AUTH, "idempotency-key": new_key()}
         )
@@ -192,3 +199,92 @@ def test_malformed_partner_secrets_are_refused_at_start():
 
     assert result.returncode == 2
     assert "PARTNER_WEBHOOK_SECRETS" in result.stderr
+
+
+def scheduled_runs(running: RunningStack, function: str) -> list[dict]:
+    """The runs of `function` the stack has logged so far, one JSON line each."""
+    lines = running.log_path.read_text(encoding="utf-8").splitlines()
+    runs = [json.loads(line) for line in lines if line.startswith('{"local_schedule"')]
+    return [run for run in runs if run["local_schedule"] == function]
+
+
+def timer_runs(running: RunningStack) -> list[dict]:
+    """The settler's runs that its timer started and that succeeded."""
+    runs = scheduled_runs(running, "SettlerFunction")
+    return [run for run in runs if run["trigger"] == "timer" and run["outcome"] == "succeeded"]
+
+
+def banner_value(running: RunningStack, label: str) -> str:
+    line = next(line for line in running.banner.splitlines() if line.strip().startswith(f"{label}:"))
+    return line.split(": ", 1)[1].split()[0]
+
+
+def test_the_settler_runs_every_local_schedule_seconds_and_on_demand(tmp_path):
+    running = start_stack(tmp_path, LOCAL_CONCURRENCY="1", LOCAL_SCHEDULE_SECONDS="0.5")
+    try:
+        assert "scheduled: SettlerFunction EveryMinute every 0.5 s (template: rate(1 minute))" in running.banner
+        # At the template's one minute, no run would come before the wait is over.
+        wait_until(lambda: len(timer_runs(running)) >= 2, timeout=20)
+        result = running.run_schedule("SettlerFunction")
+    finally:
+        running.stop()
+
+    runs = scheduled_runs(running, "SettlerFunction")
+    assert isinstance(result, dict)
+    assert {run["outcome"] for run in runs} <= {"succeeded", "skipped"}
+    assert len(timer_runs(running)) >= 2
+    assert [run["trigger"] for run in runs if run["trigger"] == "manual"] == ["manual"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads a process's environment from /proc")
+def test_the_settler_gets_the_stacks_endpoints_and_the_overrides_from_make_runs_environment(tmp_path):
+    """`SETTLE_AFTER_SECONDS=45 make run`: the settler's own execution environment has it, with the endpoints and the
+    local names the API's function gets, and no variable the API function alone is given locally."""
+    running = start_stack(tmp_path, LOCAL_CONCURRENCY="1", LOCAL_SCHEDULE_SECONDS="0", SETTLE_AFTER_SECONDS="45")
+    try:
+        running.run_schedule("SettlerFunction")  # its environment starts, and stays warm
+        settler = running.schedules()["SettlerFunction"]["pid"]
+        raw = Path(f"/proc/{settler}/environ").read_bytes()
+        api_raw = Path(f"/proc/{running.worker_pids[0]}/environ").read_bytes()
+    finally:
+        running.stop()
+    env = dict(entry.split("=", 1) for entry in raw.decode().split("\0") if "=" in entry)
+    api_env = dict(entry.split("=", 1) for entry in api_raw.decode().split("\0") if "=" in entry)
+
+    assert env["SETTLE_AFTER_SECONDS"] == "45"  # the template says 120
+    assert env["PAYOUT_API_BASE_URL"] == api_env["PAYOUT_API_BASE_URL"] == banner_value(running, "upstream")
+    assert env["AWS_ENDPOINT_URL"] == api_env["AWS_ENDPOINT_URL"] == banner_value(running, "AWS endpoint")
+    assert env["IDEMPOTENCY_TABLE_NAME"] == api_env["IDEMPOTENCY_TABLE_NAME"] == TABLE_NAME
+    assert env["PAYOUT_API_SECRET_ID"] == api_env["PAYOUT_API_SECRET_ID"] == CREDENTIALS_SECRET_NAME
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == "payout-link-proxy-local-settler"
+    assert env["PAYOUT_API_MAX_ATTEMPTS"] == "1"  # its own value, not the API function's 3
+    if "API_DOCS_ENABLED" not in os.environ:
+        assert api_env["API_DOCS_ENABLED"] == "true" and "API_DOCS_ENABLED" not in env
+
+
+def test_sigterm_stops_everything_within_5_s_while_a_scheduled_run_is_under_way(tmp_path):
+    running = start_stack(tmp_path, LOCAL_CONCURRENCY="2", LOCAL_SCHEDULE_SECONDS="0")
+    settler = 0
+    try:
+        running.run_schedule("SettlerFunction")  # its environment starts, and stays warm
+        settler = running.schedules()["SettlerFunction"]["pid"]
+        os.kill(settler, signal.SIGSTOP)  # the next run hangs, as a handler stuck in a call would
+
+        def hanging_run() -> None:
+            with contextlib.suppress(httpx.HTTPError):  # the stack goes away under it
+                httpx.post(f"{running.control_url}/schedules/SettlerFunction/run", timeout=60)
+
+        threading.Thread(target=hanging_run, daemon=True).start()
+        wait_until(lambda: running.schedules()["SettlerFunction"]["running"], timeout=10)
+        began = time.monotonic()
+        exit_code = running.stop()
+        took = time.monotonic() - began
+    finally:
+        if settler and pid_alive(settler):
+            os.kill(settler, signal.SIGKILL)
+        running.stop()
+
+    assert exit_code == 0
+    assert took < 5, took
+    assert not pid_alive(settler)
+    assert not any(pid_alive(pid) for pid in running.worker_pids)

@@ -194,7 +194,10 @@ def test_function_settings_merge_the_globals_and_default_what_lambda_defaults(te
 
 
 # What only this project's wiring may know: its function, resources, variables, upstream and the repository's layout.
-PROJECT_WORDS = re.compile(r"payout|dots|partner|idempotency|owner|whsec|demo|LOCAL_(?:CONCURRENCY|INTEGRATION)", re.I)
+PROJECT_WORDS = re.compile(
+    r"payout|dots|partner|idempotency|owner|whsec|demo|settle|LOCAL_(?:CONCURRENCY|INTEGRATION|SCHEDULE_SECONDS|CONTROL_PORT)",
+    re.I,
+)
 
 
 @pytest.mark.unit

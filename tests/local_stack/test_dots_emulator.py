@@ -686,6 +686,30 @@ def test_seeded_link_is_retrievable_with_credentials_only(emulator: DotsEmulator
     assert emulator.stats()["creates"] == 0
 
 
+def test_links_lists_every_stored_link_with_its_status_and_key(emulator: DotsEmulator, client: httpx.Client) -> None:
+    first, second = payout(), payout(amount=2000)
+    canceled = client.post(PAYOUT_PATH, json=first).json()
+    created = client.post(PAYOUT_PATH, json=second).json()
+    replay = client.post(PAYOUT_PATH, json=second).json()  # the same key: no other link
+    keyless = create(client, idempotency_key=None)
+    seeded = emulator.seed_link()
+    assert client.delete(link_path(canceled["id"])).status_code == 200
+    emulator.set_status(seeded["id"], "claimed")
+
+    listed = emulator.links()
+
+    assert replay["id"] == created["id"]
+    assert listed == [
+        {"id": canceled["id"], "status": "canceled", "idempotency_key": first["idempotency_key"], "seeded": False},
+        {"id": created["id"], "status": "created", "idempotency_key": second["idempotency_key"], "seeded": False},
+        {"id": keyless["id"], "status": "created", "idempotency_key": None, "seeded": False},
+        {"id": seeded["id"], "status": "claimed", "idempotency_key": None, "seeded": True},
+    ]
+    assert control(emulator, "links").json() == listed  # GET /_emulator/links: the same, over HTTP
+    emulator.reset()
+    assert emulator.links() == [] and control(emulator, "links").json() == []
+
+
 def test_seed_copies_its_payload(emulator: DotsEmulator) -> None:
     sent = payout(idempotency_key=None)
     link_id = emulator.seed_link(sent)["id"]
