@@ -342,6 +342,20 @@ def http_result(response: dict[str, Any], event: dict[str, Any]) -> HttpResult:
     )
 
 
+# What EventBridge sends a function on a schedule (the handler does not read it).
+SCHEDULED_EVENT = {
+    "version": "0",
+    "id": "00000000-0000-0000-0000-000000000000",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": "123456789012",
+    "time": "2026-12-07T00:00:00Z",
+    "region": "us-east-1",
+    "resources": [],
+    "detail": {},
+}
+
+
 class InProcessFunction:
     """The Lambda handler called in this process with payload 2.0 events, as the local gateway builds them."""
 
@@ -366,6 +380,14 @@ class InProcessFunction:
 
         context = LocalLambdaContext.from_environment(timeout_seconds, event["requestContext"]["requestId"])
         return http_result(lambda_handler(event, context), event)
+
+    def settle(self, *, timeout_seconds: float = 60.0) -> dict[str, Any]:
+        """One run of the settler (the template's scheduled SettlerFunction) in this container, as EventBridge
+        invokes it; its report."""
+        from payout_links.settler import lambda_handler
+
+        context = LocalLambdaContext.from_environment(timeout_seconds, uuid.uuid4().hex)
+        return lambda_handler(SCHEDULED_EVENT, context)
 
     def request(
         self,

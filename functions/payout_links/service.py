@@ -234,7 +234,6 @@ class PayoutLinkService:
         if lock is None:
             return "skipped"
         backoff = min(SETTLE_BACKOFF_CAP_SECONDS, settle_after * 2 ** (lock.attempts + 1))
-        logger.append_keys(caller=lock.intent.caller)
         try:
             created = self._drive(lock, deadline, settle_in=backoff)
         except CreateFailed as failure:
@@ -244,7 +243,9 @@ class PayoutLinkService:
         except Problem:
             halt.set()  # the store failed: the next run tries again
             return "unknown"
-        logger.info("intent settled: payout link recorded", extra={"link_id": created.link["id"]})
+        logger.info(
+            "intent settled: payout link recorded", extra={"link_id": created.link["id"], "caller": lock.intent.caller}
+        )
         return "settled"
 
     # --- a caller's own links ----------------------------------------------------------------------------------
