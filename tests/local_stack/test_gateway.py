@@ -269,6 +269,13 @@ def test_build_event_is_a_payload_2_0_event() -> None:
     json.dumps(event)  # what the Lambda runtime would serialize
 
 
+def test_a_repeated_query_parameter_has_its_values_joined_by_commas_as_api_gateway_joins_them() -> None:
+    event = event_for(PAYOUT_LINKS, query="limit=2&cursor=a%2Cb&limit=3&empty=")
+
+    assert event["rawQueryString"] == "limit=2&cursor=a%2Cb&limit=3&empty="
+    assert event["queryStringParameters"] == {"limit": "2,3", "cursor": "a,b", "empty": ""}
+
+
 def test_build_event_passes_claims_as_strings() -> None:
     expires = int(time.time()) + 300
     claims = {
