@@ -286,7 +286,7 @@ class IntentStore(DynamoDBPersistenceLayer):
     def save_success(self, data: dict[str, Any], result: dict[str, Any]) -> None:
         """Called by Powertools with the intent (as a dict) and the created link: COMPLETED, and the link's owner,
         the intent's caller, recorded in one write."""
-        self._owner_put = self._owners.put(result["id"], Intent(**data).caller)
+        self._owner_put = self._owners.put(result, Intent(**data).caller, Intent(**data).key)
         super().save_success(data, result)
 
     def _update_record(self, data_record: DataRecord) -> None:
