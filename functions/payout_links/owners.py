@@ -11,10 +11,22 @@ A read or cancel first reads the record (one consistent GetItem). Anything but "
 same `LinkNotFound`, before any call to the upstream: another caller's link, a partner's, a link made at the
 upstream without the proxy, a link whose create has not completed (its outcome is unknown), an unknown id and a
 malformed one all look alike, so that an id reveals nothing to someone who does not own it.
+
+A list of a caller's links is one Query per page on the table's `owner-links` index (hash `owner`, range
+`created`), newest first, for that caller's partition only. The cursor to the next page is the index's
+LastEvaluatedKey bound to the caller by a digest (`encode_cursor`, `decode_cursor`): a cursor another caller was
+given, or one that was changed, is refused (`InvalidCursor`) before any query. The digest is not a secret and need
+not be: the query's owner is always the caller's own, never the cursor's, so a forged cursor can only move within
+the forger's own links.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+import json
 import re
 import time
 from datetime import UTC, datetime
@@ -23,16 +35,26 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from payout_links.observability import logger
-from payout_links.problems import DependencyUnavailable, NotFound
+from payout_links.problems import DependencyUnavailable, InvalidCursor, NotFound
 
 # What a link id may look like in a URL path: one segment of unreserved URL characters (RFC 3986), never `.` or
 # `..`, which a client or a proxy would resolve as a path step.
 LINK_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._~-]{1,128}")
 LINK_NOT_FOUND = "No payout link with this id was created by this caller."
 
+OWNER_LINKS_INDEX = "owner-links"
 # When a link was created, as the owner records keep it: RFC 3339 in UTC to the millisecond, always this wide, so
 # that the index's string order is time order.
 SORTABLE_CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+# What a cursor may hold: a link id within DynamoDB's partition key size, and no more characters than a cursor for
+# such an id can take (every character JSON-escaped, then base64).
+_MAX_KEY_BYTES = 2048
+_MAX_CURSOR_CHARS = 16_384
+_CURSOR_CHARACTERS = re.compile(r"[A-Za-z0-9_-]+")
+_CURSOR_CHECK = re.compile(r"[0-9a-f]{32}")
+# Fixed: changing it invalidates every cursor handed out (callers then get 400 and start again).
+_CURSOR_CONTEXT = b"payout-link-proxy/list-cursor/v1"
+INVALID_CURSOR = "The cursor is not one this caller was given for this list; start again without it."
 
 
 class LinkNotFound(NotFound):
@@ -119,6 +141,60 @@ class LinkOwners:
         if item[self.OWNER_ATTR]["S"] != caller:
             self._refuse("other-owner")
 
+    def list_links(self, caller: str, *, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of `caller`'s links, newest first: at most `limit` items (fewer when some records have expired
+        and the TTL has not deleted them yet), and the cursor to the next page, None on the last. One Query on the
+        index, in `caller`'s partition only; `InvalidCursor` (before any query) for a cursor `caller` was not
+        given, `DependencyUnavailable` when the table cannot be read."""
+        request: dict[str, Any] = {
+            "TableName": self._table_name,
+            "IndexName": OWNER_LINKS_INDEX,
+            "KeyConditionExpression": "#owner = :owner",
+            "ProjectionExpression": "#link_id, #created, #amount, #key, #link, #expires_at",
+            "ExpressionAttributeNames": {
+                "#owner": self.OWNER_ATTR,
+                "#link_id": self.KEY_ATTR,
+                "#created": self.LINK_CREATED_ATTR,
+                "#amount": self.AMOUNT_ATTR,
+                "#key": self.KEY_USED_ATTR,
+                "#link": self.URL_ATTR,
+                "#expires_at": self.EXPIRY_ATTR,
+            },
+            "ExpressionAttributeValues": {":owner": {"S": caller}},
+            "ScanIndexForward": False,  # newest first
+            "Limit": limit,
+        }
+        if cursor is not None:
+            link_id, created = decode_cursor(caller, cursor)
+            request["ExclusiveStartKey"] = {
+                self.KEY_ATTR: {"S": link_id},
+                self.OWNER_ATTR: {"S": caller},  # the caller's own partition, whatever the cursor says
+                self.LINK_CREATED_ATTR: {"S": created},
+            }
+        try:
+            page = self._client.query(**request)
+        except (ClientError, BotoCoreError) as exc:
+            logger.error("the link owners index could not be read", extra={"store_error": str(exc)})
+            raise DependencyUnavailable("The link owners store is unavailable; retry later.") from None
+        now = time.time()
+        items = [self._listed(item) for item in page.get("Items", []) if int(item[self.EXPIRY_ATTR]["N"]) >= now]
+        last = page.get("LastEvaluatedKey")
+        next_cursor = None
+        if last is not None:
+            next_cursor = encode_cursor(caller, last[self.KEY_ATTR]["S"], last[self.LINK_CREATED_ATTR]["S"])
+        return items, next_cursor
+
+    def _listed(self, item: dict[str, Any]) -> dict[str, Any]:
+        amount = item.get(self.AMOUNT_ATTR)
+        url = item.get(self.URL_ATTR)
+        return {
+            "id": item[self.KEY_ATTR]["S"],
+            "amount": int(amount["N"]) if amount else None,
+            "created": item[self.LINK_CREATED_ATTR]["S"],
+            "idempotency_key": item[self.KEY_USED_ATTR]["S"],
+            "link": url["S"] if url else None,
+        }
+
     @staticmethod
     def _refuse(reason: str) -> None:
         # The reason is for operators (probing for other callers' ids shows here); the caller never sees it.
@@ -146,3 +222,49 @@ def _millisecond_utc(moment: datetime) -> str:
         return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     except OverflowError:
         return ""
+
+
+def encode_cursor(caller: str, link_id: str, created: str) -> str:
+    """The opaque cursor for the page after the record (`link_id`, `created`) of `caller`'s list: url-safe base64,
+    without padding, of `{"id", "created", "check"}`, where `check` binds the two to `caller`."""
+    body = {"id": link_id, "created": created, "check": _cursor_check(caller, link_id, created)}
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return base64.urlsafe_b64encode(text).decode("ascii").rstrip("=")
+
+
+def decode_cursor(caller: str, cursor: str) -> tuple[str, str]:
+    """The (`link_id`, `created`) a cursor from `encode_cursor` holds, once it is well formed and was made for
+    `caller`; `InvalidCursor` otherwise (one answer, whatever is wrong with it)."""
+    if not (len(cursor) <= _MAX_CURSOR_CHARS and _CURSOR_CHARACTERS.fullmatch(cursor)):
+        raise InvalidCursor(INVALID_CURSOR)
+    try:
+        body = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError):  # not base64, not UTF-8, not JSON
+        raise InvalidCursor(INVALID_CURSOR) from None
+    if not (isinstance(body, dict) and body.keys() == {"id", "created", "check"}):
+        raise InvalidCursor(INVALID_CURSOR)
+    link_id, created, check = body["id"], body["created"], body["check"]
+    if not (
+        isinstance(link_id, str)
+        and isinstance(created, str)
+        and isinstance(check, str)
+        and 0 < _utf8_length(link_id) <= _MAX_KEY_BYTES
+        and SORTABLE_CREATED.fullmatch(created)
+        and _CURSOR_CHECK.fullmatch(check)
+        and hmac.compare_digest(check, _cursor_check(caller, link_id, created))
+    ):
+        raise InvalidCursor(INVALID_CURSOR)
+    return link_id, created
+
+
+def _utf8_length(text: str) -> int:
+    """The length of `text` in UTF-8; 0 for a string that has none (a lone surrogate, which JSON can escape)."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return 0
+
+
+def _cursor_check(caller: str, link_id: str, created: str) -> str:
+    fields = json.dumps([caller, link_id, created], ensure_ascii=True).encode()
+    return hashlib.sha256(_CURSOR_CONTEXT + b"\n" + fields).hexdigest()[:32]

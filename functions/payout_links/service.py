@@ -1,5 +1,5 @@
 """What the routes do once the caller is known: create a payout link for an intent, exactly once; read or
-cancel a link, for its owner only.
+cancel a link, for its owner only; list a caller's own links.
 
 A create, from the route to the upstream, each step named for what it does:
 
@@ -81,6 +81,13 @@ class PayoutLinkService:
         """Cancel the link at the upstream and return it, canceled; for its owner only."""
         self._owners.require_owner(caller, link_id)
         return self.payout_api.cancel_payout_link(link_id, deadline=_lifecycle_deadline(remaining_millis))
+
+    def list_payout_links(
+        self, caller: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the links `caller` created, newest first, and the cursor to the next page (None on the last):
+        from the owner records alone, never from the upstream."""
+        return self._owners.list_links(caller, limit=limit, cursor=cursor)
 
 
 def _lifecycle_deadline(remaining_millis: int) -> float:

@@ -59,6 +59,7 @@ def test_each_route_requires_exactly_the_scopes_the_template_gives_it() -> None:
 
     assert routes == {
         "POST /payout-links": (True, ("payouts:write",)),
+        "GET /payout-links": (True, ("payouts:read", "payouts:write")),
         "GET /payout-links/{id}": (True, ("payouts:read", "payouts:write")),
         "DELETE /payout-links/{id}": (True, ("payouts:write",)),
         "POST /webhooks/{partner}/payout-links": (False, ()),
