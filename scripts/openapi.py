@@ -20,7 +20,15 @@ from pydantic.json_schema import models_json_schema
 
 from payout_links import problems
 from payout_links.credentials import PARTNER_NAME
-from payout_links.models import CreatePayoutLinkRequest, PartnerEvent, PayoutLink, ProblemDetails
+from payout_links.models import (
+    DEFAULT_LIST_LIMIT,
+    MAX_LIST_LIMIT,
+    CreatePayoutLinkRequest,
+    PartnerEvent,
+    PayoutLink,
+    PayoutLinkList,
+    ProblemDetails,
+)
 from payout_links.webhooks import TOLERANCE_SECONDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,8 +55,18 @@ CREATE_PROBLEMS = (400, 401, 409, 413, 415, 422, 429, 500, 502, 503, 504)
 # What it can answer when a frontend reads or cancels a link; only a cancel can be a 409 (`not-cancelable`).
 READ_PROBLEMS = (401, 404, 429, 500, 502, 503, 504)
 CANCEL_PROBLEMS = (*READ_PROBLEMS, 409)
-# A status whose problems differ between operations: each operation names the one it can answer.
-LIFECYCLE_ONLY = {409: problems.NotCancelable}
+# What it can answer when a frontend lists its links: no upstream is asked, so none of the upstream's problems.
+LIST_PROBLEMS = (400, 401, 422, 500, 503)
+# A status whose problems differ between operations: each operation names the one it can answer, or None for
+# API Gateway's answer alone (a list is never rate limited by the upstream, only throttled by API Gateway).
+LIFECYCLE_ONLY: dict[int, type[problems.Problem] | None] = {409: problems.NotCancelable}
+LIST_ONLY: dict[int, type[problems.Problem] | None] = {
+    400: problems.InvalidCursor,
+    422: problems.ValidationFailed,
+    429: None,
+}
+# Problems only some operations answer: left out of the responses the others share.
+OPERATION_ONLY = {problems.NotCancelable, problems.InvalidCursor}
 
 
 def build_document() -> dict[str, Any]:
@@ -58,6 +76,7 @@ def build_document() -> dict[str, Any]:
             (CreatePayoutLinkRequest, "validation"),
             (PartnerEvent, "validation"),
             (PayoutLink, "serialization"),
+            (PayoutLinkList, "serialization"),
             (ProblemDetails, "serialization"),
         ],
         ref_template=SCHEMAS + "{model}",
@@ -73,7 +92,7 @@ def build_document() -> dict[str, Any]:
     }
     responses: dict[str, Any] = {}  # filled as the operations refer to them
     paths = {
-        "/payout-links": {"post": _create_operation(responses)},
+        "/payout-links": {"post": _create_operation(responses), "get": _list_operation(responses)},
         "/payout-links/{id}": {
             "get": _lifecycle_operation(
                 "getPayoutLink",
@@ -149,6 +168,51 @@ def _create_operation(components: dict[str, Any]) -> dict[str, Any]:
         "requestBody": _json_body("CreatePayoutLinkRequest"),
         # API Gateway's JWT authorizer answers 401 and 403 itself.
         "responses": {"201": _created(), **_error_refs(CREATE_PROBLEMS, (401, 403, 413, 429, 500), components)},
+    }
+
+
+def _list_operation(components: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "operationId": "listPayoutLinks",
+        "summary": "List the payout links you created, newest first.",
+        "description": (
+            "Only the links the caller created through this API (the same token `sub`, or `client_id` for a token "
+            "without one) whose create completed, as the proxy recorded them: read a link for its current status. "
+            "One page at a time: send `next_cursor` back as `cursor` until it is null. A page may hold fewer than "
+            "`limit` links, even none, and still have a `next_cursor`. A link appears in the list shortly after "
+            "its create answered (the index is eventually consistent). The answer is never cached "
+            "(`Cache-Control: no-store`)."
+        ),
+        "security": [{"bearerJwt": []}],
+        "parameters": [
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "description": f"How many links a page holds at most: 1 to {MAX_LIST_LIMIT}.",
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT, "default": DEFAULT_LIST_LIMIT},
+            },
+            {
+                "name": "cursor",
+                "in": "query",
+                "required": False,
+                "description": (
+                    "The `next_cursor` of the page before, as it was given; absent for the first page. A cursor is "
+                    "valid only for the caller it was given to: any other is `400 invalid-cursor`."
+                ),
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": "A page of the caller's links, newest first.",
+                "headers": {
+                    "Cache-Control": {"required": True, "schema": {"type": "string", "enum": ["no-store"]}},
+                },
+                "content": {"application/json": {"schema": {"$ref": SCHEMAS + "PayoutLinkList"}}},
+            },
+            **_error_refs(LIST_PROBLEMS, (401, 403, 429, 500), components, only=LIST_ONLY),
+        },
     }
 
 
@@ -265,26 +329,27 @@ def _error_refs(
     statuses: tuple[int, ...],
     gateway: tuple[int, ...],
     components: dict[str, Any],
-    only: dict[int, type[problems.Problem]] | None = None,
+    only: dict[int, type[problems.Problem] | None] | None = None,
 ) -> dict[str, Any]:
     """The error responses of an operation, as references to reusable responses that are added to `components`
     on first use: `404` holds the function's problems with that status, `401-gateway` API Gateway's own answer
-    too, and `409-not-cancelable` the one problem `only` names for that status."""
+    too, `409-not-cancelable` the one problem `only` names for that status, and `429-gateway-only` API Gateway's
+    answer alone (`only` names None for it)."""
     only = only or {}
     refs = {}
     for status in sorted(set(statuses) | set(gateway)):
         name = f"{status}-gateway" if status in gateway else str(status)
+        classes = [p for p in problem_classes() if p.status == status and p not in OPERATION_ONLY]
         if status in only:
-            name = f"{status}-{only[status].slug}"
+            named = only[status]
+            name, classes = (f"{status}-gateway-only", []) if named is None else (f"{status}-{named.slug}", [named])
         if name not in components:
-            components[name] = _error_response(status, gateway=status in gateway, only=only.get(status))
+            components[name] = _error_response(status, classes, gateway=status in gateway)
         refs[str(status)] = {"$ref": RESPONSES + name}
     return refs
 
 
-def _error_response(status: int, *, gateway: bool, only: type[problems.Problem] | None = None) -> dict[str, Any]:
-    lifecycle_only = set(LIFECYCLE_ONLY.values())
-    classes = [only] if only else [p for p in problem_classes() if p.status == status and p not in lifecycle_only]
+def _error_response(status: int, classes: list[type[problems.Problem]], *, gateway: bool) -> dict[str, Any]:
     descriptions = [f"`{problem.slug}`: {problem.title}." for problem in classes]
     content: dict[str, Any] = {}
     if classes:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import jwt
@@ -212,6 +213,7 @@ FUNCTION_METRICS = {
     "UpstreamMismatch": "Count",
     "PayoutLinkRead": "Count",
     "PayoutLinkCanceled": "Count",
+    "PayoutLinksListed": "Count",
     "LinkOwnershipRefused": "Count",
     "WebhookRefused": "Count",
     # With the refusing limit as a second dimension (limits.record_refusal), never the caller.
@@ -284,14 +286,16 @@ def http_event(
     headers: dict[str, str] | None = None,
     route: Route | None = None,
     base64_encoded: bool = False,
+    query: dict[str, str] | str = "",
 ) -> dict[str, Any]:
     """The payload 2.0 event API Gateway would send for this request, built by the local gateway's code: the one
     way every test tier makes an event.
 
     The route is the template's route for `method` and `path`, or `route` for a request no route of the template
     takes (the router's own tests). The gateway passes a text body as text and any other body base64;
-    `base64_encoded` sends even a text body base64, as API Gateway does for a binary media type. A test of an
-    event API Gateway never sends builds one with this, then changes the dict."""
+    `base64_encoded` sends even a text body base64, as API Gateway does for a binary media type. `query` is the
+    query string, raw or as parameters to encode. A test of an event API Gateway never sends builds one with this,
+    then changes the dict."""
     if isinstance(body, dict | list):
         body = json.dumps(body)
     raw = body.encode() if isinstance(body, str) else (body or b"")
@@ -300,7 +304,8 @@ def http_event(
         route = next((candidate for candidate in template_routes() if candidate.match(method, path) is not None), None)
         assert route is not None, f"no route {method} {path} in template.yaml"
     parameters = route.match(method, path) or {}
-    event = build_event(route, parameters, method, path, "", lowered, raw, "127.0.0.1", uuid.uuid4().hex)
+    raw_query = query if isinstance(query, str) else urlencode(query)
+    event = build_event(route, parameters, method, path, raw_query, lowered, raw, "127.0.0.1", uuid.uuid4().hex)
     if base64_encoded and raw and not event["isBase64Encoded"]:
         event.update(body=base64.b64encode(raw).decode("ascii"), isBase64Encoded=True)
     return event
@@ -396,9 +401,11 @@ class InProcessFunction:
         *,
         body: bytes | str | dict | None = None,
         headers: dict[str, str] | None = None,
+        query: dict[str, str] | str = "",
         timeout_seconds: float = 20.0,
     ) -> HttpResult:
-        return self.invoke(http_event(method, path, body=body, headers=headers), timeout_seconds=timeout_seconds)
+        event = http_event(method, path, body=body, headers=headers, query=query)
+        return self.invoke(event, timeout_seconds=timeout_seconds)
 
     def create(
         self,

@@ -1,7 +1,7 @@
 """The Lambda handler: routes, and the one place where errors become `application/problem+json`.
 
-Frontends create links (POST /payout-links) and read or cancel their own (GET and DELETE /payout-links/{id});
-partners create them through signed webhooks."""
+Frontends create links (POST /payout-links), list theirs (GET /payout-links) and read or cancel their own (GET and
+DELETE /payout-links/{id}); partners create them through signed webhooks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from payout_links import api_docs, inbound, snapstart, webhooks
 from payout_links.http import Request, Response, Router
-from payout_links.models import parse_create_request, parse_partner_event
+from payout_links.models import parse_create_request, parse_list_query, parse_partner_event
 from payout_links.observability import MetricUnit, logger, metrics
 from payout_links.outcomes import CreateFailed
 from payout_links.owners import LINK_ID
@@ -41,6 +41,23 @@ def post_payout_link(request: Request) -> Response:
     key = inbound.frontend_key(request.headers.get("idempotency-key"), payout_request.idempotency_key)
     created = get_service().create_once(caller, key, payout_request, context=request.lambda_context)
     return _created_answer(created)
+
+
+@app.get("/payout-links")
+def list_payout_links(request: Request) -> Response:
+    """A page of the links the caller created, newest first, from the owner records alone (the upstream is not
+    asked); `cursor` is the `next_cursor` of the page before."""
+    caller = _frontend_caller(request)
+    query = parse_list_query(request.query)
+    items, next_cursor = get_service().list_payout_links(caller, limit=query.limit, cursor=query.cursor)
+    logger.info("payout links listed", extra={"listed": len(items), "last_page": next_cursor is None})
+    metrics.add_metric(name="PayoutLinksListed", unit=MetricUnit.Count, value=1)
+    return Response(
+        200,
+        json.dumps({"items": items, "next_cursor": next_cursor}, separators=(",", ":"), sort_keys=True),
+        # A list changes with every create: never cached, by a browser or anything in between.
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @app.get("/payout-links/<link_id>")

@@ -29,6 +29,9 @@ class Request:
     context: LambdaContext | None = None
     # API Gateway's id of the request: the `apigw-requestid` header of the answer, and what the access log carries.
     request_id: str = ""
+    # The query string's parameters, decoded; a parameter sent more than once has its values joined by commas, as
+    # API Gateway joins them in `queryStringParameters`.
+    query: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any], context: LambdaContext | None = None) -> Request:
@@ -43,6 +46,7 @@ class Request:
             claims=(authorizer.get("jwt") or {}).get("claims"),
             context=context,
             request_id=request_context.get("requestId") or "",
+            query=dict(event.get("queryStringParameters") or {}),
         )
 
     @property

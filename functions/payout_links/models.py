@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
@@ -268,6 +270,40 @@ def _parse[M: (CreatePayoutLinkRequest, PartnerEvent)](
     return parsed
 
 
+# GET /payout-links: how many links a page holds, unless the caller asks for another number within the bounds.
+DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 100
+LIST_QUERY_PARAMETERS = frozenset({"limit", "cursor"})
+_LIMIT = re.compile(r"[0-9]{1,3}")
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The query of `GET /payout-links`: the page size, and the cursor of the page to read (None: the first)."""
+
+    limit: int = DEFAULT_LIST_LIMIT
+    cursor: str | None = None
+
+
+def parse_list_query(parameters: Mapping[str, str]) -> ListQuery:
+    """Validate the query string of `GET /payout-links`; raise `ValidationFailed` (422) with a pointer per bad
+    parameter (`#/limit`), as for a body. The cursor is only the owners' to read (`InvalidCursor`, 400)."""
+    errors = [
+        FieldError("#/" + name.replace("~", "~0").replace("/", "~1"), "Unknown query parameter")
+        for name in sorted(parameters.keys() - LIST_QUERY_PARAMETERS)
+    ]
+    limit = DEFAULT_LIST_LIMIT
+    if "limit" in parameters:
+        text = parameters["limit"]
+        if _LIMIT.fullmatch(text) and 1 <= int(text) <= MAX_LIST_LIMIT:
+            limit = int(text)
+        else:
+            errors.append(FieldError("#/limit", f"must be an integer from 1 to {MAX_LIST_LIMIT}"))
+    if errors:
+        raise ValidationFailed("One or more query parameters are invalid.", errors=tuple(errors))
+    return ListQuery(limit=limit, cursor=parameters.get("cursor"))
+
+
 def _field_error(error: ErrorDetails) -> FieldError:
     # A bad metadata key is reported at "metadata/<key>/[key]"; the pointer names the key itself.
     location = [str(part) for part in error["loc"] if part != "[key]"]
@@ -312,12 +348,43 @@ class PayoutLink(_ResponseModel):
     metadata: dict[str, str]
 
 
+class PayoutLinkSummary(_ResponseModel):
+    """One link of a list, as recorded when its create completed; `GET /payout-links/{id}` reads its status."""
+
+    model_config = ConfigDict(defer_build=True)  # for the OpenAPI document: the function answers dicts
+
+    id: str
+    amount: int | None = Field(description="Integer cents")
+    created: str = Field(
+        description="RFC 3339, UTC, to the millisecond, with a Z suffix: the link's own `created`, or when the proxy "
+        "recorded it if the payout provider did not say",
+        examples=["2026-12-07T02:40:56.895Z"],
+    )
+    idempotency_key: str = Field(description="The idempotency key the link was created with, as the proxy keys it")
+    link: str | None = Field(description="The payout link's URL")
+
+
+class PayoutLinkList(_ResponseModel):
+    """The 200 body of `GET /payout-links`: a page of the caller's links, newest first."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    items: list[PayoutLinkSummary]
+    next_cursor: str | None = Field(
+        description="Send it as `cursor` for the next page; null on the last page. Opaque, and valid only for the "
+        "caller it was given to."
+    )
+
+
 # The problem body, for the OpenAPI document and the tests. The function renders problems from `Problem` itself,
 # so these schemas are only built when asked for (defer_build) and cost the cold start nothing.
 class ProblemFieldError(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    pointer: str = Field(description="JSON pointer into the request body, as a URI fragment", examples=["#/amount"])
+    pointer: str = Field(
+        description="JSON pointer into the request body (the query parameters, for a list), as a URI fragment",
+        examples=["#/amount"],
+    )
     detail: str
 
 

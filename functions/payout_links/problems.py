@@ -106,6 +106,11 @@ class InvalidIdempotencyKey(Problem):
     metric = "ValidationRejected"
 
 
+class InvalidCursor(Problem):
+    status, slug, title = 400, "invalid-cursor", "Invalid cursor"
+    metric = "ValidationRejected"
+
+
 class Unauthenticated(Problem):
     status, slug, title = 401, "unauthenticated", "Authentication required"
 

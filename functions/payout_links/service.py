@@ -262,6 +262,13 @@ class PayoutLinkService:
         self._owners.require_owner(caller, link_id)
         return self.payout_api.cancel_payout_link(link_id, deadline=deadline)
 
+    def list_payout_links(
+        self, caller: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the links `caller` created, newest first, and the cursor to the next page (None on the last):
+        from the owner records alone, never from the upstream."""
+        return self._owners.list_links(caller, limit=limit, cursor=cursor)
+
 
 def _lifecycle_deadline(remaining_millis: int) -> float:
     return time.monotonic() + remaining_millis / 1000 - LIFECYCLE_RESERVE_SECONDS

@@ -262,12 +262,21 @@ def build_event(
         "isBase64Encoded": text_body is None and bool(body),
     }
     if raw_query:
-        event["queryStringParameters"] = dict(parse_qsl(raw_query, keep_blank_values=True))
+        event["queryStringParameters"] = query_parameters(raw_query)
     if path_parameters:
         event["pathParameters"] = path_parameters
     if body:
         event["body"] = text_body if text_body is not None else base64.b64encode(body).decode("ascii")
     return event
+
+
+def query_parameters(raw_query: str) -> dict[str, str]:
+    """`queryStringParameters` as API Gateway makes it: each name's values decoded, a repeated name's values
+    joined by commas in their order."""
+    parameters: dict[str, str] = {}
+    for name, value in parse_qsl(raw_query, keep_blank_values=True):
+        parameters[name] = f"{parameters[name]},{value}" if name in parameters else value
+    return parameters
 
 
 class LocalHttpApi(ThreadingHTTPServer):

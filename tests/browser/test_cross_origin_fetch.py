@@ -196,6 +196,34 @@ def test_the_owner_reads_and_cancels_from_the_page_after_their_preflights(fronte
     assert canceled.get("status") == 200 and canceled["body"]["status"] == "canceled", canceled
 
 
+def test_the_owner_lists_its_links_from_the_page_after_the_preflight(frontend, upstream):
+    """GET /payout-links carries `authorization`, so the browser preflights it: the list's URL (with its query) gets
+    a preflight that admits GET and the header, and JavaScript reads a page of links, its `Cache-Control` and the
+    next page by its cursor."""
+    owner = {"authorization": f"Bearer {token(f'browser-lister-{new_key()}')}"}
+    older, newer = (frontend.call(frontend.request(f"create {n}", headers=owner))["body"]["id"] for n in (1, 2))
+
+    first = frontend.call({"label": "list", "method": "GET", "path": "/payout-links?limit=1", "headers": owner})
+    cursor = first["body"]["next_cursor"]
+    second = frontend.call(
+        {"label": "next page", "method": "GET", "path": f"/payout-links?limit=1&cursor={cursor}", "headers": owner}
+    )
+
+    (preflight,) = [p for p in frontend.preflights() if p.url == f"{frontend.api}/payout-links?limit=1"]
+    assert preflight.request_headers["access-control-request-method"] == "GET"
+    assert preflight.requested_headers == {"authorization"}
+    assert preflight.status == 204
+    assert preflight.response_headers["access-control-allow-origin"] == frontend.origin
+    allowed_methods = {m.strip() for m in preflight.response_headers["access-control-allow-methods"].split(",")}
+    assert "GET" in allowed_methods
+    assert first.get("status") == 200, first
+    assert [item["id"] for item in first["body"]["items"]] == [newer]
+    assert first["headers"]["cache-control"] == "no-store"  # a CORS-safelisted header: JavaScript reads it
+    assert second.get("status") == 200, second
+    assert [item["id"] for item in second["body"]["items"]] == [older]
+    assert upstream.stats()["creates"] == 2  # the list itself never reached Dots
+
+
 def test_js_reads_idempotent_replayed_on_a_replay(frontend, upstream):
     key = new_key()
     created = frontend.call(frontend.request("create", key=key))

@@ -37,8 +37,8 @@ CHECKS = (
 MAX_EXAMPLES = 50
 SEED = 20261124
 # Operations the run must have tested, each with at least one 2xx answer checked (not only 404s): schemathesis
-# reads and cancels the links its own creates returned.
-MUST_TEST = ("GET /payout-links/{id}", "DELETE /payout-links/{id}")
+# reads and cancels the links its own creates returned, and lists them (any limit within bounds, no cursor).
+MUST_TEST = ("GET /payout-links/{id}", "DELETE /payout-links/{id}", "GET /payout-links")
 
 
 def test_the_stack_serves_its_document_and_docs_page(stack):

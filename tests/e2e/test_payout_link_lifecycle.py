@@ -1,10 +1,12 @@
-"""Reading and canceling payout links through the local stack over HTTP, as a frontend would: GET and DELETE
-/payout-links/{id}, for the caller that created the link and no one else. The emulator is the same one the stack
-calls, so its counters show what reached the upstream (nothing, for anyone but the owner).
+"""Listing, reading and canceling payout links through the local stack over HTTP, as a frontend would: GET
+/payout-links, and GET and DELETE /payout-links/{id}, for the caller that created the links and no one else. The
+emulator is the same one the stack calls, so its counters show what reached the upstream (nothing, for anyone but
+the owner, and nothing for a list).
 
 Here: each route's smoke test, the 409 and 404 problems through the stack (ids as the wire carries them), the
 gateway's scope check and CORS. Who may see which link, and what each upstream answer becomes, are the
-integration and unit tiers' (tests/integration/test_link_ownership.py, tests/unit/test_upstream_client.py)."""
+integration and unit tiers' (tests/integration/test_link_ownership.py, tests/integration/test_link_listing.py,
+tests/unit/test_upstream_client.py)."""
 
 from __future__ import annotations
 
@@ -118,6 +120,32 @@ def test_a_link_past_canceling_is_a_409_not_cancelable(api, upstream):
     assert answer.is_problem()
     assert answer.json()["type"] == NOT_CANCELABLE_TYPE
     assert upstream.link(link_id) == before  # the link is as it was: status, claimed user, everything
+
+
+def test_the_owner_lists_its_links_page_by_page_and_no_one_else_can_follow_its_cursor(api, upstream):
+    """The list's smoke: pages through the stack (the cursor as the query string carries it), another caller's use
+    of that cursor (400), and the gateway's scope check (either scope lists). The upstream is never asked."""
+    owner, stranger = f"lister-{uuid.uuid4().hex[:12]}", f"lister-{uuid.uuid4().hex[:12]}"
+    links = [create(api, owner)["id"] for _ in range(3)]
+    before = lifecycle_counts(upstream)
+
+    first = result(api.get("/payout-links", params={"limit": 2}, headers=bearer(owner)))
+    cursor = first.json()["next_cursor"]
+    second = result(api.get("/payout-links", params={"limit": 2, "cursor": cursor}, headers=bearer(owner)))
+    foreign = result(api.get("/payout-links", params={"cursor": cursor}, headers=bearer(stranger)))
+    read_only = result(api.get("/payout-links", headers=bearer(owner, scope="payouts:read")))
+    no_scope = result(api.get("/payout-links", headers=bearer(owner, scope="profile")))
+
+    assert first.status == second.status == 200, (first.body, second.body)
+    assert first.headers["cache-control"] == second.headers["cache-control"] == "no-store"
+    assert [item["id"] for item in first.json()["items"]] == links[:0:-1]
+    assert [item["id"] for item in second.json()["items"]] == links[:1]
+    assert second.json()["next_cursor"] is None
+    assert foreign.status == 400 and foreign.is_problem()
+    assert foreign.json()["type"] == "urn:payout-link-proxy:problem:invalid-cursor"
+    assert read_only.status == 200 and [item["id"] for item in read_only.json()["items"]] == links[::-1]
+    assert no_scope.status == 403 and no_scope.json() == {"message": "Forbidden"}
+    assert lifecycle_counts(upstream) == before
 
 
 # --- everyone else -----------------------------------------------------------------------------------------------

@@ -167,7 +167,19 @@ def test_routes_and_who_may_call_them(template: dict[str, Any], function: dict[s
                 "Auth": {"Authorizer": "JwtAuthorizer", "AuthorizationScopes": [{"Ref": "RequiredScope"}]},
             },
         },
-        # A frontend reads with either scope, and cancels only with the one that creates.
+        # A frontend lists and reads with either scope, and cancels only with the one that creates.
+        "ListPayoutLinks": {
+            "Type": "HttpApi",
+            "Properties": {
+                **common,
+                "Method": "GET",
+                "Path": "/payout-links",
+                "Auth": {
+                    "Authorizer": "JwtAuthorizer",
+                    "AuthorizationScopes": [{"Ref": "ReadScope"}, {"Ref": "RequiredScope"}],
+                },
+            },
+        },
         "ReadPayoutLink": {
             "Type": "HttpApi",
             "Properties": {
@@ -284,8 +296,9 @@ def test_access_logs_never_carry_headers_or_bodies(template: dict[str, Any]) -> 
 
 
 def test_iam_grants_only_item_access_and_the_two_secrets(function: dict[str, Any]) -> None:
-    """Item actions on the idempotency table; on the owners table, GetItem and a PutItem allowed only inside a
-    transaction (the one that completes a create): an owner record is never updated or deleted."""
+    """Item actions on the idempotency table; on the owners table, GetItem, Query on its owner-links index alone
+    (a caller's list) and a PutItem allowed only inside a transaction (the one that completes a create): an owner
+    record is never updated or deleted, and the table itself is never queried or scanned."""
     statements: list[dict[str, Any]] = []
     for policy in function["Policies"]:
         # Inline documents only: a managed policy name or a SAM policy template
@@ -308,8 +321,9 @@ def test_iam_grants_only_item_access_and_the_two_secrets(function: dict[str, Any
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             resources_by_action.setdefault(action, []).extend(resources)
 
-    assert set(resources_by_action) == ITEM_ACTIONS | SECRET_ACTIONS | {"kms:Decrypt"}
+    assert set(resources_by_action) == ITEM_ACTIONS | SECRET_ACTIONS | {"kms:Decrypt", "dynamodb:Query"}
     assert resources_by_action["kms:Decrypt"] == [{"Ref": "SecretsKmsKeyArn"}]
+    assert resources_by_action["dynamodb:Query"] == [{"Fn::Sub": "${LinkOwnersTable.Arn}/index/owner-links"}]
     owners = {"Fn::GetAtt": "LinkOwnersTable.Arn"}
     for action in ITEM_ACTIONS:
         granted = [{"Fn::GetAtt": "IdempotencyTable.Arn"}]
@@ -633,7 +647,7 @@ def test_snapstart_is_a_parameter_and_the_api_calls_the_published_alias(enabled:
     integrations = [
         operation["x-amazon-apigateway-integration"] for item in paths.values() for operation in item.values()
     ]
-    assert len(integrations) == 6
+    assert len(integrations) == 7
     for integration in integrations:
         assert f"${{{alias}}}/invocations" in integration["uri"]["Fn::Sub"]
     permissions = [resource for resource in resources.values() if resource["Type"] == "AWS::Lambda::Permission"]

@@ -1,6 +1,6 @@
 """What one request costs in network round trips: counted where they happen (botocore's event hooks on the
-function's own clients, the emulator's request and connection counters), for the floor's cases and for reading
-and canceling a link."""
+function's own clients, the emulator's request and connection counters), for the floor's cases and for reading,
+canceling and listing links."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tests.support import new_key, token
 
 pytestmark = pytest.mark.integration
 
-DYNAMODB_CALLS = {"PutItem", "GetItem", "UpdateItem", "DeleteItem", "TransactWriteItems"}
+DYNAMODB_CALLS = {"PutItem", "GetItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "Query"}
 
 
 @pytest.fixture
@@ -136,5 +136,35 @@ def test_a_malformed_id_costs_nothing(counted, function, method):
     function.create()
 
     trips = counted(lifecycle(function, method, "not a link"), expected=404)
+
+    assert trips == {"dynamodb": 0, "secretsmanager": 0, "upstream": 0, "new_connections": 0}
+
+
+def listing(function, sub: str, **query: str):
+    return lambda: function.request(
+        "GET", "/payout-links", headers={"authorization": f"Bearer {token(sub)}"}, query=query
+    )
+
+
+@pytest.mark.parametrize("cold", [True, False], ids=["cold", "warm"])
+def test_each_page_of_a_list_is_one_query_and_nothing_else(counted, function, cold):
+    sub = f"pages-{new_key()}"
+    for _ in range(3):
+        function.create(sub=sub)
+    cursor = listing(function, sub, limit="2")().json()["next_cursor"]
+    if cold:
+        function.reset_container()
+
+    first = counted(listing(function, sub, limit="2"), expected=200)
+    second = counted(listing(function, sub, limit="2", cursor=cursor), expected=200)
+
+    # No credentials are read either: the upstream is never asked.
+    assert first == second == {"dynamodb": 1, "secretsmanager": 0, "upstream": 0, "new_connections": 0}
+
+
+def test_a_refused_cursor_costs_nothing(counted, function):
+    sub = f"pages-{new_key()}"
+
+    trips = counted(listing(function, sub, cursor="bm90LWEtY3Vyc29y"), expected=400)
 
     assert trips == {"dynamodb": 0, "secretsmanager": 0, "upstream": 0, "new_connections": 0}

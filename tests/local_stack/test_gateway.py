@@ -59,6 +59,7 @@ def test_each_route_requires_exactly_the_scopes_the_template_gives_it() -> None:
 
     assert routes == {
         "POST /payout-links": (True, ("payouts:write",)),
+        "GET /payout-links": (True, ("payouts:read", "payouts:write")),
         "GET /payout-links/{id}": (True, ("payouts:read", "payouts:write")),
         "DELETE /payout-links/{id}": (True, ("payouts:write",)),
         "POST /webhooks/{partner}/payout-links": (False, ()),
@@ -267,6 +268,13 @@ def test_build_event_is_a_payload_2_0_event() -> None:
     assert event["body"] == body.decode()
     assert "authorizer" not in event["requestContext"]  # no token, no claims
     json.dumps(event)  # what the Lambda runtime would serialize
+
+
+def test_a_repeated_query_parameter_has_its_values_joined_by_commas_as_api_gateway_joins_them() -> None:
+    event = event_for(PAYOUT_LINKS, query="limit=2&cursor=a%2Cb&limit=3&empty=")
+
+    assert event["rawQueryString"] == "limit=2&cursor=a%2Cb&limit=3&empty="
+    assert event["queryStringParameters"] == {"limit": "2,3", "cursor": "a,b", "empty": ""}
 
 
 def test_build_event_passes_claims_as_strings() -> None:

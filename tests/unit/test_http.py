@@ -116,3 +116,10 @@ def test_the_request_reads_the_event_as_api_gateway_sends_it():
     )
     assert request.headers["content-type"] == "application/json" and request.headers["x-a"] == "1"
     assert request.claims is None  # no token: nothing the authorizer verified
+
+
+def test_the_request_reads_the_query_string_parameters():
+    event = http_event("GET", "/payout-links", query="limit=5&cursor=a%2Db&limit=6")
+
+    assert Request.from_event(event).query == {"limit": "5,6", "cursor": "a-b"}  # repeated: joined, as API Gateway does
+    assert Request.from_event(http_event("GET", "/payout-links")).query == {}  # no query: no queryStringParameters

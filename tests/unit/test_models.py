@@ -1,5 +1,6 @@
 """The request contract of POST /payout-links (docs/api.md): what is accepted, what is refused, and where the
-refusal points; and the canonical request that is both forwarded upstream and fingerprinted for idempotency."""
+refusal points; and the canonical request that is both forwarded upstream and fingerprinted for idempotency. And
+the query of GET /payout-links."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from typing import Any
 import pytest
 
 from payout_links import intent
-from payout_links.models import CreatePayoutLinkRequest, PayoutLink, parse_create_request, parse_partner_event
+from payout_links.models import (
+    CreatePayoutLinkRequest,
+    ListQuery,
+    PayoutLink,
+    parse_create_request,
+    parse_list_query,
+    parse_partner_event,
+)
 from payout_links.problems import MalformedJson, ValidationFailed
 from tests.support import LINK_KEYS
 
@@ -648,3 +656,41 @@ def test_payout_link_json_has_exactly_the_contract_keys() -> None:
     assert json.loads(minimal.model_dump_json())["metadata"] == {}
     assert set(full.model_dump()["payee"]) == {"first_name", "last_name", "email", "country_code", "phone_number"}
     assert set(full.model_dump()["delivery"]) == {"method", "email", "country_code", "phone_number"}
+
+
+# -- GET /payout-links: the query -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parameters", "query"),
+    [
+        ({}, ListQuery(limit=20, cursor=None)),
+        ({"limit": "1"}, ListQuery(limit=1, cursor=None)),
+        ({"limit": "100"}, ListQuery(limit=100, cursor=None)),
+        ({"limit": "007"}, ListQuery(limit=7, cursor=None)),
+        ({"cursor": "abc", "limit": "5"}, ListQuery(limit=5, cursor="abc")),
+        ({"cursor": ""}, ListQuery(limit=20, cursor="")),  # the owners refuse it: only they can read a cursor
+    ],
+)
+def test_a_list_query_within_bounds_is_accepted(parameters: dict[str, str], query: ListQuery) -> None:
+    assert parse_list_query(parameters) == query
+
+
+@pytest.mark.parametrize(
+    "limit", ["0", "101", "1000", "-1", "+5", " 5", "5 ", "5.0", "1e1", "ten", "", "0x10", "2,3", "\u0665", "1_0"]
+)
+def test_a_limit_that_is_not_an_integer_from_1_to_100_is_refused_pointing_at_it(limit: str) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        parse_list_query({"limit": limit})
+
+    assert refused.value.status == 422
+    assert [(error.pointer, error.detail) for error in refused.value.errors] == [
+        ("#/limit", "must be an integer from 1 to 100")
+    ]
+
+
+def test_an_unknown_query_parameter_is_refused_so_that_a_typo_surfaces() -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        parse_list_query({"limt": "5", "a/b": "", "limit": "0"})
+
+    assert [error.pointer for error in refused.value.errors] == ["#/a~1b", "#/limt", "#/limit"]
