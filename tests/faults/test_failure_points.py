@@ -600,3 +600,26 @@ def test_a_release_that_fails_still_answers_what_the_upstream_said(function, ups
     result = function.create()
 
     assert result.status == 422 and result.json()["type"].endswith("upstream-rejected")
+
+
+# -- reads and cancels end in time, whatever their owner check took ---------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_a_slow_owner_check_is_counted_against_a_reads_deadline(function, upstream, aws_faults, method):
+    """The owner record answers slowly (just under botocore's read timeout), then Dots stalls: the answer still
+    comes before the function's time is up, because the upstream's deadline counts the time the check took."""
+    link_id = function.create().json()["id"]
+    timeout_seconds = 2.5
+    aws_faults.stall("DynamoDB_20120810.GetItem", seconds=READ_TIMEOUT_SECONDS - 0.1, count=1)
+    upstream.inject({"delay_seconds": 5})
+
+    started = time.monotonic()
+    answer = function.request(
+        method, f"/payout-links/{link_id}", headers=frontend_headers(), timeout_seconds=timeout_seconds
+    )
+    elapsed = time.monotonic() - started
+
+    assert answer.status == 504 and answer.is_problem(), answer.body
+    assert elapsed < timeout_seconds, f"answered after {elapsed:.2f} s, past the function's {timeout_seconds} s"
+    assert aws_faults.wait_idle(timeout=5)
