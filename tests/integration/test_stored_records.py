@@ -111,3 +111,35 @@ def test_a_record_the_previous_deploy_completed_is_replayed_and_still_refuses_an
     assert replay.json() == EARLIER_LINK
     assert other_body.status == 422 and other_body.json()["type"].endswith(":idempotency-key-reused")
     assert upstream.stats()["requests"] == 0
+
+
+def test_a_record_the_store_completes_is_one_powertools_idempotency_reads_as_completed(function, upstream, aws_clients):
+    """The other direction: the store is the proxy's own, but its records keep the layout Powertools idempotency
+    wrote and read (so a rollback to a deploy that used Powertools still replays them). Read through Powertools'
+    public persistence API, configured as the proxy configured it, the record is COMPLETED with the link, and
+    another request is refused as another body."""
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
+
+    from payout_links.intent import RECORD_KEY_PREFIX
+    from payout_links.models import parse_create_request
+
+    dynamodb, _ = aws_clients
+    created = function.create(FRONTEND_BODY, key=FRONTEND_KEY + "-pt", sub=FRONTEND_SUB)
+    assert created.status == 201, created.body
+    request = parse_create_request(json.dumps(FRONTEND_BODY), max_amount_cents=10**9).upstream_payload()
+    persistence = DynamoDBPersistenceLayer(table_name=TABLE_NAME, boto3_client=dynamodb)
+    persistence.configure(
+        IdempotencyConfig(
+            event_key_jmespath="[caller, key]", payload_validation_jmespath="request", hash_function="sha256"
+        ),
+        key_prefix=RECORD_KEY_PREFIX,
+    )
+    intent = {"caller": f"user:{FRONTEND_SUB}", "key": FRONTEND_KEY + "-pt", "request": request}
+
+    record = persistence.get_record(intent)
+
+    assert record is not None and record.status == "COMPLETED"
+    assert record.response_json_as_dict() == created.json()
+    with pytest.raises(IdempotencyValidationError):
+        persistence.get_record({**intent, "request": {**request, "amount": request["amount"] + 1}})
