@@ -208,8 +208,8 @@ class CallerLimits:
 
     def limit_for(self, caller: str) -> CallerLimit:
         """The caller's limits: its override's, field by field, or the defaults. May read the overrides item
-        (one GetItem, when the cached copy is missing or older than the max age): `DependencyUnavailable` when
-        that read fails."""
+        (one GetItem, when the cached copy is missing or older than the max age); when that read fails, the last
+        copy read applies, or the defaults when there is none."""
         override = self._current_overrides().get(caller, {})
         return CallerLimit(
             daily_amount_cents=override.get(DAILY_FIELD, self._default.daily_amount_cents),
@@ -221,8 +221,7 @@ class CallerLimits:
         windows, each conditioned on staying within its limit; [] when both limits are off for this caller.
 
         The day's entry comes first, then the hour's (each only when that limit is on). An amount above the daily
-        limit on its own gets a condition that can never pass. `DependencyUnavailable` when the overrides cannot
-        be read."""
+        limit on its own gets a condition that can never pass."""
         if amount < 0:
             raise ValueError("an amount is never negative")
         limit = self.limit_for(caller)
@@ -311,8 +310,16 @@ class CallerLimits:
                 ExpressionAttributeNames={"#callers": OVERRIDES_ATTR},
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
-            logger.error("the caller limit overrides could not be read", extra={"store_error": str(exc)})
-            raise DependencyUnavailable("The limits store is unavailable; retry with the same key.") from None
+            # Never a reason to refuse a create: a replay or a retry reserves nothing, and a new intent's lock
+            # write meets the same table anyway. The last copy read stands in; with none, the defaults do (not
+            # kept: the next create reads again).
+            code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else type(exc).__name__
+            logger.error(
+                "the caller limit overrides could not be read; "
+                + ("the last copy read applies" if self._overrides is not None else "the defaults apply"),
+                extra={"store_error": code},
+            )
+            return self._overrides if self._overrides is not None else {}
         self._overrides, self._read_at = parse_overrides(item), now
         return self._overrides
 

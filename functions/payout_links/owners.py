@@ -95,8 +95,9 @@ class LinkOwners:
         """The `Put` of a TransactWriteItems that records `owner` for the created `link` (a normalized link), with
         what a list shows: its `created` (sortable, see `SORTABLE_CREATED`; the recording time when the link has
         none), `amount`, `link` (when there is one) and the caller's `idempotency_key`. It succeeds when the record
-        is new or already names the same owner (a create completed again after its record was lost); a link
-        recorded for another owner is never handed over, and the whole transaction fails instead."""
+        is new or already names the same owner and key (a create completed again after its record was lost); a link
+        recorded for another owner, or for another key of the same owner, is never handed over: the whole
+        transaction fails instead."""
         now = time.time()
         item: dict[str, Any] = {
             self.KEY_ATTR: {"S": link["id"]},
@@ -114,11 +115,36 @@ class LinkOwners:
             "Put": {
                 "TableName": self._table_name,
                 "Item": item,
-                "ConditionExpression": "attribute_not_exists(#link_id) OR #owner = :owner",
-                "ExpressionAttributeNames": {"#link_id": self.KEY_ATTR, "#owner": self.OWNER_ATTR},
-                "ExpressionAttributeValues": {":owner": {"S": owner}},
+                # The same intent completing again (its record lost) may write it again; a record from before
+                # owner records kept the key matches its owner alone.
+                "ConditionExpression": (
+                    "attribute_not_exists(#link_id)"
+                    " OR (#owner = :owner AND (#key = :key OR attribute_not_exists(#key)))"
+                ),
+                "ExpressionAttributeNames": {
+                    "#link_id": self.KEY_ATTR,
+                    "#owner": self.OWNER_ATTR,
+                    "#key": self.KEY_USED_ATTR,
+                },
+                "ExpressionAttributeValues": {":owner": {"S": owner}, ":key": {"S": idempotency_key}},
             }
         }
+
+    def is_recorded(self, link_id: str) -> bool:
+        """Whether the proxy has recorded `link_id` for any caller (one consistent GetItem): a link that is someone's
+        is never canceled on another request's behalf. `DependencyUnavailable` when the table cannot be read."""
+        try:
+            item = self._client.get_item(
+                TableName=self._table_name,
+                Key={self.KEY_ATTR: {"S": link_id}},
+                ConsistentRead=True,
+                ProjectionExpression="#link_id",
+                ExpressionAttributeNames={"#link_id": self.KEY_ATTR},
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            logger.error("the link owners table could not be read", extra={"store_error": str(exc)})
+            raise DependencyUnavailable("The link owners store is unavailable; retry later.") from None
+        return item is not None
 
     def require_owner(self, caller: str, link_id: str) -> None:
         """Return when `caller` owns `link_id`; raise `LinkNotFound` otherwise (`DependencyUnavailable` when

@@ -77,8 +77,9 @@ RESPONSE_RESERVE_SECONDS = aws.WORST_CASE_CALL_SECONDS + 0.5
 LIFECYCLE_RESERVE_SECONDS = 0.5
 # The settler backs off an intent that stays unknown: SETTLE_AFTER_SECONDS, doubled per resend, at most this.
 SETTLE_BACKOFF_CAP_SECONDS = 1800
-# Upstream answers after which a settler run sends nothing more: the upstream is unwell or pushing back.
-_HALTING_PROBLEMS = (UpstreamRateLimited, UpstreamFailed, UpstreamTimedOut)
+# Answers after which a settler run sends nothing more: the upstream is unwell or pushing back, or the credentials
+# cannot be read.
+_HALTING_PROBLEMS = (UpstreamRateLimited, UpstreamFailed, UpstreamTimedOut, DependencyUnavailable)
 
 
 @dataclass
@@ -156,7 +157,17 @@ class PayoutLinkService:
     def _cancel_mismatched(self, lock: Lock, link_id: str, deadline: float, *, settle_in: float | None) -> Problem:
         """A link that does not match its request was made under the intent's own derived key, so no one will ever
         be handed it: cancel it at the upstream and spend the key. Should the cancel fail, the key stays bound and
-        the settler tries again (the upstream returns the same link for the same key)."""
+        the settler tries again (the upstream returns the same link for the same key). A link the proxy recorded
+        for anyone (another caller, another key) is never canceled here: that is an owner conflict."""
+        try:
+            recorded = self._owners.is_recorded(link_id)
+        except Problem:
+            state = self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None)
+            return UpstreamMismatch(
+                "The payout provider made a link that does not match the request; retry with the same key and body."
+            ).bound_to(state)
+        if recorded:
+            return self._owned_by_another(lock).problem
         try:
             self.payout_api.cancel_payout_link(link_id, deadline=deadline)
         except NotCancelable:
@@ -218,7 +229,9 @@ class PayoutLinkService:
 
         with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="settle") as pool:
             list(pool.map(settle, due))
-        report.resent = sum(count for result, count in report.results.items() if result != "skipped")
+        report.resent = sum(
+            count for result, count in report.results.items() if result not in ("skipped", "not-sent", "stranded")
+        )
         for name in ("settled", "released", "spent", "unknown", "skipped"):
             setattr(report, name, report.results.get(name, 0))
         report.halted = halt.is_set()
@@ -226,11 +239,17 @@ class PayoutLinkService:
         return report
 
     def _settle_one(self, due: DueIntent, run_deadline: float, halt: threading.Event, settle_after: int) -> str:
+        """One due intent: resent, or left for the next run; or, when it is about to expire unsettled and this run
+        cannot resend it, stranded for operators."""
         attempt_seconds = self.payout_api.attempt_timeout + aws.WORST_CASE_CALL_SECONDS  # a secret read, then one POST
-        if halt.is_set() or time.monotonic() + attempt_seconds > run_deadline:
+        try:
+            if halt.is_set() or time.monotonic() + attempt_seconds > run_deadline:
+                return "stranded" if self._intents.expiring(due) and self._intents.strand(due) else "skipped"
+            deadline = min(run_deadline, time.monotonic() + attempt_seconds)
+            lock = self._intents.take_over_due(due, lock_seconds=deadline - time.monotonic() + RESPONSE_RESERVE_SECONDS)
+        except (Problem, StoreUnavailable):
+            halt.set()  # the store failed: the next run tries again
             return "skipped"
-        deadline = min(run_deadline, time.monotonic() + attempt_seconds)
-        lock = self._intents.take_over_due(due, lock_seconds=deadline - time.monotonic() + RESPONSE_RESERVE_SECONDS)
         if lock is None:
             return "skipped"
         backoff = min(SETTLE_BACKOFF_CAP_SECONDS, settle_after * 2 ** (lock.attempts + 1))
@@ -239,6 +258,8 @@ class PayoutLinkService:
         except CreateFailed as failure:
             if isinstance(failure.problem, _HALTING_PROBLEMS):
                 halt.set()
+            if isinstance(failure.problem, DependencyUnavailable):
+                return "not-sent"  # the credentials could not be read: nothing reached the upstream
             return {"released": "released", "spent": "spent"}.get(failure.problem.key_state or "", "unknown")
         except Problem:
             halt.set()  # the store failed: the next run tries again

@@ -49,6 +49,9 @@ DUE, STRANDED = "due", "stranded"  # the settle-queue index's partitions
 SETTLE_INDEX = "settle-queue"
 # A stranded intent (its outcome still unknown when its record would expire) is kept this long for operators.
 STRANDED_RETENTION_SECONDS = 30 * 86_400
+# An unsettled intent is stranded once it has less than this left before its record expires: several settler runs,
+# so that no intent expires unseen, even while the settler is halted by an outage.
+STRAND_MARGIN_SECONDS = 900
 LOCAL_CACHE_ITEMS = 512  # completed records replayed from memory: a few hundred small JSON bodies
 # A transaction that meets another on the same items (two creates of one caller reserving at once) is retried.
 TRANSACTION_ATTEMPTS = 3
@@ -187,10 +190,17 @@ class IntentStore:
         put = {
             "TableName": self._table,
             "Item": item,
-            # A record past its expiry is gone as far as anyone can tell (TTL deletes lag behind).
-            "ConditionExpression": "attribute_not_exists(#id) OR #expiry < :now",
-            "ExpressionAttributeNames": {"#id": A.ID, "#expiry": A.EXPIRY},
-            "ExpressionAttributeValues": {":now": {"N": str(int(now))}},
+            # A record past its expiry is gone as far as anyone can tell (TTL deletes lag behind), unless a request
+            # still holds its lock.
+            "ConditionExpression": (
+                "attribute_not_exists(#id) OR (#expiry < :now AND NOT (#status = :inprogress AND #lock > :now_ms))"
+            ),
+            "ExpressionAttributeNames": {"#id": A.ID, "#expiry": A.EXPIRY, "#status": A.STATUS, "#lock": A.LOCK_EXPIRY},
+            "ExpressionAttributeValues": {
+                ":now": {"N": str(int(now))},
+                ":now_ms": {"N": str(int(now * 1000))},
+                ":inprogress": {"S": IN_PROGRESS},
+            },
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
         held = Lock(intent, token, inherited=False, expires_at=expires_at, since=int(now), reservation=reservation)
@@ -222,11 +232,11 @@ class IntentStore:
         if item.get(A.TOKEN, {}).get("S") == token:
             # Our own write, answered late and retried by botocore: what it replaced is not known.
             return self._held(intent, item, token, inherited=True)
+        status = item[A.STATUS]["S"]
         if item[A.VALIDATION]["S"] != intent.fingerprint:
             raise IdempotencyKeyReused("This idempotency key was already used with a different request.").bound_to(
-                KeyState.BOUND
+                KeyState.SPENT if status == SPENT else KeyState.BOUND
             )
-        status = item[A.STATUS]["S"]
         if status == COMPLETED:
             self._remember(item)
             return Created(link=json.loads(item[A.DATA]["S"]), replayed=True)
@@ -243,6 +253,9 @@ class IntentStore:
         token = uuid.uuid4().hex
         previous = item.get(A.TOKEN, {}).get("S")
         attributes = self._lock_attributes(intent, token, now, lock_seconds)
+        # The record outlives the lock, and the settler's look at it after: never replaced under a held lock.
+        expires_at = max(int(item[A.EXPIRY]["N"]), int(attributes[A.SETTLE_AT]["N"]) + STRAND_MARGIN_SECONDS)
+        attributes[A.EXPIRY] = {"N": str(expires_at)}
         names = {f"#{name}": name for name in attributes}
         try:
             self._client.update_item(
@@ -267,14 +280,18 @@ class IntentStore:
                     ":now_ms": {"N": str(int(now * 1000))},
                     **({":previous": {"S": previous}} if previous else {}),
                 },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise _store_problem(_store_error(exc), KeyState.BOUND) from None
+            now_item = exc.response.get("Item") or {}
+            if now_item.get(A.TOKEN, {}).get("S") != token:
                 raise _in_progress() from None  # another request took it first
-            raise _store_problem(_store_error(exc), KeyState.BOUND) from None
+            # Our own write, answered late and sent again by botocore: the lock is ours.
         except BotoCoreError as exc:
             raise _store_problem(_store_error(exc), KeyState.BOUND) from None
-        return self._held(intent, item, token, inherited=True)
+        return self._held(intent, {**item, A.EXPIRY: {"N": str(expires_at)}}, token, inherited=True)
 
     def _held(self, intent: Intent, item: dict[str, Any], token: str, *, inherited: bool) -> Lock:
         return Lock(
@@ -368,7 +385,7 @@ class IntentStore:
         intent is stranded instead: out of the settler's queue, kept for operators (STRANDED_RETENTION_SECONDS)."""
         now = time.time()
         settle_at = int(now + (self._settle_after_seconds if settle_in is None else settle_in))
-        stranded = settle_at >= lock.expires_at
+        stranded = settle_at + STRAND_MARGIN_SECONDS >= lock.expires_at
         expires_at = lock.expires_at + STRANDED_RETENTION_SECONDS if stranded else lock.expires_at
         attempts = lock.attempts + (1 if resent else 0)
         update = self._if_held(
@@ -496,6 +513,45 @@ class IntentStore:
         except RequestInProgress:
             return None
 
+    def strand(self, due: DueIntent) -> bool:
+        """Move a due intent that is about to expire unsettled to the stranded intents, for operators, without
+        sending anything (the settler is halted, or out of time); False when it changed meanwhile."""
+        item = due.item
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={A.ID: {"S": due.record_id}},
+                UpdateExpression="SET #queue = :stranded, #expiry = :expiry",
+                ConditionExpression="#status = :inprogress AND #token = :token AND #lock < :now_ms",
+                ExpressionAttributeNames={
+                    "#queue": A.QUEUE,
+                    "#expiry": A.EXPIRY,
+                    "#status": A.STATUS,
+                    "#token": A.TOKEN,
+                    "#lock": A.LOCK_EXPIRY,
+                },
+                ExpressionAttributeValues={
+                    ":stranded": {"S": STRANDED},
+                    ":expiry": {"N": str(int(item[A.EXPIRY]["N"]) + STRANDED_RETENTION_SECONDS)},
+                    ":inprogress": {"S": IN_PROGRESS},
+                    ":token": {"S": due.token},
+                    ":now_ms": {"N": str(int(time.time() * 1000))},
+                },
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise _store_error(exc) from None
+        except BotoCoreError as exc:
+            raise _store_error(exc) from None
+        logger.error("intent stranded: its outcome is still unknown", extra={"intent_state": "stranded"})
+        return True
+
+    @staticmethod
+    def expiring(due: DueIntent) -> bool:
+        """Whether a due intent has too little time left to wait for another settler run."""
+        return int(due.item[A.EXPIRY]["N"]) - time.time() < STRAND_MARGIN_SECONDS
+
     def stranded_count(self) -> int:
         """How many intents are stranded (one query of the index's stranded partition, counted, not read)."""
         try:
@@ -574,12 +630,14 @@ def _code(error: ClientError) -> str:
 
 def _store_error(error: Exception) -> StoreUnavailable:
     """What a failed write says: its error code (never the SDK's text, which can name the account and role), and
-    whether it may have landed (a timeout or a server error may have; a refusal did not)."""
+    whether it may have landed. A timeout or a server error may have; a refusal did not, unless botocore had
+    retried the call: the code is the last attempt's, and an earlier one may have landed unanswered."""
     if isinstance(error, StoreUnavailable):
         return error
     if isinstance(error, ClientError):
         code = _code(error)
-        return StoreUnavailable(code, landed=code not in _NOT_APPLIED)
+        retried = int(error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0) > 0
+        return StoreUnavailable(code, landed=retried or code not in _NOT_APPLIED)
     return StoreUnavailable(type(error).__name__, landed=True)
 
 

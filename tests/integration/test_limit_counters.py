@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from local_stack.core.aws_resources import clients
 from payout_links.limits import OVERRIDES_ID, CallerLimit, CallerLimits, Reservation, caller_hash
-from payout_links.problems import DependencyUnavailable, Limit
+from payout_links.problems import Limit
 from scripts import caller_limits as command
 
 pytestmark = pytest.mark.integration
@@ -309,11 +309,20 @@ def test_a_warm_create_reads_the_overrides_once_per_max_age(aws_endpoint, table)
     assert reads == ["GetItem", "GetItem"]
 
 
-def test_an_unreadable_overrides_item_is_a_503(dynamodb):
-    caller_limits = limits(dynamodb, "no-such-table")
+def test_an_unreadable_overrides_item_leaves_the_last_copy_read_or_the_defaults(dynamodb, table):
+    """Never a refusal of its own (a replay or a retry reserves nothing): the last copy read stands in, and with
+    none the defaults do, read again on the next create."""
+    caller = new_caller()
+    command.main(["set", "--caller", caller, "--hourly-links", "3", "--table", table])
+    clock = Clock()
+    read_once = limits(dynamodb, table, clock=clock, max_age=60)
+    assert read_once.limit_for(caller).hourly_links == 3
+    read_once._table_name = "no-such-table"  # the item cannot be read from now on
+    clock.now += 61
 
-    with pytest.raises(DependencyUnavailable):
-        caller_limits.reserve(new_caller(), 100)
+    assert read_once.limit_for(caller).hourly_links == 3
+    never_read = limits(dynamodb, "no-such-table")
+    assert never_read.limit_for(caller) == never_read.limit_for(new_caller())  # the defaults
 
 
 def test_the_overrides_item_is_one_item_of_the_idempotency_table(dynamodb, table):

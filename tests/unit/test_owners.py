@@ -150,8 +150,10 @@ def test_the_record_is_written_once_and_never_handed_to_another_owner():
     assert put["TableName"] == TABLE
     assert put["Item"]["link_id"] == {"S": LINK} and put["Item"]["owner"] == {"S": "user:ada"}
     assert int(put["Item"]["expires_at"]["N"]) - int(put["Item"]["created_at"]["N"]) == 86_400
-    assert put["ConditionExpression"] == "attribute_not_exists(#link_id) OR #owner = :owner"
-    assert put["ExpressionAttributeValues"] == {":owner": {"S": "user:ada"}}
+    assert put["ConditionExpression"] == (
+        "attribute_not_exists(#link_id) OR (#owner = :owner AND (#key = :key OR attribute_not_exists(#key)))"
+    )
+    assert put["ExpressionAttributeValues"] == {":owner": {"S": "user:ada"}, ":key": {"S": "key-1"}}
 
 
 @pytest.mark.parametrize("link_id", [LINK, "42", "pl_7f3a", "pl.7f3a", "a~b", "...", "a" * 128])
