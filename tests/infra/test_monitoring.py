@@ -79,6 +79,7 @@ DASHBOARD_METRICS = {
     ("AWS/ApiGateway", "4xx"),
     ("AWS/ApiGateway", "5xx"),
     ("AWS/Lambda", "Errors"),
+    ("AWS/Lambda", "Invocations"),  # the settler's runs, by its own function name
     ("AWS/Lambda", "Throttles"),
     ("AWS/Lambda", "Duration"),
     ("AWS/Lambda", "ConcurrentExecutions"),
@@ -350,7 +351,13 @@ def test_the_dashboard_shows_what_each_settler_run_did_and_the_oldest_due_intent
 
 def test_the_outputs_lead_to_the_api_and_the_dashboard(template):
     outputs = template["Outputs"]
-    assert {"ApiUrl", "DashboardUrl", "AlarmTopicArn", "IdempotencyTableName", "PayoutLinksFunctionName"} <= set(
-        outputs
-    )
+    assert {
+        "ApiUrl",
+        "DashboardUrl",
+        "AlarmTopicArn",
+        "IdempotencyTableName",
+        "PayoutLinksFunctionName",
+        "SettlerFunctionName",
+    } <= set(outputs)
+    assert outputs["SettlerFunctionName"]["Value"] == {"Ref": "SettlerFunction"}
     assert "${Dashboard}" in outputs["DashboardUrl"]["Value"]["Fn::Sub"]
