@@ -24,13 +24,14 @@ TEST_ENVIRONMENTS := dev tools checkov schemathesis sbom-tools audit-tools
 UPGRADE ?=
 # make audit AUDIT_ARGS="--service osv" asks OSV instead of PyPI.
 AUDIT_ARGS ?=
-# make limits ARGS="show --caller user:ada": the operator command for per-caller limits (scripts/caller_limits.py).
+# make limits ARGS="show --caller user:ada": the operator command for per-caller limits (scripts/caller_limits.py);
+# make stranded ARGS="--table T": the stranded intents (scripts/stranded.py).
 ARGS ?=
 # Never let uv fetch a Python of its own: the environments use the CPython 3.13 found above.
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help uv dev tools checkov schemathesis audit-tools sbom-tools lock check-locks sbom audit build openapi run \
-	bench load limits check test unit integration faults properties e2e infra browser lint format clean
+	bench load limits stranded check test unit integration faults properties e2e infra browser lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9][a-z0-9 -]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ gsub(/ /, " | ", $$1); \
@@ -106,6 +107,9 @@ load: dev  ## drive the local stack with 2,000 requests and check one link per i
 
 limits: dev  ## set, show or remove a caller's own limits: ARGS="set|show|remove --caller C ..." (scripts/caller_limits.py)
 	$(PY) scripts/caller_limits.py $(ARGS)
+
+stranded: dev  ## list the intents the settler gave up on, for an operator to settle (scripts/stranded.py)
+	$(PY) scripts/stranded.py $(ARGS)
 
 lint: dev  ## check style and types (ruff; mypy, configured in pyproject.toml)
 	$(VENV)/bin/ruff check .

@@ -211,6 +211,10 @@ FUNCTION_METRICS = {
     "UpstreamLatency": "Milliseconds",
     **{f"UpstreamError{outcome}": "Count" for outcome in ("4xx", "5xx", "Timeout", "Connection", "Unreadable")},
     "UpstreamMismatch": "Count",
+    # A create's mismatched link, canceled at the upstream or no longer cancelable (service.py).
+    "MismatchedLinkCanceled": "Count",
+    "MismatchedLinkNotCanceled": "Count",
+    "UpstreamLinkConflict": "Count",
     "PayoutLinkRead": "Count",
     "PayoutLinkCanceled": "Count",
     "PayoutLinksListed": "Count",
@@ -219,6 +223,15 @@ FUNCTION_METRICS = {
     # With the refusing limit as a second dimension (limits.record_refusal), never the caller.
     "LimitExceeded": "Count",
     "ColdStart": "Count",
+    # The settler's, one sample per run (settler.py): what it found due and what became of each resend, how many
+    # intents are stranded (all of them, not this run's), and the age of the oldest due intent.
+    "IntentsDue": "Count",
+    "IntentsResent": "Count",
+    "IntentsSettled": "Count",
+    "IntentsReleased": "Count",
+    "IntentsStillUnknown": "Count",
+    "StrandedIntents": "Count",
+    "OldestDueIntentAge": "Seconds",
 }
 
 

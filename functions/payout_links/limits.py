@@ -43,7 +43,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from botocore.exceptions import BotoCoreError, ClientError
 
 from payout_links.observability import logger
-from payout_links.problems import DependencyUnavailable, Limit, LimitExceeded
+from payout_links.problems import Limit, LimitExceeded
 
 KEY_ATTR = "id"  # the idempotency table's partition key
 EXPIRY_ATTR = "expiration"  # and its TTL attribute

@@ -412,3 +412,16 @@ class ProblemDetails(BaseModel):
         "UTC day or its links per UTC hour; `Retry-After` is the seconds until that window ends.",
         examples=[Limit.DAILY_AMOUNT.value],
     )
+    # The values of store.KeyState (a test holds them equal); not imported, so that the models need no store.
+    key_state: Literal["bound", "released", "spent"] | None = Field(
+        default=None,
+        description="Present on the problems of a create that reached its idempotency key: where it left the key. "
+        "`bound`: a link may exist; retry with the same key and the same body until a definite answer (if you do "
+        "not, the proxy resends it itself within SETTLE_AFTER_SECONDS and one schedule period, about 3 minutes by "
+        "default, and a retry then gets the link it recorded); never make this payout with another key meanwhile: "
+        "to change it, get its link that way and cancel it first. `released`: nothing was made; "
+        "the key is free, for this body or a corrected one. `spent`: this key will never make a link; a new request "
+        "needs a new key. A 5xx without `key_state` (API Gateway's own, or `internal-error`) is to be taken as "
+        "`bound`.",
+        examples=["bound"],
+    )

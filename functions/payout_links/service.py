@@ -80,6 +80,8 @@ SETTLE_BACKOFF_CAP_SECONDS = 1800
 # Answers after which a settler run sends nothing more: the upstream is unwell or pushing back, or the credentials
 # cannot be read.
 _HALTING_PROBLEMS = (UpstreamRateLimited, UpstreamFailed, UpstreamTimedOut, DependencyUnavailable)
+# A resend's problems that the alarms count (their `metric`): a link that does not match, or another caller's.
+_ALARMING_PROBLEMS = (UpstreamMismatch, UpstreamLinkConflict)
 
 
 @dataclass
@@ -132,7 +134,7 @@ class PayoutLinkService:
         try:
             self._intents.complete(lock, link)
         except OwnedByAnother:
-            raise self._owned_by_another(lock) from None
+            raise self._owned_by_another(lock, link["id"]) from None
         except LockLost:
             # Another request of the same intent took over after this one's lock expired: it records the link.
             problem: Problem = RequestInProgress("A retry of this request is recording the payout link; retry later.")
@@ -167,7 +169,7 @@ class PayoutLinkService:
                 "The payout provider made a link that does not match the request; retry with the same key and body."
             ).bound_to(state)
         if recorded:
-            return self._owned_by_another(lock).problem
+            return self._owned_by_another(lock, link_id).problem
         try:
             self.payout_api.cancel_payout_link(link_id, deadline=deadline)
         except NotCancelable:
@@ -193,10 +195,10 @@ class PayoutLinkService:
         )
         return problem.bound_to(self._intents.spend(lock, problem))
 
-    def _owned_by_another(self, lock: Lock) -> CreateFailed:
+    def _owned_by_another(self, lock: Lock, link_id: str) -> CreateFailed:
         """The upstream answered with a link whose id another caller already owns: never handed out, never
         recorded for this caller, and not canceled (it is the other caller's)."""
-        logger.error("the upstream's link is already recorded for another owner")
+        logger.error("the upstream's link is already recorded for another owner", extra={"link_id": link_id})
         problem = UpstreamLinkConflict(
             "The payout provider answered with a payout link that belongs to another request; this key cannot be "
             "used again. Contact support with the request id."
@@ -253,6 +255,8 @@ class PayoutLinkService:
         if lock is None:
             return "skipped"
         backoff = min(SETTLE_BACKOFF_CAP_SECONDS, settle_after * 2 ** (lock.attempts + 1))
+        # Every line this intent's resend logs names its caller, as a request's lines do (this thread's alone).
+        logger.thread_safe_append_keys(caller=lock.intent.caller)
         try:
             created = self._drive(lock, deadline, settle_in=backoff)
         except CreateFailed as failure:
@@ -260,10 +264,15 @@ class PayoutLinkService:
                 halt.set()
             if isinstance(failure.problem, DependencyUnavailable):
                 return "not-sent"  # the credentials could not be read: nothing reached the upstream
+            if isinstance(failure.problem, _ALARMING_PROBLEMS):
+                # What the API's error handler counts for a caller's create, counted for the settler's.
+                metrics.add_metric(name=str(failure.problem.metric), unit=MetricUnit.Count, value=1)
             return {"released": "released", "spent": "spent"}.get(failure.problem.key_state or "", "unknown")
         except Problem:
             halt.set()  # the store failed: the next run tries again
             return "unknown"
+        finally:
+            logger.thread_safe_remove_keys(["caller"])
         logger.info(
             "intent settled: payout link recorded", extra={"link_id": created.link["id"], "caller": lock.intent.caller}
         )

@@ -261,7 +261,10 @@ class IntentStore:
             self._client.update_item(
                 TableName=self._table,
                 Key={A.ID: {"S": intent.record_id}},
-                UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in attributes),
+                # A record from before the settler has no `unsettled_since`: its age counts from this take-over.
+                UpdateExpression="SET "
+                + ", ".join(f"#{name} = :{name}" for name in attributes)
+                + ", #since = if_not_exists(#since, :since)",
                 ConditionExpression=(
                     "#status = :inprogress AND #validation = :validation AND #old_lock < :now_ms"
                     + (" AND #old_token = :previous" if previous else " AND attribute_not_exists(#old_token)")
@@ -272,9 +275,11 @@ class IntentStore:
                     "#validation": A.VALIDATION,
                     "#old_lock": A.LOCK_EXPIRY,
                     "#old_token": A.TOKEN,
+                    "#since": A.SINCE,
                 },
                 ExpressionAttributeValues={
                     **{f":{name}": value for name, value in attributes.items()},
+                    ":since": {"N": str(int(now))},
                     ":inprogress": {"S": IN_PROGRESS},
                     ":validation": {"S": intent.fingerprint},
                     ":now_ms": {"N": str(int(now * 1000))},

@@ -28,7 +28,17 @@ ALARMS = {
     "TableThrottlesAlarm": {("AWS/DynamoDB", "ReadThrottleEvents"), ("AWS/DynamoDB", "WriteThrottleEvents")},
     "WebhookRefusalsAlarm": {("PayoutLinkProxy", "WebhookRefused")},
     "LimitRefusalsAlarm": {("PayoutLinkProxy", "LimitExceeded")},
+    "StrandedIntentsAlarm": {("PayoutLinkProxy", "StrandedIntents")},
+    "OldestDueIntentAlarm": {("PayoutLinkProxy", "OldestDueIntentAge")},
+    "MismatchedLinkNotCanceledAlarm": {("PayoutLinkProxy", "MismatchedLinkNotCanceled")},
+    "UpstreamLinkConflictAlarm": {("PayoutLinkProxy", "UpstreamLinkConflict")},
+    "SettlerErrorsAlarm": {("AWS/Lambda", "Errors")},
+    "SettlerNotRunningAlarm": {("PayoutLinkProxy", "IntentsDue")},
 }
+# Alarms about the settler's runs: their AWS/Lambda metrics are the settler's, not the API function's.
+SETTLER_ALARMS = {"SettlerErrorsAlarm", "SettlerNotRunningAlarm"}
+# The one alarm that fires on missing data: a settler that stopped reporting.
+BREACHING_WHEN_MISSING = {"SettlerNotRunningAlarm"}
 # Function metrics with a dimension of their own beside the service, and the values it takes (limits.py).
 EXTRA_DIMENSIONS = {"LimitExceeded": ("limit", {limit.value for limit in Limit})}
 # What an operator looks for on the dashboard (docs/operations.md).
@@ -53,12 +63,23 @@ DASHBOARD_METRICS = {
         "WebhookRefused",
         "LimitExceeded",
         "ColdStart",
+        "IntentsDue",
+        "IntentsResent",
+        "IntentsSettled",
+        "IntentsReleased",
+        "IntentsStillUnknown",
+        "StrandedIntents",
+        "OldestDueIntentAge",
+        "MismatchedLinkCanceled",
+        "MismatchedLinkNotCanceled",
+        "UpstreamLinkConflict",
     )
 } | {
     ("AWS/ApiGateway", "Count"),
     ("AWS/ApiGateway", "4xx"),
     ("AWS/ApiGateway", "5xx"),
     ("AWS/Lambda", "Errors"),
+    ("AWS/Lambda", "Invocations"),  # the settler's runs, by its own function name
     ("AWS/Lambda", "Throttles"),
     ("AWS/Lambda", "Duration"),
     ("AWS/Lambda", "ConcurrentExecutions"),
@@ -100,6 +121,7 @@ def alarm_metrics(template: dict[str, Any], properties: dict[str, Any]) -> list[
 _REFS = {
     "HttpApi": "<api>",
     "PayoutLinksFunction": "<function>",
+    "SettlerFunction": "<settler>",
     "IdempotencyTable": "<table>",
     "LinkOwnersTable": "<owners-table>",
 }
@@ -118,10 +140,12 @@ def test_each_alarm_watches_its_metrics_and_reaches_the_topic(template, powertoo
             assert_function_dimensions(metric["name"], metric["dimensions"], powertools)
         elif metric["namespace"] == "AWS/DynamoDB":
             assert metric["dimensions"] in ({"TableName": "<table>"}, {"TableName": "<owners-table>"})
+        elif alarm in SETTLER_ALARMS:
+            assert metric["dimensions"] == {"FunctionName": "<settler>"}
         else:
             assert metric["dimensions"] == dict([_DIMENSION_OF[metric["namespace"]]])
     assert properties["AlarmActions"] == properties["OKActions"] == [{"Ref": "AlarmTopic"}]
-    assert properties["TreatMissingData"] == "notBreaching"
+    assert properties["TreatMissingData"] == ("breaching" if alarm in BREACHING_WHEN_MISSING else "notBreaching")
     if "Metrics" in properties:
         assert [query.get("ReturnData", True) for query in properties["Metrics"]].count(True) == 1
 
@@ -152,6 +176,56 @@ def test_the_limit_refusals_alarm_adds_up_every_limit_and_its_threshold_is_a_par
     assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     periods = {query["MetricStat"]["Period"] for query in properties["Metrics"] if "MetricStat" in query}
     assert periods == {300} and properties["EvaluationPeriods"] == 1
+
+
+def test_a_single_stranded_intent_pages_and_so_does_an_old_due_one(template):
+    """StrandedIntents is the count of every stranded intent, reported by each run: its largest value in 5 minutes
+    is the count. The oldest due intent's age is compared with a parameter whose default is half an hour."""
+    stranded = template["Resources"]["StrandedIntentsAlarm"]["Properties"]
+    assert (stranded["Statistic"], stranded["ComparisonOperator"], stranded["Threshold"]) == (
+        "Maximum",
+        "GreaterThanOrEqualToThreshold",
+        1,
+    )
+    oldest = template["Resources"]["OldestDueIntentAlarm"]["Properties"]
+    parameter = template["Parameters"]["OldestDueIntentAgeAlarmThreshold"]
+    assert (oldest["Statistic"], oldest["ComparisonOperator"]) == ("Maximum", "GreaterThanThreshold")
+    assert oldest["Threshold"] == {"Ref": "OldestDueIntentAgeAlarmThreshold"}
+    assert (parameter["Type"], parameter["Default"]) == ("Number", 1800)
+    # Well above the age at which a healthy settler resends an intent first: its lock (the function's timeout),
+    # SettleAfterSeconds, and at most one schedule period.
+    first_resend = (
+        template["Globals"]["Function"]["Timeout"] + template["Parameters"]["SettleAfterSeconds"]["Default"] + 60
+    )
+    assert parameter["MinValue"] >= 300 and parameter["Default"] >= 5 * first_resend
+    for properties in (stranded, oldest):
+        assert (properties["Period"], properties["EvaluationPeriods"]) == (300, 1)
+
+
+@pytest.mark.parametrize("alarm", ["MismatchedLinkNotCanceledAlarm", "UpstreamLinkConflictAlarm"])
+def test_a_link_that_may_be_paid_wrongly_pages_at_once(template, alarm):
+    properties = template["Resources"][alarm]["Properties"]
+    assert (properties["Statistic"], properties["Period"], properties["EvaluationPeriods"]) == ("Sum", 300, 1)
+    assert (properties["ComparisonOperator"], properties["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+
+
+def test_a_settler_that_stops_running_or_keeps_failing_raises_an_alarm(template):
+    """The settler reports IntentsDue on every run that completes (0 included): no sample in two 5-minute periods
+    is no run in 10 minutes, whatever the cause, and missing data breaches. Its own Lambda errors raise another,
+    once most of the runs of 5 minutes failed (a failed run is not retried; the next comes a minute later)."""
+    resources = template["Resources"]
+    not_running = resources["SettlerNotRunningAlarm"]["Properties"]
+    assert (not_running["Statistic"], not_running["Period"]) == ("SampleCount", 300)
+    assert not_running["EvaluationPeriods"] == not_running["DatapointsToAlarm"] == 2
+    assert (not_running["ComparisonOperator"], not_running["Threshold"]) == ("LessThanThreshold", 1)
+    assert not_running["TreatMissingData"] == "breaching"
+    (event,) = resources["SettlerFunction"]["Properties"]["Events"].values()
+    assert event["Properties"]["Schedule"] == "rate(1 minute)"  # so 10 minutes hold about 10 runs
+
+    errors = resources["SettlerErrorsAlarm"]["Properties"]
+    assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "SettlerFunction"}}]
+    assert (errors["Statistic"], errors["Period"], errors["EvaluationPeriods"]) == ("Sum", 300, 1)
+    assert (errors["ComparisonOperator"], errors["Threshold"]) == ("GreaterThanOrEqualToThreshold", 3)
 
 
 def test_the_throttles_alarm_watches_both_tables(template):
@@ -204,7 +278,7 @@ def test_there_is_one_alarm_per_failure_and_an_optional_email(template):
 def dashboard(template) -> dict[str, Any]:
     """The dashboard body with its `${...}` placeholders filled the way CloudFormation's !Sub fills them."""
     body, variables = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
-    values = {name: resolve(value, template) for name, value in variables.items()}
+    values = {name: str(resolve(value, template)) for name, value in variables.items()}
     values.update({"AWS::Region": "eu-west-1", **_REFS})
 
     def fill(match: re.Match[str]) -> str:
@@ -233,6 +307,8 @@ def test_the_dashboard_shows_what_operators_read(dashboard, powertools):
                 else:
                     assert_function_dimensions(name, dimensions, powertools)
                     limits_shown.update({dimensions["limit"]} if name == "LimitExceeded" else set())
+            elif "Settler" in widget["properties"]["title"]:
+                assert dimensions == {"FunctionName": "<settler>"}, name
             else:
                 assert dimensions == dict([_DIMENSION_OF[namespace]]), name
     assert shown == DASHBOARD_METRICS
@@ -254,11 +330,34 @@ def test_the_dashboard_shows_latency_percentiles_causes_and_every_alarm(dashboar
         for query in queries
     )
     assert any("<HttpApiAccessLogGroup>" in query for query in queries)
+    # The settler logs one "settler run" line per run, its report under `settler`.
+    assert any(
+        query.startswith("SOURCE '<SettlerFunctionLogGroup>'") and "filter message = 'settler run'" in query
+        for query in queries
+    )
+
+
+def test_the_dashboard_shows_what_each_settler_run_did_and_the_oldest_due_intent_against_its_alarm(dashboard, template):
+    widgets = {widget["properties"]["title"]: widget["properties"] for widget in dashboard["widgets"]}
+    runs = widgets["Settler: intents per run"]
+    # One sample per run, a run a minute: 1-minute sums are each run's own counts.
+    assert runs["period"] == 60 and runs["stat"] == "Sum"
+    labels = {metric[1]: metric[-1] for metric in runs["metrics"]}
+    assert labels["StrandedIntents"]["stat"] == "Maximum"  # a count of all stranded intents, not an increment
+    oldest = widgets["Settler: oldest due intent (s)"]
+    default = template["Parameters"]["OldestDueIntentAgeAlarmThreshold"]["Default"]
+    assert oldest["stat"] == "Maximum" and oldest["annotations"]["horizontal"][0]["value"] == default
 
 
 def test_the_outputs_lead_to_the_api_and_the_dashboard(template):
     outputs = template["Outputs"]
-    assert {"ApiUrl", "DashboardUrl", "AlarmTopicArn", "IdempotencyTableName", "PayoutLinksFunctionName"} <= set(
-        outputs
-    )
+    assert {
+        "ApiUrl",
+        "DashboardUrl",
+        "AlarmTopicArn",
+        "IdempotencyTableName",
+        "PayoutLinksFunctionName",
+        "SettlerFunctionName",
+    } <= set(outputs)
+    assert outputs["SettlerFunctionName"]["Value"] == {"Ref": "SettlerFunction"}
     assert "${Dashboard}" in outputs["DashboardUrl"]["Value"]["Fn::Sub"]

@@ -35,6 +35,8 @@ import pytest
 from local_stack.core.gateway import Cors
 from local_stack.core.template import load_template
 from local_stack.stack import TEMPLATE_PATH
+from payout_links import store
+from payout_links.settings import Settings
 from tests.support import CORS_ALLOW_HEADERS, canonical_name, locked_layer_packages
 
 pytestmark = pytest.mark.infra
@@ -86,13 +88,36 @@ def function(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_idempotency_table_matches_powertools_layout(template: dict[str, Any]) -> None:
+    """The records keep the layout Powertools idempotency wrote (key `id`, TTL on `expiration`), so that records
+    from before the store was the proxy's own are still found; the only other attributes the table defines are the
+    settle-queue index's keys."""
     table = template["Resources"]["IdempotencyTable"]
     assert table["Type"] == "AWS::DynamoDB::Table"
     properties = table["Properties"]
     assert properties["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
-    assert properties["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "S"}]
-    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert properties["AttributeDefinitions"] == [
+        {"AttributeName": "id", "AttributeType": "S"},
+        {"AttributeName": store.A.QUEUE, "AttributeType": "S"},
+        {"AttributeName": store.A.SETTLE_AT, "AttributeType": "N"},
+    ]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": store.A.EXPIRY, "Enabled": True}
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
+def test_the_settle_queue_index_is_sparse_and_holds_what_the_settler_resends(template: dict[str, Any]) -> None:
+    """One index, keyed by the queue (`due` or `stranded`) and the time an intent is due: only unsettled intents
+    carry those attributes, so the settler's query reads what is due and never scans. It projects every attribute:
+    the settler resends from the index's copy of the record (caller, key, request, lock token)."""
+    (index,) = template["Resources"]["IdempotencyTable"]["Properties"]["GlobalSecondaryIndexes"]
+    assert index == {
+        "IndexName": store.SETTLE_INDEX,
+        "KeySchema": [
+            {"AttributeName": store.A.QUEUE, "KeyType": "HASH"},
+            {"AttributeName": store.A.SETTLE_AT, "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
 
 
 def test_the_owners_table_is_durable_and_expires_by_its_own_retention(
@@ -344,6 +369,139 @@ def test_iam_grants_only_item_access_and_the_two_secrets(function: dict[str, Any
         assert resources_by_action[action] == list(SECRET_IN_USE.values()), action
 
 
+# --- the settler ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def settler(template: dict[str, Any]) -> dict[str, Any]:
+    """The settler's properties, with Globals.Function filled in where it sets nothing."""
+    resource = template["Resources"]["SettlerFunction"]
+    assert resource["Type"] == "AWS::Serverless::Function"
+    return {**template["Globals"]["Function"], **resource["Properties"]}
+
+
+def test_the_settler_runs_once_a_minute_one_run_at_a_time_and_a_failed_run_is_not_retried(
+    template: dict[str, Any], settler: dict[str, Any]
+) -> None:
+    """One run at a time (two runs would race for the same due intents, and double the pace at Dots after an
+    outage); a failed run is never retried by Lambda, and a tick that could not start within a minute is dropped:
+    the next run finds the same due intents."""
+    assert settler["Events"] == {
+        "EveryMinute": {
+            "Type": "Schedule",
+            "Properties": {"Schedule": "rate(1 minute)", "Description": "Settle the intents whose outcome is unknown."},
+        }
+    }
+    assert settler["ReservedConcurrentExecutions"] == 1
+    assert settler["EventInvokeConfig"] == {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60}
+    # A run ends before the next tick is due, so the one execution is free for it.
+    assert isinstance(settler["Timeout"], int) and settler["Timeout"] <= 60
+    assert (settler["Handler"], settler["CodeUri"]) == ("payout_links.settler.lambda_handler", "functions/")
+    assert template["Resources"]["SettlerFunction"]["Metadata"]["BuildMethod"] == "makefile"
+    assert settler["Layers"] == [{"Ref": "DependenciesLayer"}]
+    assert "AutoPublishAlias" not in settler and "SnapStart" not in settler  # it always runs $LATEST
+
+
+def test_the_settler_is_configured_like_the_api_function_where_they_share_a_record(
+    template: dict[str, Any], function: dict[str, Any], settler: dict[str, Any]
+) -> None:
+    """Both functions read every setting that has no default, from the same resources; both set `settle_at` from
+    the same SettleAfterSeconds (a create that drops its lock, and the settler that drops it again); the settler
+    emits its metrics in the namespace and service the alarms read (Globals)."""
+    required = {name.upper() for name, field in Settings.model_fields.items() if field.is_required()}
+    api, own = function["Environment"]["Variables"], settler["Environment"]["Variables"]
+    assert required <= api.keys() and required <= own.keys(), required - own.keys()
+    shared = (
+        "IDEMPOTENCY_TABLE_NAME",
+        "LINK_OWNERS_TABLE_NAME",
+        "LINK_OWNER_RETENTION_DAYS",
+        "PAYOUT_API_SECRET_ID",
+        "PAYOUT_API_BASE_URL",
+        "PAYOUT_API_TIMEOUT_SECONDS",
+        "IDEMPOTENCY_TTL_SECONDS",
+        "CREDENTIALS_MAX_AGE_SECONDS",
+        "SETTLE_AFTER_SECONDS",
+    )
+    assert {name: own[name] for name in shared} == {name: api[name] for name in shared}
+    assert api["SETTLE_AFTER_SECONDS"] == {"Ref": "SettleAfterSeconds"}
+    assert own["SETTLE_MAX_RESENDS_PER_RUN"] == {"Ref": "SettleMaxResendsPerRun"}
+    # One attempt per intent and run: a failed resend waits for a later run, backing off.
+    assert own["PAYOUT_API_MAX_ATTEMPTS"] == "1" and own["SETTLE_CONCURRENCY"].isdigit()
+    assert not {name for name in own if name.startswith("POWERTOOLS_")}, "the settler's come from Globals"
+    # The parameters' defaults are the settings' own (what make run and the tests use), within their bounds.
+    for parameter_name, setting in (
+        ("SettleAfterSeconds", "settle_after_seconds"),
+        ("SettleMaxResendsPerRun", "settle_max_resends_per_run"),
+    ):
+        parameter = template["Parameters"][parameter_name]
+        field = Settings.model_fields[setting]
+        assert parameter["Default"] == field.default, parameter_name
+        Settings.model_validate({**_SETTINGS_REQUIRED, setting: parameter["MinValue"]})
+        Settings.model_validate({**_SETTINGS_REQUIRED, setting: parameter["MaxValue"]})
+
+
+_SETTINGS_REQUIRED = {
+    "idempotency_table_name": "t",
+    "link_owners_table_name": "o",
+    "payout_api_secret_id": "s",
+    "payout_api_base_url": "https://api.example.test",
+}
+
+
+def _granted(properties: dict[str, Any]) -> dict[str, list[tuple[Any, Any]]]:
+    """Each action a function's inline policies allow, with the (resource, condition) pairs it is allowed on; a
+    statement under a template condition counts as granted."""
+    granted: dict[str, list[tuple[Any, Any]]] = {}
+    for policy in properties["Policies"]:
+        assert isinstance(policy, dict) and set(policy) <= {"Version", "Statement"}, policy
+        for statement in policy["Statement"]:
+            statement = statement["Fn::If"][1] if "Fn::If" in statement else statement
+            assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            for action in statement["Action"]:
+                assert "*" not in action, action
+                granted.setdefault(action, []).extend((resource, statement.get("Condition")) for resource in resources)
+    return granted
+
+
+def test_the_settler_may_query_only_the_settle_queue_index_and_reads_no_item_by_key(settler: dict[str, Any]) -> None:
+    """What settling needs and nothing more: the index's query (never the table's: a Query or Scan of the table
+    would read every record and payee), updates and deletes of records and the callers' counters, a link's owner
+    written only inside the transaction that completes an intent, and the Dots credentials, never the partners'."""
+    table = {"Fn::GetAtt": "IdempotencyTable.Arn"}
+    in_transactions = {"StringEquals": {"dynamodb:EnclosingOperation": "TransactWriteItems"}}
+    assert _granted(settler) == {
+        "dynamodb:Query": [({"Fn::Sub": f"${{IdempotencyTable.Arn}}/index/{store.SETTLE_INDEX}"}, None)],
+        "dynamodb:UpdateItem": [(table, None)],
+        "dynamodb:DeleteItem": [(table, None)],
+        "dynamodb:PutItem": [({"Fn::GetAtt": "LinkOwnersTable.Arn"}, in_transactions)],
+        "secretsmanager:GetSecretValue": [(SECRET_IN_USE["PayoutApiCredentialsSecret"], None)],
+        "kms:Decrypt": [
+            (
+                {"Ref": "SecretsKmsKeyArn"},
+                {"StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}},
+            )
+        ],
+    }
+
+
+def test_the_api_function_never_queries(function: dict[str, Any]) -> None:
+    """The API function finds an intent by its key alone: no Query or Scan of the table or its indexes."""
+    assert not {action for action in _granted(function) if action in {"dynamodb:Query", "dynamodb:Scan"}}
+
+
+def test_each_function_logs_to_a_log_group_of_the_stack_kept_30_days(template: dict[str, Any]) -> None:
+    """Made by the stack rather than by Lambda's first log line, so that its retention is set and it goes with
+    the stack."""
+    for function in ("PayoutLinksFunction", "SettlerFunction"):
+        group = template["Resources"][f"{function}LogGroup"]
+        assert group["Type"] == "AWS::Logs::LogGroup"
+        assert group["Properties"] == {
+            "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{function}}}"},
+            "RetentionInDays": 30,
+        }
+
+
 # --- the AWS tools -------------------------------------------------------------------------------
 
 
@@ -503,6 +661,9 @@ def test_sam_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _record_problems(layer) == []
 
     assert (function_dir / "payout_links" / "app.py").is_file()
+    # The settler ships the same package, built by the same recipe: only its handler differs.
+    assert _tree_digest(build_dir / "SettlerFunction") == _tree_digest(function_dir)
+    assert (function_dir / "payout_links" / "settler.py").is_file()
     # Served at /openapi.json where the docs are enabled.
     assert (function_dir / "payout_links" / "openapi.json").read_bytes() == (REPO_ROOT / "openapi.json").read_bytes()
 
@@ -650,8 +811,43 @@ def test_snapstart_is_a_parameter_and_the_api_calls_the_published_alias(enabled:
     assert len(integrations) == 7
     for integration in integrations:
         assert f"${{{alias}}}/invocations" in integration["uri"]["Fn::Sub"]
+    # The routes' permissions name the alias; the one other permission is the settler's schedule's, which names
+    # the settler (it has no alias, nor SnapStart).
     permissions = [resource for resource in resources.values() if resource["Type"] == "AWS::Lambda::Permission"]
-    assert permissions and all(permission["Properties"]["FunctionName"] == {"Ref": alias} for permission in permissions)
+    by_principal: dict[str, list[Any]] = {}
+    for permission in permissions:
+        by_principal.setdefault(permission["Properties"]["Principal"], []).append(permission["Properties"])
+    assert set(by_principal) == {"apigateway.amazonaws.com", "events.amazonaws.com"}
+    assert all(permission["FunctionName"] == {"Ref": alias} for permission in by_principal["apigateway.amazonaws.com"])
+    (schedule,) = by_principal["events.amazonaws.com"]
+    assert schedule["FunctionName"] == {"Ref": "SettlerFunction"}
+    assert "SnapStart" not in resources["SettlerFunction"]["Properties"]
+
+
+def test_sam_makes_the_settlers_schedule_an_eventbridge_rule_that_may_invoke_only_the_settler() -> None:
+    resources = _translated()
+
+    (rule_name,) = [name for name, resource in resources.items() if resource["Type"] == "AWS::Events::Rule"]
+    rule = resources[rule_name]["Properties"]
+    assert rule["ScheduleExpression"] == "rate(1 minute)" and rule.get("State", "ENABLED") == "ENABLED"
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["SettlerFunction", "Arn"]} and "Input" not in target
+    (permission,) = [
+        resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Lambda::Permission"
+        and resource["Properties"]["Principal"] == "events.amazonaws.com"
+    ]
+    assert permission["FunctionName"] == {"Ref": "SettlerFunction"}
+    assert permission["SourceArn"] == {"Fn::GetAtt": [rule_name, "Arn"]}
+    (invoke_config,) = [
+        resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Lambda::EventInvokeConfig"
+    ]
+    assert invoke_config["FunctionName"] == {"Ref": "SettlerFunction"} and invoke_config["Qualifier"] == "$LATEST"
+    assert (invoke_config["MaximumRetryAttempts"], invoke_config["MaximumEventAgeInSeconds"]) == (0, 60)
+    assert resources["SettlerFunction"]["Properties"]["ReservedConcurrentExecutions"] == 1
 
 
 # Two realistic deployments: a dev stack on the defaults, and a production one with every option taken. (SnapStart
@@ -800,6 +996,7 @@ def test_every_deploy_time_value_of_the_function_publishes_a_new_version(templat
         "CallerDailyAmountLimitCents": "9" * 12,
         "CallerHourlyLinkLimit": str(template["Parameters"]["CallerHourlyLinkLimit"]["MaxValue"]),
         "IdempotencyTtlSeconds": "9" * 10,
+        "SettleAfterSeconds": str(template["Parameters"]["SettleAfterSeconds"]["MaxValue"]),
         "LinkOwnerRetentionDays": "3650",
         "EnableApiDocs": "false",
         "LogLevel": "WARNING",

@@ -5,6 +5,7 @@ dashboard rely on."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -184,6 +185,8 @@ def test_a_link_that_does_not_match_is_counted_and_logged_at_error_with_the_fiel
 
     assert result.status == 502 and result.json()["type"].endswith("upstream-mismatch")
     assert metrics["UpstreamMismatch"][:2] == ("Count", [1.0])
+    assert metrics["MismatchedLinkCanceled"][:2] == ("Count", [1.0])  # and the key spent
+    assert "MismatchedLinkNotCanceled" not in metrics
     lines = [json.loads(line) for line in logs.getvalue().splitlines()]
     (mismatch,) = [line for line in lines if line["message"] == "upstream link does not match the request"]
     assert mismatch["level"] == "ERROR"
@@ -191,3 +194,68 @@ def test_a_link_that_does_not_match_is_counted_and_logged_at_error_with_the_fiel
     assert "5550000000" not in logs.getvalue()
     (refused,) = [line for line in lines if line["message"] == "request refused"]
     assert (refused["level"], refused["create_outcome"]) == ("ERROR", "unknown")
+
+
+SETTLER_METRICS = {
+    "IntentsDue",
+    "IntentsResent",
+    "IntentsSettled",
+    "IntentsReleased",
+    "IntentsStillUnknown",
+    "StrandedIntents",
+    "OldestDueIntentAge",
+}
+
+
+def test_every_settler_run_reports_its_counts_even_with_nothing_due(function, upstream):
+    """What the settler alarms read: each run that completes reports every one of its metrics once, 0 included,
+    so that a run with nothing to do still says that it ran (the settler-not-running alarm breaches on no data)."""
+    with emitted_metrics() as documents:
+        report = function.settle()
+
+    metrics = metrics_of(documents)  # every name known, with its unit
+    # Intents other tests left bound may be due in this session's table: their resends report upstream metrics.
+    assert set(metrics) >= SETTLER_METRICS
+    for name in SETTLER_METRICS:
+        _, values, dimensions = metrics[name]
+        assert len(values) == 1 and dimensions == [["service"]], name
+    assert metrics["IntentsDue"][1] == [float(report["due"])]
+    assert metrics["StrandedIntents"][1] == [float(report["stranded"])]
+    assert metrics["OldestDueIntentAge"][0] == "Seconds"
+
+
+def test_a_settler_resend_answered_with_another_callers_link_is_counted_and_logged_with_the_link_and_caller(
+    function, upstream, aws_clients, aws_resources
+):
+    """An owner conflict the settler meets (no caller is waiting for its answer) raises the same alarm as a
+    caller's, and its log lines say which link and whose intent, for the runbook's first query."""
+    function.set_env(SETTLE_AFTER_SECONDS="1", PAYOUT_API_MAX_ATTEMPTS="1")
+    upstream.inject({"status": 500, "after_create": True})
+    lost = function.create(key=new_key(), sub="conflicted")
+    assert lost.json()["key_state"] == "bound"
+    (link,) = upstream.links()
+    dynamodb, _ = aws_clients
+    dynamodb.put_item(  # the link id already recorded for someone else
+        TableName=aws_resources["owners_table"],
+        Item={
+            "link_id": {"S": link["id"]},
+            "owner": {"S": "user:someone-else"},
+            "created_at": {"N": str(int(time.time()))},
+            "expires_at": {"N": str(int(time.time()) + 3600)},
+        },
+    )
+    time.sleep(1.1)  # SETTLE_AFTER_SECONDS
+
+    with function_logs() as logs, emitted_metrics() as documents:
+        report = function.settle()
+
+    assert report["spent"] >= 1, report
+    assert metrics_of(documents)["UpstreamLinkConflict"][:2] == ("Count", [1.0])
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    (conflict,) = [
+        line for line in lines if line["message"] == "the upstream's link is already recorded for another owner"
+    ]
+    assert (conflict["link_id"], conflict["caller"]) == (link["id"], "user:conflicted")
+    # The caller is this intent's alone: the run's own line carries none.
+    (run,) = [line for line in lines if line["message"] == "settler run"]
+    assert "caller" not in run

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from local_stack.stack import TABLE_NAME
+from payout_links.intent import record_id
 from tests.support import PARTNER, partner_event
 
 pytestmark = pytest.mark.integration
@@ -143,3 +144,38 @@ def test_a_record_the_store_completes_is_one_powertools_idempotency_reads_as_com
     assert record.response_json_as_dict() == created.json()
     with pytest.raises(IdempotencyValidationError):
         persistence.get_record({**intent, "request": {**request, "amount": request["amount"] + 1}})
+
+
+def test_a_create_the_previous_deploy_left_unknown_is_queued_for_the_settler_once_its_caller_retries(
+    function, upstream, aws_clients
+):
+    """A record in flight at the upgrade carries none of the settler's attributes, so the settler never finds it
+    by itself. Its caller's retry takes it over as any unknown intent, and if that one fails too the intent is
+    queued like any other, with an age counted from that retry (not from 1970: the oldest-due-intent alarm reads
+    it)."""
+    dynamodb, _ = aws_clients
+    sub, key = "golden-unknown", "golden-intent-0003"
+    record = record_id(f"user:{sub}", key)
+    dynamodb.put_item(
+        TableName=TABLE_NAME,
+        Item={
+            "id": {"S": record},
+            "expiration": {"N": str(int(time.time()) + 3600)},
+            "status": {"S": "INPROGRESS"},
+            "validation": {"S": FRONTEND_VALIDATION},
+            "in_progress_expiration": {"N": str(int(time.time() * 1000) - 60_000)},  # the crashed request's lock
+        },
+    )
+    function.set_env(SETTLE_AFTER_SECONDS="1", PAYOUT_API_MAX_ATTEMPTS="1")
+    upstream.inject({"status": 500})
+
+    retry = function.create(FRONTEND_BODY, key=key, sub=sub)
+
+    assert retry.status == 502 and retry.json()["key_state"] == "bound"
+    item = stored(aws_clients, record)
+    assert item["settle_queue"] == {"S": "due"}
+    assert abs(int(item["unsettled_since"]["N"]) - time.time()) < 60
+    time.sleep(1.1)  # SETTLE_AFTER_SECONDS
+    report = function.settle()
+    assert report["settled"] >= 1 and 0 <= report["oldest_due_seconds"] < 60, report
+    assert stored(aws_clients, record)["status"] == {"S": "COMPLETED"}

@@ -29,6 +29,7 @@ def declared(function: str) -> dict[str, str]:
 def test_every_function_gets_its_own_variables_by_one_rule() -> None:
     environ = {
         "SETTLE_AFTER_SECONDS": "5",
+        "SETTLE_MAX_RESENDS_PER_RUN": "7",
         "MAX_AMOUNT_CENTS": "99",
         "PAYOUT_API_BASE_URL": "",  # set but empty: the stack chose its upstream already
         "SOMETHING_ELSE": "x",
@@ -38,14 +39,19 @@ def test_every_function_gets_its_own_variables_by_one_rule() -> None:
 
     # Nothing a function does not declare is added to it: the API function's rule is the settler's.
     assert api.keys() == declared(FUNCTION).keys() and settler.keys() == declared("SettlerFunction").keys()
-    assert settler["SETTLE_AFTER_SECONDS"] == "5" and "MAX_AMOUNT_CENTS" not in settler
-    assert api["MAX_AMOUNT_CENTS"] == "99" and "SETTLE_AFTER_SECONDS" not in api
+    assert settler["SETTLE_MAX_RESENDS_PER_RUN"] == "7" and "MAX_AMOUNT_CENTS" not in settler
+    assert api["MAX_AMOUNT_CENTS"] == "99" and "SETTLE_MAX_RESENDS_PER_RUN" not in api
+    # Both set when an intent is due (a create that drops its lock, and the settler): both get the same value.
+    assert settler["SETTLE_AFTER_SECONDS"] == api["SETTLE_AFTER_SECONDS"] == "5"
     assert api["API_DOCS_ENABLED"] == "true" and "API_DOCS_ENABLED" not in settler
     for variables in (api, settler):
         assert variables["PAYOUT_API_BASE_URL"] == UPSTREAM
         assert variables["IDEMPOTENCY_TABLE_NAME"] == TABLE_NAME
         assert variables["PAYOUT_API_SECRET_ID"] == CREDENTIALS_SECRET_NAME
-    assert settler["SETTLE_MAX_RESENDS_PER_RUN"] == declared("SettlerFunction")["SETTLE_MAX_RESENDS_PER_RUN"]
+    assert (
+        local_variables(declared("SettlerFunction"), {}, UPSTREAM)["SETTLE_MAX_RESENDS_PER_RUN"]
+        == declared("SettlerFunction")["SETTLE_MAX_RESENDS_PER_RUN"]
+    )
 
 
 def test_a_declared_variable_from_the_environment_wins_over_the_local_default() -> None:

@@ -13,6 +13,7 @@ from local_stack.stack import FUNCTION, TEMPLATE_PATH
 from payout_links import api_docs, problems
 from payout_links.models import ProblemDetails, parse_create_request, parse_partner_event
 from payout_links.problems import FieldError
+from payout_links.store import KeyState
 from scripts.openapi import CREATE_PROBLEMS, OUTPUTS, build_document, problem_classes, render
 from tests.support import ROOT
 
@@ -104,6 +105,27 @@ def test_every_problem_body_matches_the_documented_schema(problem_class):
         problem = problem_class("Something about the request.", errors=(FieldError("#/amount", "too large"),))
 
     ProblemDetails.model_validate(problem.to_dict())
+
+
+@pytest.mark.parametrize("state", list(KeyState), ids=str)
+def test_a_problem_that_says_where_its_key_stands_matches_the_documented_schema(state):
+    problem = problems.UpstreamFailed("Dots failed.").bound_to(state)
+
+    ProblemDetails.model_validate(problem.to_dict("Xyz1AbCdIAMEYqy="))
+
+
+def test_the_documented_key_states_are_the_stores():
+    schema = build_document()["components"]["schemas"]["ProblemDetails"]["properties"]["key_state"]
+
+    (states,) = [option for option in schema["anyOf"] if option.get("type") == "string"]
+    assert states["enum"] == [state.value for state in KeyState]
+    assert "same key and the same body" in schema["description"]
+
+
+def test_the_new_problem_types_are_declared_with_their_status():
+    responses = build_document()["components"]["responses"]
+
+    assert "`upstream-link-conflict`" in responses["502"]["description"]
 
 
 def _resolve(document: dict, item: dict) -> dict:
