@@ -38,7 +38,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def test_embedded_stack_serves_and_stops_everything_it_started(tmp_path):
-    running = start_stack(tmp_path, LOCAL_CONCURRENCY="2")
+    running = start_stack(tmp_path, LOCAL_CONCURRENCY="2", LOCAL_SCHEDULE_SECONDS="")  # "": as if unset
     port = int(running.url.rsplit(":", 1)[1])
     try:
         assert "AWS endpoint: http://127.0.0.1:" in running.banner  # the embedded moto server
