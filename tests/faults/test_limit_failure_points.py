@@ -37,11 +37,6 @@ def used(aws_clients, table: str, caller: str) -> tuple[int, int]:
     return totals[0], totals[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the 503 of an unreadable overrides item has no key_state: limits.reserve() raises before the lock's "
-    "write, and store.lock lets its DependencyUnavailable through without saying the key is released",
-)
 def test_an_unreadable_overrides_item_is_a_503_that_released_the_key(limited, upstream, aws_faults, aws_clients):
     sub, key = f"limited-{new_key()}", new_key()
     aws_faults.fail("DynamoDB_20120810.GetItem", error=SERVICE_UNAVAILABLE)
