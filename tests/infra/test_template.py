@@ -503,6 +503,9 @@ def test_sam_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _record_problems(layer) == []
 
     assert (function_dir / "payout_links" / "app.py").is_file()
+    # The settler ships the same package, built by the same recipe: only its handler differs.
+    assert _tree_digest(build_dir / "SettlerFunction") == _tree_digest(function_dir)
+    assert (function_dir / "payout_links" / "settler.py").is_file()
     # Served at /openapi.json where the docs are enabled.
     assert (function_dir / "payout_links" / "openapi.json").read_bytes() == (REPO_ROOT / "openapi.json").read_bytes()
 
