@@ -41,7 +41,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from local_stack.core.workers import WorkerPool
@@ -56,6 +56,8 @@ pytestmark = pytest.mark.properties
 DAILY_AMOUNT_CENTS = 10_000
 HOURLY_LINKS = 6
 CONTAINERS = 3
+FUNCTION_TIMEOUT_SECONDS = 20
+RETRY_SECONDS = FUNCTION_TIMEOUT_SECONDS + 10
 AMOUNTS = (500, 1_000, 2_500, 4_000, 6_000)
 LIMIT_EXCEEDED = "urn:payout-link-proxy:problem:limit-exceeded"
 UPSTREAM_REJECTED = "urn:payout-link-proxy:problem:upstream-rejected"
@@ -139,17 +141,19 @@ class Example:
         self.lock = threading.Lock()
 
     def send(self, intent: Intent) -> HttpResult:
-        """The create, as a client sends it: again while the answer is 409 or 503."""
+        """The create, as a client sends it: again while the answer is 409 or 503, for as long as a lock can be
+        held (the function's timeout: a lock whose holder could not drop it expires with the invocation)."""
         body = payout_body(amount=intent.amount, metadata={"intent": intent.key})
-        for _ in range(60):
+        deadline = time.monotonic() + RETRY_SECONDS
+        while True:
             event_ = create_event(body, key=intent.key, sub=self.sub)
             result = http_result(self.pool.invoke(event_, uuid.uuid4().hex), event_)
             with self.lock:
                 intent.answers.append(result)
             if not is_retryable(result):
                 return result
-            time.sleep(0.05)
-        raise AssertionError(f"still 409 or 503 after 60 attempts: {result.body!r}")
+            assert time.monotonic() < deadline, [(answer.status, answer.body) for answer in intent.answers]
+            time.sleep(0.1)
 
     def client(self, plan: list[Create]) -> None:
         for create in plan:
@@ -188,7 +192,7 @@ def concurrently(*calls: Callable[[], object]) -> None:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=600)
         assert not thread.is_alive(), "a client never finished"
     if failures:
         raise failures[0]
@@ -227,7 +231,9 @@ def pool(aws_resources, upstream, tmp_path):
         "PAYOUT_API_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
     }
     with (tmp_path / "containers.log").open("w") as log:
-        containers = WorkerPool(CONTAINERS, "payout_links.app.lambda_handler", env, timeout_seconds=20, log=log)
+        containers = WorkerPool(
+            CONTAINERS, "payout_links.app.lambda_handler", env, timeout_seconds=FUNCTION_TIMEOUT_SECONDS, log=log
+        )
         yield containers
         containers.stop()
 
@@ -259,6 +265,8 @@ def test_a_callers_links_stay_within_its_limits_whatever_the_interleaving(
         window = time.time()
         example.run(plans)
         drain_faults(upstream)
+        # An example slowed past the end of its hour (a lock left to expire) counted in two windows: not this one.
+        assume(int(time.time() // 3600) == int(window // 3600))
         RUN["examples"] += 1
         RUN["creates"] += len(example.intents)
 
