@@ -31,6 +31,10 @@ if os.environ.get("BENCH_SYS_PATH"):
 BODY = {"amount": 2500, "payee": {"country_code": "1", "phone_number": "5555550123"}, "metadata": {"order": "A-1"}}
 # A token the local gateway would pass on; the function reads only the claims API Gateway put in the event.
 CLAIMS = {"sub": "bench-user", "scope": "payouts:write"}
+# The caller's limits, on, as perf.py gives them to the function: far above what a run creates, so that every
+# create reserves and none is refused.
+DAILY_AMOUNT_LIMIT_CENTS = int(os.environ.get("CALLER_DAILY_AMOUNT_LIMIT_CENTS", "0"))
+HOURLY_LINK_LIMIT = int(os.environ.get("CALLER_HOURLY_LINK_LIMIT", "0"))
 
 
 # The events are written out here, not built by tests.support.http_event (the tests' one builder): in the shipped
@@ -133,38 +137,71 @@ class Floor:
         token = base64.b64encode(f"{secret['client_id']}:{secret['api_key']}".encode()).decode()
         self.authorization = f"Basic {token}"
 
-    # The same DynamoDB requests any correct idempotency layer makes (and Powertools makes): a conditional put
-    # that takes the lock or returns the record that holds it, and an update that stores the response; with the
-    # link's owner written beside it in the same transaction, as any proxy that shows links to their owners must.
+    # The same DynamoDB requests any correct idempotency layer with per-caller limits makes: one transaction that
+    # takes the lock (a conditional put that returns the record holding it) and reserves the create's amount and one
+    # link in the caller's day and hour counters, each on condition of staying within its limit; then one that
+    # stores the response, with the link's owner written beside it, as any proxy that shows links to their owners
+    # must; and the caller's limit overrides, read once per container.
     _LOCK_CONDITION = (
         "attribute_not_exists(#id) OR #expiry < :now OR "
         "(#status = :inprogress AND attribute_exists(#in_progress_expiry) AND #in_progress_expiry < :now_in_millis)"
     )
 
+    def read_overrides(self) -> None:
+        self.overrides = self.dynamodb.get_item(
+            TableName=self.table, Key={"id": {"S": "limits#overrides"}}, ProjectionExpression="callers"
+        ).get("Item")
+
+    def _counter(self, window: str, total: str, added: int, most: int, expires: int) -> dict:
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": {"id": {"S": f"limits#floor#{window}"}},
+                "UpdateExpression": "ADD #total :added SET #expiration = :expiration",
+                "ConditionExpression": "attribute_not_exists(#total) OR #total <= :room",
+                "ExpressionAttributeNames": {"#total": total, "#expiration": "expiration"},
+                "ExpressionAttributeValues": {
+                    ":added": {"N": str(added)},
+                    ":room": {"N": str(most - added)},
+                    ":expiration": {"N": str(expires)},
+                },
+            }
+        }
+
     def _take_lock(self, key: str, request) -> None:
         now = time.time()
-        self.dynamodb.put_item(
-            TableName=self.table,
-            Item={
+        day, hour = time.strftime("day#%Y-%m-%d", time.gmtime(now)), time.strftime("hour#%Y-%m-%dT%H", time.gmtime(now))
+        lock = {
+            "TableName": self.table,
+            "Item": {
                 "id": {"S": f"floor#{key}"},
                 "expiration": {"N": str(int(now) + 86400)},
                 "status": {"S": "INPROGRESS"},
                 "in_progress_expiration": {"N": str(int(now * 1000) + 20_000)},
                 "validation": {"S": hashlib.sha256(request.model_dump_json().encode()).hexdigest()},
+                "limit_amount": {"N": str(request.amount)},
             },
-            ConditionExpression=self._LOCK_CONDITION,
-            ExpressionAttributeNames={
+            "ConditionExpression": self._LOCK_CONDITION,
+            "ExpressionAttributeNames": {
                 "#id": "id",
                 "#expiry": "expiration",
                 "#in_progress_expiry": "in_progress_expiration",
                 "#status": "status",
             },
-            ExpressionAttributeValues={
+            "ExpressionAttributeValues": {
                 ":now": {"N": str(int(now))},
                 ":now_in_millis": {"N": str(int(now * 1000))},
                 ":inprogress": {"S": "INPROGRESS"},
             },
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        expires = int(now) + 2 * 86400
+        self.dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": lock},
+                self._counter(day, "amount", request.amount, DAILY_AMOUNT_LIMIT_CENTS, expires),
+                self._counter(hour, "links", 1, HOURLY_LINK_LIMIT, expires),
+            ]
         )
 
     def new_intent(self, key: str) -> None:
@@ -193,7 +230,7 @@ class Floor:
         try:
             self._take_lock(key, request)
         except ClientError as exc:
-            json.loads(exc.response["Item"]["data"]["S"])
+            json.loads(exc.response["CancellationReasons"][0]["Item"]["data"]["S"])
 
 
 def cold_handler() -> dict:
@@ -216,6 +253,7 @@ def cold_floor() -> dict:
     floor = Floor()
     imported = time.perf_counter()
     floor.fetch_credentials()
+    floor.read_overrides()
     floor.new_intent(str(uuid.uuid4()))
     return {"import_ms": (imported - STARTED) * 1000, "total_ms": (time.perf_counter() - STARTED) * 1000}
 
@@ -295,6 +333,7 @@ def warm() -> dict:
 
     floor = Floor()
     floor.fetch_credentials()
+    floor.read_overrides()
     floor.new_intent(str(uuid.uuid4()))
     # Handler and floor take turns, a chunk at a time, so that whatever else the machine does falls on both; the
     # median over chunks keeps a burst of noise in one chunk from deciding the figure.

@@ -56,6 +56,15 @@ def new_key() -> str:
     return str(uuid.uuid4())
 
 
+def clear_of_window_end(seconds: float) -> None:
+    """Return once the current UTC clock hour (and so the UTC day) has at least `seconds` left, sleeping into the
+    next one if it has not: a test of the callers' limits counts against fixed windows, and one that a new hour
+    or day began in the middle of would find room it did not expect."""
+    left = 3600 - time.time() % 3600
+    if left < seconds:
+        time.sleep(left + 0.5)
+
+
 def webhook_secret(seed: str) -> str:
     return "whsec_" + base64.b64encode(seed.encode()).decode()
 

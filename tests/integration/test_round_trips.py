@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import new_key, token
+from tests.support import clear_of_window_end, new_key, payout_body, token
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +58,45 @@ def test_new_intent_on_a_warm_container(counted, function):
 
     # The lock (PutItem), then one transaction that completes the record and records the link's owner.
     assert counted(function.create) == {"dynamodb": 2, "secretsmanager": 0, "upstream": 1, "new_connections": 0}
+
+
+# The callers' limits on (the session's tests run with them off): a caller may pay out 10,000 cents a day and make 5
+# links an hour.
+LIMITS_ON = {"CALLER_DAILY_AMOUNT_LIMIT_CENTS": "10000", "CALLER_HOURLY_LINK_LIMIT": "5"}
+
+
+def test_new_intent_on_a_warm_container_with_limits_on(counted, function):
+    function.set_env(**LIMITS_ON)
+    sub = f"limited-{new_key()}"
+    counted(lambda: function.create(sub=sub))
+
+    # The lock is then a transaction that also reserves in the caller's day and hour counters: still one call; the
+    # overrides were read by the cold create, and are not read again for a minute.
+    assert counted(lambda: function.create(sub=sub)) == {
+        "dynamodb": 2,
+        "secretsmanager": 0,
+        "upstream": 1,
+        "new_connections": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("already", "amount"),
+    [([3_000, 3_000, 3_000], 3_000), ([100] * 5, 100), ([], 10_001)],
+    ids=["daily-amount-reached", "hourly-links-reached", "over-the-daily-amount-on-its-own"],
+)
+def test_a_create_refused_by_a_limit_costs_one_dynamodb_call_and_nothing_upstream(counted, function, already, amount):
+    function.set_env(**LIMITS_ON)
+    clear_of_window_end(30)  # the caller's counters stay those of one hour and one day
+    sub = f"limited-{new_key()}"
+    counted(lambda: function.create(sub=f"limited-{new_key()}"))  # a warm container: the overrides are read
+    for earlier in already:
+        counted(lambda earlier=earlier: function.create(payout_body(amount=earlier), sub=sub))
+
+    # The lock's transaction, refused by its reserve's condition: no key taken, no secret read, Dots not asked.
+    trips = counted(lambda: function.create(payout_body(amount=amount), sub=sub), expected=429)
+
+    assert trips == {"dynamodb": 1, "secretsmanager": 0, "upstream": 0, "new_connections": 0}
 
 
 def test_replay_on_the_container_that_made_the_link(counted, function):
