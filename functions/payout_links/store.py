@@ -177,10 +177,7 @@ class IntentStore:
         now = time.time()
         token = uuid.uuid4().hex
         expires_at = int(now) + self._ttl_seconds
-        try:
-            reservation, reserve = self._limits.reserve(intent.caller, intent.amount)
-        except DependencyUnavailable as unreadable:  # the overrides: nothing was written, the key is free
-            raise unreadable.bound_to(KeyState.RELEASED) from None
+        reservation, reserve = self._limits.reserve(intent.caller, intent.amount)
         item = {
             A.ID: {"S": intent.record_id},
             A.EXPIRY: {"N": str(expires_at)},
