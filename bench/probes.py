@@ -179,7 +179,7 @@ class Floor:
                 "status": {"S": "INPROGRESS"},
                 "in_progress_expiration": {"N": str(int(now * 1000) + 20_000)},
                 "validation": {"S": hashlib.sha256(request.model_dump_json().encode()).hexdigest()},
-                "limit_amount": {"N": str(request.amount)},
+                "reservation": {"S": json.dumps({"amount": request.amount, "day": day, "hour": hour})},
             },
             "ConditionExpression": self._LOCK_CONDITION,
             "ExpressionAttributeNames": {

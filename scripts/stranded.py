@@ -33,8 +33,9 @@ from payout_links.store import SETTLE_INDEX, STRANDED, A
 
 LOCAL_REGION = "us-east-1"  # the local stack's
 
-# What is read of each record: enough to name it and find its link at Dots; not the request (the payee's details).
-READ = (A.ID, A.CALLER, A.KEY, A.VALIDATION, A.SINCE, A.ATTEMPTS, A.EXPIRY)
+# What is read of each record: enough to name it and find its link at Dots. The intent attribute holds the request
+# too (the payee's details): read with the caller and key, never printed.
+READ = (A.ID, A.INTENT, A.VALIDATION, A.ATTEMPTS, A.EXPIRY)
 
 
 def main(argv: Sequence[str] | None = None, *, dynamodb: Any = None, now: float | None = None) -> int:
@@ -91,8 +92,9 @@ def stranded_items(client: Any, table: str) -> list[dict[str, Any]]:
 
 
 def describe(item: dict[str, Any], now: float) -> dict[str, Any]:
-    caller, key, validation = (item.get(name, {}).get("S") for name in (A.CALLER, A.KEY, A.VALIDATION))
-    since = _number(item, A.SINCE)
+    unsettled = json.loads(item.get(A.INTENT, {}).get("S", "{}"))
+    caller, key, since = unsettled.get("caller"), unsettled.get("key"), unsettled.get("since")
+    validation = item.get(A.VALIDATION, {}).get("S")
     expires = _number(item, A.EXPIRY)
     return {
         "record_id": item[A.ID]["S"],

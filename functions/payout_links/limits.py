@@ -31,6 +31,7 @@ applied once.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -148,33 +149,29 @@ class Reservation:
     day_counter: str | None  # counter item id, None when the daily limit is off
     hour_counter: str | None
 
-    # Attributes of the intent's record (beside Powertools' own), each present only when it has a value.
-    AMOUNT_ATTR: ClassVar[str] = "limit_amount"
-    DAY_COUNTER_ATTR: ClassVar[str] = "limit_day_counter"
-    HOUR_COUNTER_ATTR: ClassVar[str] = "limit_hour_counter"
+    # The attribute of the intent's record that holds it (JSON: `amount`, `day`, `hour`), present only when the
+    # reservation holds something. One attribute, not three: every create writes it.
+    ATTR: ClassVar[str] = "reservation"
 
     def attributes(self) -> dict[str, Any]:
         """DynamoDB attribute values to store on the intent's record; {} when the reservation holds nothing."""
         if self.day_counter is None and self.hour_counter is None:
             return {}
-        attributes: dict[str, Any] = {self.AMOUNT_ATTR: {"N": str(self.amount)}}
-        if self.day_counter is not None:
-            attributes[self.DAY_COUNTER_ATTR] = {"S": self.day_counter}
-        if self.hour_counter is not None:
-            attributes[self.HOUR_COUNTER_ATTR] = {"S": self.hour_counter}
-        return attributes
+        held = {"amount": self.amount, "day": self.day_counter, "hour": self.hour_counter}
+        return {self.ATTR: {"S": json.dumps(held, separators=(",", ":"))}}
 
     @classmethod
     def from_attributes(cls, item: dict[str, Any]) -> Reservation | None:
         """The reservation an intent's record (a DynamoDB item, as GetItem returns it) holds; None when it holds
-        none. A record with a counter and no amount was not written by `attributes`: ValueError."""
-        day = item.get(cls.DAY_COUNTER_ATTR, {}).get("S")
-        hour = item.get(cls.HOUR_COUNTER_ATTR, {}).get("S")
-        if day is None and hour is None:
+        none. One that names a counter but no amount was not written by `attributes`: ValueError."""
+        if cls.ATTR not in item:
             return None
-        if cls.AMOUNT_ATTR not in item:
+        held = json.loads(item[cls.ATTR]["S"])
+        if held.get("day") is None and held.get("hour") is None:
+            return None
+        if not isinstance(held.get("amount"), int):
             raise ValueError("the record names limit counters but no amount")
-        return cls(amount=int(item[cls.AMOUNT_ATTR]["N"]), day_counter=day, hour_counter=hour)
+        return cls(amount=held["amount"], day_counter=held.get("day"), hour_counter=held.get("hour"))
 
     def held(self) -> list[tuple[str, _Window]]:
         """Each counter it holds room in, with its window, in the order of `reserve`'s entries: the day's, then the

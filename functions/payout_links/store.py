@@ -17,7 +17,7 @@ so a request whose lock expired and was taken over can never release, complete o
 LOCKED and UNKNOWN are one stored status, INPROGRESS, told apart by the lock's expiry; COMPLETED is written as
 Powertools idempotency wrote it (`status`, `data`, `validation`, `expiration`), so records from before this module
 are still replayed. While an intent is unsettled its item also carries what the settler needs to resend it
-without its caller (`caller`, `idempotency_key`, `request`: the upstream request, payee contact details included)
+without its caller (`intent`: its caller, key and upstream request, payee contact details included, as JSON)
 and its place in the sparse `settle-queue` index (`settle_queue`, `settle_at`); completing or releasing removes
 them. A new intent's lock also reserves its amount and one link against its caller's limits (limits.py), in the
 same transaction; releasing gives the reservation back in the same write.
@@ -87,13 +87,12 @@ class A:
     DATA = "data"
     LOCK_EXPIRY = "in_progress_expiration"  # milliseconds, as Powertools wrote it
     TOKEN = "lock_token"  # noqa: S105 - an attribute name
-    OUTCOME = "outcome"
-    CALLER = "caller"
-    KEY = "idempotency_key"
-    REQUEST = "request"
+    # What the settler needs to resend an unsettled intent without its caller, in one attribute (JSON): `caller`,
+    # `key`, `request` (the upstream request, payee contact details included) and `since` (when it was first
+    # locked: the oldest-due-intent alarm reads its age).
+    INTENT = "intent"
     QUEUE = "settle_queue"
     SETTLE_AT = "settle_at"
-    SINCE = "unsettled_since"
     ATTEMPTS = "settle_attempts"
     PROBLEM = "problem"
 
@@ -183,8 +182,7 @@ class IntentStore:
             A.EXPIRY: {"N": str(expires_at)},
             A.STATUS: {"S": IN_PROGRESS},
             A.VALIDATION: {"S": intent.fingerprint},
-            A.SINCE: {"N": str(int(now))},
-            **self._lock_attributes(intent, token, now, lock_seconds),
+            **self._lock_attributes(intent, token, now, lock_seconds, since=int(now)),
             **reservation.attributes(),
         }
         put = {
@@ -252,7 +250,8 @@ class IntentStore:
         now = time.time()
         token = uuid.uuid4().hex
         previous = item.get(A.TOKEN, {}).get("S")
-        attributes = self._lock_attributes(intent, token, now, lock_seconds)
+        # A record from before the settler carries no intent: its age counts from this take-over.
+        attributes = self._lock_attributes(intent, token, now, lock_seconds, since=_since(item, default=int(now)))
         # The record outlives the lock, and the settler's look at it after: never replaced under a held lock.
         expires_at = max(int(item[A.EXPIRY]["N"]), int(attributes[A.SETTLE_AT]["N"]) + STRAND_MARGIN_SECONDS)
         attributes[A.EXPIRY] = {"N": str(expires_at)}
@@ -261,10 +260,7 @@ class IntentStore:
             self._client.update_item(
                 TableName=self._table,
                 Key={A.ID: {"S": intent.record_id}},
-                # A record from before the settler has no `unsettled_since`: its age counts from this take-over.
-                UpdateExpression="SET "
-                + ", ".join(f"#{name} = :{name}" for name in attributes)
-                + ", #since = if_not_exists(#since, :since)",
+                UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in attributes),
                 ConditionExpression=(
                     "#status = :inprogress AND #validation = :validation AND #old_lock < :now_ms"
                     + (" AND #old_token = :previous" if previous else " AND attribute_not_exists(#old_token)")
@@ -275,11 +271,9 @@ class IntentStore:
                     "#validation": A.VALIDATION,
                     "#old_lock": A.LOCK_EXPIRY,
                     "#old_token": A.TOKEN,
-                    "#since": A.SINCE,
                 },
                 ExpressionAttributeValues={
                     **{f":{name}": value for name, value in attributes.items()},
-                    ":since": {"N": str(int(now))},
                     ":inprogress": {"S": IN_PROGRESS},
                     ":validation": {"S": intent.fingerprint},
                     ":now_ms": {"N": str(int(now * 1000))},
@@ -296,7 +290,7 @@ class IntentStore:
             # Our own write, answered late and sent again by botocore: the lock is ours.
         except BotoCoreError as exc:
             raise _store_problem(_store_error(exc), KeyState.BOUND) from None
-        return self._held(intent, {**item, A.EXPIRY: {"N": str(expires_at)}}, token, inherited=True)
+        return self._held(intent, {**item, **attributes}, token, inherited=True)
 
     def _held(self, intent: Intent, item: dict[str, Any], token: str, *, inherited: bool) -> Lock:
         return Lock(
@@ -304,21 +298,22 @@ class IntentStore:
             token,
             inherited=inherited,
             expires_at=int(item[A.EXPIRY]["N"]),
-            since=int(item.get(A.SINCE, {}).get("N", str(int(time.time())))),
+            since=_since(item, default=int(time.time())),
             attempts=int(item.get(A.ATTEMPTS, {}).get("N", "0")),
             reservation=Reservation.from_attributes(item),
         )
 
-    def _lock_attributes(self, intent: Intent, token: str, now: float, lock_seconds: float) -> dict[str, Any]:
+    def _lock_attributes(
+        self, intent: Intent, token: str, now: float, lock_seconds: float, *, since: int
+    ) -> dict[str, Any]:
         """A lock's token and expiry, and what the settler needs: it finds the intent once the lock has expired
         and SETTLE_AFTER_SECONDS more have passed (a crash leaves no other trace)."""
         lock_expiry = now + lock_seconds
+        unsettled = {"caller": intent.caller, "key": intent.key, "since": since, "request": intent.request}
         return {
             A.TOKEN: {"S": token},
             A.LOCK_EXPIRY: {"N": str(int(lock_expiry * 1000))},
-            A.CALLER: {"S": intent.caller},
-            A.KEY: {"S": intent.key},
-            A.REQUEST: {"S": json.dumps(intent.request, sort_keys=True, separators=(",", ":"))},
+            A.INTENT: {"S": json.dumps(unsettled, sort_keys=True, separators=(",", ":"))},
             A.QUEUE: {"S": DUE},
             A.SETTLE_AT: {"N": str(int(lock_expiry) + self._settle_after_seconds)},
         }
@@ -341,16 +336,13 @@ class IntentStore:
         expires_at = int(time.time()) + self._ttl_seconds
         complete = self._if_held(
             lock,
-            "SET #data = :data, #expiry = :expiry, #status = :completed"
-            " REMOVE #request, #queue, #settle_at, #lock_expiry, #outcome",
+            "SET #data = :data, #expiry = :expiry, #status = :completed REMOVE #intent, #queue, #settle_at",
             names={
                 "#data": A.DATA,
                 "#expiry": A.EXPIRY,
-                "#request": A.REQUEST,
+                "#intent": A.INTENT,
                 "#queue": A.QUEUE,
                 "#settle_at": A.SETTLE_AT,
-                "#lock_expiry": A.LOCK_EXPIRY,
-                "#outcome": A.OUTCOME,
             },
             values={":data": {"S": data}, ":expiry": {"N": str(expires_at)}, ":completed": {"S": COMPLETED}},
         )
@@ -395,11 +387,10 @@ class IntentStore:
         attempts = lock.attempts + (1 if resent else 0)
         update = self._if_held(
             lock,
-            "SET #lock_expiry = :expired, #outcome = :unknown, #queue = :queue, #settle_at = :settle_at,"
-            " #attempts = :attempts, #expiry = :expiry",
+            "SET #lock_expiry = :expired, #queue = :queue, #settle_at = :settle_at, #attempts = :attempts,"
+            " #expiry = :expiry",
             names={
                 "#lock_expiry": A.LOCK_EXPIRY,
-                "#outcome": A.OUTCOME,
                 "#queue": A.QUEUE,
                 "#settle_at": A.SETTLE_AT,
                 "#attempts": A.ATTEMPTS,
@@ -407,7 +398,6 @@ class IntentStore:
             },
             values={
                 ":expired": {"N": "0"},
-                ":unknown": {"S": "unknown"},
                 ":queue": {"S": STRANDED if stranded else DUE},
                 ":settle_at": {"N": str(settle_at)},
                 ":attempts": {"N": str(attempts)},
@@ -431,15 +421,13 @@ class IntentStore:
         body = {name: value for name, value in problem.to_dict().items() if name != "key_state"}
         update = self._if_held(
             lock,
-            "SET #status = :spent, #problem = :problem, #expiry = :expiry"
-            " REMOVE #request, #queue, #settle_at, #lock_expiry",
+            "SET #status = :spent, #problem = :problem, #expiry = :expiry REMOVE #intent, #queue, #settle_at",
             names={
                 "#problem": A.PROBLEM,
                 "#expiry": A.EXPIRY,
-                "#request": A.REQUEST,
+                "#intent": A.INTENT,
                 "#queue": A.QUEUE,
                 "#settle_at": A.SETTLE_AT,
-                "#lock_expiry": A.LOCK_EXPIRY,
             },
             values={
                 ":spent": {"S": SPENT},
@@ -498,7 +486,7 @@ class IntentStore:
             DueIntent(
                 record_id=item[A.ID]["S"],
                 token=item.get(A.TOKEN, {}).get("S", ""),
-                since=int(item.get(A.SINCE, {}).get("N", "0")),
+                since=_since(item, default=0),
                 item=item,
             )
             for item in answer.get("Items", [])
@@ -509,7 +497,8 @@ class IntentStore:
         its lock expired, and unchanged since the index was read); None when a caller or another run was first,
         or it was settled meanwhile."""
         item = due.item
-        intent = Intent.of(item[A.CALLER]["S"], item[A.KEY]["S"], json.loads(item[A.REQUEST]["S"]))
+        unsettled = json.loads(item[A.INTENT]["S"])
+        intent = Intent.of(unsettled["caller"], unsettled["key"], unsettled["request"])
         if intent.record_id != due.record_id or intent.fingerprint != item[A.VALIDATION]["S"]:
             logger.error("a queued intent does not match its record; left for operators")
             return None
@@ -627,6 +616,13 @@ class _Cancelled(Exception):
         super().__init__("transaction canceled")
         self.failed = [reason.get("Code") == "ConditionalCheckFailed" for reason in reasons]
         self.items: list[dict[str, Any] | None] = [reason.get("Item") for reason in reasons]
+
+
+def _since(item: dict[str, Any], *, default: int) -> int:
+    """When an unsettled intent was first locked, as its record says (`default` for a record without one)."""
+    if A.INTENT not in item:
+        return default
+    return int(json.loads(item[A.INTENT]["S"]).get("since", default))
 
 
 def _code(error: ClientError) -> str:

@@ -70,18 +70,17 @@ def test_request_in_flight_gets_409_with_retry_after(api, upstream):
 # One create per problem the upstream can cause, as a smoke test through the stack. How each upstream answer maps
 # is tests/unit/test_upstream_client.py's; what each does to the key, tests/faults/test_failure_points.py's.
 UPSTREAM_PROBLEMS = {
-    # mode: (fault, status, problem type)
-    "upstream-400": ({"status": 400}, 422, "upstream-rejected"),
-    "upstream-429": ({"status": 429, "retry_after": "11"}, 429, "upstream-rate-limited"),
-    "upstream-500": ({"status": 500, "count": 3}, 502, "upstream-failed"),
-    "upstream-mismatch": ({"link_overrides": {"amount": 1.0}}, 502, "upstream-mismatch"),
-    "upstream-timeout": ({"delay_seconds": 2.5, "count": 3}, 504, "upstream-timeout"),
+    # mode: (fault, status, problem type, key state)
+    "upstream-400": ({"status": 400}, 422, "upstream-rejected", "released"),
+    "upstream-429": ({"status": 429, "retry_after": "11"}, 429, "upstream-rate-limited", "released"),
+    "upstream-500": ({"status": 500, "count": 3}, 502, "upstream-failed", "bound"),
+    "upstream-timeout": ({"delay_seconds": 2.5, "count": 3}, 504, "upstream-timeout", "bound"),
 }
 
 
 @pytest.mark.parametrize("mode", list(UPSTREAM_PROBLEMS))
 def test_each_upstream_failure_is_its_problem_and_the_retry_gets_one_link(api, upstream, mode):
-    fault, status, slug = UPSTREAM_PROBLEMS[mode]
+    fault, status, slug, key_state = UPSTREAM_PROBLEMS[mode]
     key = new_key()
     upstream.inject(fault)
 
@@ -89,11 +88,26 @@ def test_each_upstream_failure_is_its_problem_and_the_retry_gets_one_link(api, u
 
     assert failed.status == status and failed.is_problem(), failed.body
     assert failed.json()["type"] == f"urn:payout-link-proxy:problem:{slug}"
+    assert failed.json()["key_state"] == key_state
     if status == 429:
         assert failed.headers["retry-after"] == "11"
     retry = post(api, key=key)
     assert retry.status == 201
     assert upstream.stats()["links_created"] == 1
+
+
+def test_a_mismatched_link_is_canceled_and_its_key_spent(api, upstream):
+    key = new_key()
+    upstream.inject({"link_overrides": {"amount": 1.0}})
+
+    failed = post(api, key=key)
+    retry = post(api, key=key)
+
+    assert failed.status == 502 and failed.json()["type"] == "urn:payout-link-proxy:problem:upstream-mismatch"
+    assert failed.json()["key_state"] == "spent"
+    assert retry.status == 502 and retry.json()["key_state"] == "spent"
+    (link,) = upstream.links()  # the one the proxy canceled
+    assert link["status"] == "canceled" and upstream.stats()["links_created"] == 1
 
 
 def test_a_failing_aws_dependency_is_a_503_problem(tmp_path, aws_endpoint, aws_resources, upstream):
@@ -148,7 +162,7 @@ def test_bad_input_gets_a_clear_problem_and_loses_nothing(api, upstream, overrid
     assert upstream.stats()["requests"] == 0
 
 
-@pytest.mark.parametrize("method", ["GET", "TRACE", "QUERY"])
+@pytest.mark.parametrize("method", ["PUT", "TRACE", "QUERY"])
 def test_a_method_no_route_has_is_404_like_api_gateway(api, method):
     response = api.request(method, "/payout-links")
 

@@ -174,7 +174,7 @@ def test_a_create_the_previous_deploy_left_unknown_is_queued_for_the_settler_onc
     assert retry.status == 502 and retry.json()["key_state"] == "bound"
     item = stored(aws_clients, record)
     assert item["settle_queue"] == {"S": "due"}
-    assert abs(int(item["unsettled_since"]["N"]) - time.time()) < 60
+    assert abs(json.loads(item["intent"]["S"])["since"] - time.time()) < 60
     time.sleep(1.1)  # SETTLE_AFTER_SECONDS
     report = function.settle()
     assert report["settled"] >= 1 and 0 <= report["oldest_due_seconds"] < 60, report

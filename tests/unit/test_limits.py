@@ -130,7 +130,7 @@ def test_a_reservation_of_nothing_stores_nothing_and_a_record_without_one_has_no
     assert Reservation(amount=100, day_counter=None, hour_counter=None).attributes() == {}
     assert Reservation.from_attributes({"id": {"S": "payout-link#x"}}) is None
     with pytest.raises(ValueError, match="amount"):
-        Reservation.from_attributes({"limit_day_counter": {"S": "limits#" + "a" * 32 + "#day#2031-03-14"}})
+        Reservation.from_attributes({"reservation": {"S": '{"day":"limits#' + "a" * 32 + '#day#2031-03-14"}'}})
 
 
 def test_a_give_back_subtracts_exactly_what_was_reserved_without_a_condition():
