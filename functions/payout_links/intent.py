@@ -20,6 +20,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 # Fixed forever: changing it changes every derived upstream key, and with it the upstream's deduplication.
@@ -61,11 +62,12 @@ class Intent:
     def of(cls, caller: str, key: str, request: dict[str, Any]) -> Intent:
         return cls(caller=caller, key=key, request=request, fingerprint=fingerprint(request))
 
-    @property
+    # Each digest taken once per intent, however often the store and the client ask for it.
+    @cached_property
     def record_id(self) -> str:
         return record_id(self.caller, self.key)
 
-    @property
+    @cached_property
     def upstream_key(self) -> str:
         return upstream_key(self.caller, self.key, self.fingerprint)
 
