@@ -151,10 +151,18 @@ class PayoutLinkService:
             failure.problem = self._cancel_mismatched(lock, failure.mismatched_link_id, deadline, settle_in=settle_in)
             return
         if failure.releases(inherited=lock.inherited):
-            state = self._intents.release(lock)
+            failure.problem.bound_to(self._intents.release(lock))
         else:
-            state = self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None)
-        failure.problem.bound_to(state)
+            self._kept_bound(lock, failure.problem, settle_in=settle_in)
+
+    def _kept_bound(self, lock: Lock, problem: Problem, *, settle_in: float | None) -> Problem:
+        """`problem`, its key kept bound: the lock dropped, the intent queued for the settler (`settle_in`, for a
+        settler's resend: its backoff)."""
+        return problem.bound_to(self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None))
+
+    def _spent(self, lock: Lock, problem: Problem) -> Problem:
+        """`problem`, kept as the answer to every retry of a key that will never make a link."""
+        return problem.bound_to(self._intents.spend(lock, problem))
 
     def _cancel_mismatched(self, lock: Lock, link_id: str, deadline: float, *, settle_in: float | None) -> Problem:
         """A link that does not match its request was made under the intent's own derived key, so no one will ever
@@ -164,10 +172,10 @@ class PayoutLinkService:
         try:
             recorded = self._owners.is_recorded(link_id)
         except Problem:
-            state = self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None)
-            return UpstreamMismatch(
+            problem: Problem = UpstreamMismatch(
                 "The payout provider made a link that does not match the request; retry with the same key and body."
-            ).bound_to(state)
+            )
+            return self._kept_bound(lock, problem, settle_in=settle_in)
         if recorded:
             return self._owned_by_another(lock, link_id).problem
         try:
@@ -175,25 +183,29 @@ class PayoutLinkService:
         except NotCancelable:
             logger.error("a mismatched link could not be canceled", extra={"link_id": link_id})
             metrics.add_metric(name="MismatchedLinkNotCanceled", unit=MetricUnit.Count, value=1)
-            problem = UpstreamMismatch(
-                "The payout provider made a link that does not match the request, and it could no longer be "
-                "canceled; this key cannot be used again. Contact support with the request id."
+            return self._spent(
+                lock,
+                UpstreamMismatch(
+                    "The payout provider made a link that does not match the request, and it could no longer be "
+                    "canceled; this key cannot be used again. Contact support with the request id."
+                ),
             )
-            return problem.bound_to(self._intents.spend(lock, problem))
         except Problem:
             logger.warning("a mismatched link is not canceled yet", extra={"link_id": link_id})
-            state = self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None)
-            return UpstreamMismatch(
+            problem = UpstreamMismatch(
                 "The payout provider made a link that does not match the request; the proxy cancels it. Retry with "
                 "the same key and body to follow it, or send a new request with a new key."
-            ).bound_to(state)
+            )
+            return self._kept_bound(lock, problem, settle_in=settle_in)
         logger.warning("a mismatched link was canceled", extra={"link_id": link_id})
         metrics.add_metric(name="MismatchedLinkCanceled", unit=MetricUnit.Count, value=1)
-        problem = UpstreamMismatch(
-            "The payout provider made a link that does not match the request; it was canceled, and this key cannot "
-            "be used again. Send the request again with a new key."
+        return self._spent(
+            lock,
+            UpstreamMismatch(
+                "The payout provider made a link that does not match the request; it was canceled, and this key "
+                "cannot be used again. Send the request again with a new key."
+            ),
         )
-        return problem.bound_to(self._intents.spend(lock, problem))
 
     def _owned_by_another(self, lock: Lock, link_id: str) -> CreateFailed:
         """The upstream answered with a link whose id another caller already owns: never handed out, never
@@ -203,7 +215,7 @@ class PayoutLinkService:
             "The payout provider answered with a payout link that belongs to another request; this key cannot be "
             "used again. Contact support with the request id."
         )
-        return CreateFailed(problem.bound_to(self._intents.spend(lock, problem)), Outcome.UNKNOWN)
+        return CreateFailed(self._spent(lock, problem), Outcome.UNKNOWN)
 
     # --- the settler -------------------------------------------------------------------------------------------
 
