@@ -136,6 +136,7 @@ _FAULT_KEYS = frozenset(
         "after_create",
         "trickle_seconds",
         "link_overrides",
+        "answer_link",
         "count",
     }
 )
@@ -168,6 +169,9 @@ class _Fault:
     trickle_seconds: float | None
     # Top-level link fields replaced in the answer only: the stored link stays as it is.
     link_overrides: Json | None
+    # The id of a stored link that answers the request instead of the real action, which is not taken: a create
+    # stores nothing (as if its key were that link's), a cancel cancels nothing.
+    answer_link: str | None
     remaining: int
 
     @classmethod
@@ -187,6 +191,7 @@ class _Fault:
             after_create=_fault_field(spec, "after_create", (bool,), False),
             trickle_seconds=_fault_field(spec, "trickle_seconds", (int, float)),
             link_overrides=_fault_field(spec, "link_overrides", (dict,)),
+            answer_link=_fault_field(spec, "answer_link", (str,)),
             remaining=_fault_field(spec, "count", (int,), 1),
         )
         fault._check(spec)
@@ -208,14 +213,19 @@ class _Fault:
             raise ValueError("a fault cannot both drop the connection and answer with a status")
         if self._changes_real_answer() and (self.drop or self.status is not None):
             raise ValueError(
-                "fault 'trickle_seconds' and 'link_overrides' act on the real answer: they exclude 'status' and 'drop'"
+                "fault 'trickle_seconds', 'link_overrides' and 'answer_link' act on the real answer: they exclude"
+                " 'status' and 'drop'"
             )
+        if self.answer_link is not None and not self.answer_link:
+            raise ValueError("fault 'answer_link' must name a stored link")
         if self.status is None and any(key in spec for key in ("body", "raw_body", "retry_after")):
             raise ValueError("fault 'body', 'raw_body' and 'retry_after' need a 'status'")
         if "body" in spec and "raw_body" in spec:
             raise ValueError("a fault takes 'body' or 'raw_body', not both")
         if self.status is None and not self.drop and self.delay_seconds == 0 and not self._changes_real_answer():
-            raise ValueError("a fault needs 'status', 'drop', 'delay_seconds', 'trickle_seconds' or 'link_overrides'")
+            raise ValueError(
+                "a fault needs 'status', 'drop', 'delay_seconds', 'trickle_seconds', 'link_overrides' or 'answer_link'"
+            )
 
     @staticmethod
     def _check_link_overrides(overrides: Json) -> None:
@@ -229,8 +239,9 @@ class _Fault:
             raise ValueError("fault 'link_overrides' must be JSON-serialisable") from None
 
     def _changes_real_answer(self) -> bool:
-        """Trickle and link overrides act on the real answer, so a fault with only them still does something."""
-        return self.trickle_seconds is not None or self.link_overrides is not None
+        """Trickle, link overrides and another link's answer act on the real answer, so a fault with only them still
+        does something."""
+        return self.trickle_seconds is not None or self.link_overrides is not None or self.answer_link is not None
 
     def reply(self) -> _Reply:
         assert self.status is not None
@@ -461,9 +472,12 @@ class DotsEmulator:
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
 
     def inject(self, *faults: Json) -> int:
-        """Queue faults (all or none) and return the queue length."""
+        """Queue faults (all or none) and return the queue length. An `answer_link` must name a stored link."""
         parsed = [_Fault.parse(spec) for spec in faults]
         with self._lock:
+            for fault in parsed:
+                if fault.answer_link is not None and fault.answer_link not in self._links:
+                    raise ValueError(f"fault 'answer_link' names no stored link: {fault.answer_link!r}")
             self._faults.extend(parsed)
             return len(self._faults)
 
@@ -597,14 +611,25 @@ class DotsEmulator:
             self._idle.notify_all()
 
     def _process_payout(
-        self, route: _Route, authorization: str | None, body: Any, link_overrides: Json | None = None
+        self,
+        route: _Route,
+        authorization: str | None,
+        body: Any,
+        link_overrides: Json | None = None,
+        answer_link: str | None = None,
     ) -> _Reply:
         """The real answer to a create, read or cancel; `link_overrides` replace fields of the link in this
-        answer only (a refusal has no link and is answered unchanged)."""
+        answer only (a refusal has no link and is answered unchanged). With `answer_link`, the request is
+        answered with that stored link instead, and does nothing (a create's body is still checked)."""
         if not self._authorized(authorization):
             return _error(401, "Unauthorized")
         try:
-            link, shape = self._act(route, body)
+            if answer_link is None:
+                link, shape = self._act(route, body)
+            else:
+                if route.kind == "create":
+                    _validate_payout(body)
+                link, shape = self._read(answer_link)
         except _ApiError as error:
             return error.reply()
         return _wrap({**link, **(link_overrides or {})}, shape, created=route.kind == "create")
@@ -852,7 +877,10 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None and not fault.after_create and self._disrupt(fault):
                 return
             overrides = fault.link_overrides if fault is not None else None
-            reply = self.emulator._process_payout(route, self.headers.get("Authorization"), body, overrides)
+            answer_link = fault.answer_link if fault is not None else None
+            reply = self.emulator._process_payout(
+                route, self.headers.get("Authorization"), body, overrides, answer_link
+            )
             if fault is not None and fault.after_create and self._disrupt(fault):
                 return
             if fault is not None and fault.trickle_seconds is not None:

@@ -252,6 +252,10 @@ def test_faults_are_served_in_order(emulator: DotsEmulator, client: httpx.Client
         {"link_overrides": {"amount": 1.0}, "drop": True},
         {"link_overrides": {"amount": 1.0}, "status": 201},
         {"link_overrides": {"amount": 1.0}, "count": 0},
+        {"answer_link": ""},
+        {"answer_link": 7},
+        {"answer_link": "some-link", "status": 201},
+        {"answer_link": "some-link", "drop": True},
     ],
 )
 def test_malformed_faults_are_refused(emulator: DotsEmulator, spec: dict[str, Any]) -> None:
@@ -402,6 +406,45 @@ def test_link_overrides_leave_a_refusal_alone(emulator: DotsEmulator) -> None:
 def test_link_overrides_must_be_json(emulator: DotsEmulator) -> None:
     with pytest.raises(ValueError, match="JSON"):
         emulator.inject({"link_overrides": {"created": object()}})
+
+
+def test_answer_link_answers_a_create_with_another_stored_link_and_makes_nothing(
+    emulator: DotsEmulator, client: httpx.Client
+) -> None:
+    first = client.post(PAYOUT_PATH, json=payout()).json()
+    control(emulator, "faults", {"answer_link": first["id"]})
+    sent = payout()  # another idempotency key
+
+    answered = client.post(PAYOUT_PATH, json=sent)
+    anew = client.post(PAYOUT_PATH, json=sent)  # no fault left: the key was never stored, so this creates
+
+    assert answered.status_code == 201 and answered.json() == first
+    assert anew.status_code == 201 and anew.json()["id"] != first["id"]
+    stats = emulator.stats()
+    assert stats["links_created"] == 2 and stats["creates"] == 3
+    assert [link["id"] for link in emulator.links()] == [first["id"], anew.json()["id"]]
+
+
+def test_answer_link_still_refuses_an_invalid_create_and_leaves_a_cancel_undone(
+    emulator: DotsEmulator, client: httpx.Client
+) -> None:
+    first = client.post(PAYOUT_PATH, json=payout()).json()
+    second = client.post(PAYOUT_PATH, json=payout()).json()
+    emulator.inject({"answer_link": first["id"]}, {"answer_link": first["id"]})
+
+    refused = client.post(PAYOUT_PATH, json=payout(amount=0))
+    cancel = client.delete(f"{PAYOUT_PATH}/{second['id']}")
+
+    assert refused.status_code == 400
+    assert cancel.status_code == 200 and cancel.json()["id"] == first["id"]
+    assert {link["status"] for link in emulator.links()} == {"created"}
+
+
+def test_answer_link_must_name_a_stored_link(emulator: DotsEmulator) -> None:
+    with pytest.raises(ValueError, match="no stored link"):
+        emulator.inject({"answer_link": str(uuid.uuid4())})
+    assert control(emulator, "faults", {"answer_link": str(uuid.uuid4())}).status_code == 400
+    assert emulator.inject() == 0
 
 
 def test_rotated_credentials_replace_the_old_ones(emulator: DotsEmulator, client: httpx.Client) -> None:
