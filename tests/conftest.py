@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,6 +145,18 @@ def function(aws_resources, upstream: DotsEmulator, monkeypatch: pytest.MonkeyPa
     function.reset_container()
     yield function
     function.reset_container()
+
+
+@pytest.fixture
+def own_intent_table(aws_clients, function: InProcessFunction) -> Iterator[str]:
+    """A new, empty idempotency table for this test's function (and its settler), named as it returns: the settler's
+    queue then holds this test's intents alone, not those other tests left unknown in the session's table."""
+    dynamodb, _ = aws_clients
+    name = f"{TABLE_NAME}-{uuid.uuid4().hex[:12]}"
+    ensure_table(dynamodb, load_template(TEMPLATE_PATH), "IdempotencyTable", name)
+    function.set_env(IDEMPOTENCY_TABLE_NAME=name)
+    yield name
+    dynamodb.delete_table(TableName=name)
 
 
 @pytest.fixture(scope="session")
