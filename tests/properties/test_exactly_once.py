@@ -90,10 +90,7 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from local_stack.core.aws_resources import ensure_table
-from local_stack.core.template import load_template
 from local_stack.dots_emulator import PAYOUT_LINKS_PATH, DotsEmulator
-from local_stack.stack import TABLE_NAME, TEMPLATE_PATH
 from payout_links import store
 from payout_links.intent import record_id
 from payout_links.problems import PROBLEM_TYPE_PREFIX
@@ -648,24 +645,22 @@ SETTINGS = settings(
 )
 
 
-def test_one_link_per_intent_whatever_the_upstream_does(function, upstream, aws_clients, monkeypatch, capsys):
+def test_one_link_per_intent_whatever_the_upstream_does(
+    function, upstream, aws_clients, own_intent_table, monkeypatch, capsys
+):
     function.set_env(
         PAYOUT_API_TIMEOUT_SECONDS=str(ATTEMPT_TIMEOUT_SECONDS),
         PAYOUT_API_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
         SETTLE_AFTER_SECONDS="1",
         SETTLE_CONCURRENCY="1",
     )
-    # An idempotency table of its own: the settler's queue holds this test's intents and no other test's.
     dynamodb, _ = aws_clients
-    table = f"{TABLE_NAME}-{uuid.uuid4().hex[:12]}"
-    ensure_table(dynamodb, load_template(TEMPLATE_PATH), "IdempotencyTable", table)
-    function.set_env(IDEMPOTENCY_TABLE_NAME=table)
     clock = StoreClock()
     monkeypatch.setattr(store, "time", clock)
     machine = type(
         "Machine",
         (ExactlyOnce,),
-        {"function": function, "upstream": upstream, "dynamodb": dynamodb, "table": table, "clock": clock},
+        {"function": function, "upstream": upstream, "dynamodb": dynamodb, "table": own_intent_table, "clock": clock},
     )
     RUN.clear()
     ANSWERS.clear()
@@ -673,11 +668,10 @@ def test_one_link_per_intent_whatever_the_upstream_does(function, upstream, aws_
     try:
         run_state_machine_as_test(machine, settings=SETTINGS)
     finally:
-        dynamodb.delete_table(TableName=table)
         with capsys.disabled():
             print(
                 f"\nexactly once: {RUN['sequences']} sequences ({RUN['quiescent']} settled to quiescence),"
-                f" {RUN['steps']} creates, {RUN['abandoned']} intents abandoned, {RUN['settle runs']} settler runs"
+                f" {RUN['steps']} requests, {RUN['abandoned']} intents abandoned, {RUN['settle runs']} settler runs"
                 f" (settled {RUN['settler settled']}, released {RUN['settler released']},"
                 f" spent {RUN['settler spent']})"
                 f" in {time.monotonic() - started:.1f} s; answers: "
