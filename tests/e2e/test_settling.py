@@ -220,7 +220,7 @@ def test_a_link_dots_made_while_answering_500_is_owned_once_the_settler_ran(stac
     lists and cancels like any link, and the caller's late retry replays it without asking Dots.
 
     Before (bcefe59): the 502 said nothing of the key, and the intent stayed unknown until its record expired: the
-    link existed at Dots with no owner (GET 404, never listed, never cancelable through the proxy)."""
+    link existed at Dots with no owner (GET 404, never cancelable through the proxy; there was no list yet)."""
     sub, key = caller(), new_key()
     upstream.inject({"status": 500, "after_create": True, "count": API_ATTEMPTS})
 
