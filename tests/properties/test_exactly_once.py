@@ -329,7 +329,7 @@ class ExactlyOnce(RuleBasedStateMachine):
         open one) with `body`; `retry`, the last request again, as a client that got an error (or no answer)
         should; `edit`, `body` with the last key, as a form that keeps its key when it is edited does. Without a
         last request (none yet, or it was abandoned) a retry or an edit is a create. One rule rather than three, so
-        that settling and abandoning are drawn as often as sending."""
+        that a settle or an abandon, whenever one is possible, is drawn as often as a request."""
         if kind == "create" or self.last is None:
             open_slots = self._open_slots()
             caller, key = open_slots[slot % len(open_slots)]
