@@ -55,7 +55,8 @@ Invariants, with a link "for (caller, key)" being one the emulator made under th
    its request.
 4. Every other answer is a problem+json whose `status` is the HTTP status, never a 500, and says where the key
    stands (`key_state`): `released` only when the emulator holds no link for the intent, `spent` only for a
-   mismatch whose link the emulator shows canceled, `bound` otherwise (409 and 422 idempotency-key-reused too).
+   mismatch whose link the emulator shows canceled (and to any body once spent), `bound` otherwise (409 and 422
+   idempotency-key-reused too).
 5. A 422 idempotency-key-reused is answered only to a body other than the one the key is bound to; a completed key
    replays its link (Idempotent-Replayed) and a spent key answers its problem again, to the same body, without
    calling the upstream.
@@ -436,7 +437,7 @@ class ExactlyOnce(RuleBasedStateMachine):
                 assert reused and problem is not None, (
                     f"{answer} to {body!r}, the key is bound to {intent.bound!r}: {where}"
                 )
-                assert problem["key_state"] == "bound", where
+                assert problem["key_state"] == ("spent" if intent.state == SPENT else "bound"), where
             elif intent.state == COMPLETED:
                 assert result.status == 201 and result.json()["id"] == intent.completed, f"no replay: {where}"
                 assert result.headers.get("idempotent-replayed") == "true", where
