@@ -19,7 +19,7 @@ import pytest
 from payout_links import aws
 from payout_links.intent import record_id
 from payout_links.service import RESPONSE_RESERVE_SECONDS
-from payout_links.store import STRANDED_RETENTION_SECONDS, IntentStore
+from payout_links.store import STRAND_MARGIN_SECONDS, STRANDED_RETENTION_SECONDS, IntentStore
 from tests.support import function_logs, new_key, payout_body, token, wait_until
 
 pytestmark = pytest.mark.integration
@@ -130,16 +130,19 @@ def test_a_refusal_at_resend_releases_the_key_for_any_body(settling, upstream, a
     assert settling.settle()["due"] == 0
 
 
-def test_an_intent_still_unknown_backs_off_and_is_stranded_once_past_its_record_expiry(
+def test_an_intent_still_unknown_backs_off_and_is_stranded_near_its_record_expiry(
     settling, upstream, aws_clients, own_intent_table
 ):
     """Each resend that ends unknown again moves the intent's due time SETTLE_AFTER_SECONDS * 2^(attempts + 1)
-    ahead and counts the attempt; once that would pass the record's expiry the intent is stranded: out of the due
-    queue, kept 30 days longer, one ERROR line, and counted by every run. Its caller's retry still settles it.
+    ahead and counts the attempt; once that would leave less than STRAND_MARGIN_SECONDS before the record expires,
+    the intent is stranded instead: out of the due queue, kept 30 days longer, one ERROR line, and counted by every
+    run. Its caller's retry still settles it.
 
-    The record's expiry is written directly (IDEMPOTENCY_TTL_SECONDS is at least 60 s, which would take five
-    backoffs to reach): just after the second resend's backoff would start."""
+    The record's expiry is written directly (IDEMPOTENCY_TTL_SECONDS is at least 60 s, and a take-over keeps a
+    record STRAND_MARGIN_SECONDS past its lock): as if the intent were nearly 24 hours old. The second resend runs
+    with SETTLE_AFTER_SECONDS at 30 s, so that its backoff (120 s) reaches into the margin."""
     dynamodb, _ = aws_clients
+    settling.set_env(PAYOUT_API_TIMEOUT_SECONDS=str(ATTEMPT_SECONDS))
     key = new_key()
     upstream.inject({"status": 500, "after_create": True})
     assert settling.create(key=key).json()["key_state"] == "bound"
@@ -157,7 +160,8 @@ def test_an_intent_still_unknown_backs_off_and_is_stranded_once_past_its_record_
     assert int(sent_at + 2) <= settle_at <= int(time.time() + 2)  # 1 s * 2^(0 + 1)
     assert settling.settle()["due"] == 0  # not due before its backoff is over
 
-    expiry = settle_at + 1  # the next backoff, 4 s, passes it
+    settling.set_env(SETTLE_AFTER_SECONDS="30")  # the next backoff: 30 s * 2^(1 + 1)
+    expiry = int(time.time()) + STRAND_MARGIN_SECONDS + 90  # 120 s on, less than the margin would be left
     dynamodb.update_item(
         TableName=own_intent_table,
         Key={"id": backed_off["id"]},
