@@ -141,7 +141,10 @@ class Floor:
     # takes the lock (a conditional put that returns the record holding it) and reserves the create's amount and one
     # link in the caller's day and hour counters, each on condition of staying within its limit; then one that
     # stores the response, with the link's owner written beside it, as any proxy that shows links to their owners
-    # must; and the caller's limit overrides, read once per container.
+    # must; and the caller's limit overrides, read once per container. The records hold what any proxy that settles
+    # unknown outcomes and lists links must store: with the lock, its token, the request to resend and the record's
+    # place in a queue of unsettled intents (taken off that queue on completion); with the owner, what a list shows
+    # (the link's created, amount, URL and the caller's key), written only for its owner.
     _LOCK_CONDITION = (
         "attribute_not_exists(#id) OR #expiry < :now OR "
         "(#status = :inprogress AND attribute_exists(#in_progress_expiry) AND #in_progress_expiry < :now_in_millis)"
@@ -180,6 +183,10 @@ class Floor:
                 "in_progress_expiration": {"N": str(int(now * 1000) + 20_000)},
                 "validation": {"S": hashlib.sha256(request.model_dump_json().encode()).hexdigest()},
                 "reservation": {"S": json.dumps({"amount": request.amount, "day": day, "hour": hour})},
+                "lock_token": {"S": uuid.uuid4().hex},
+                "intent": {"S": json.dumps({"caller": "floor", "key": key, "request": request.model_dump()})},
+                "settle_queue": {"S": "due"},
+                "settle_at": {"N": str(int(now) + 140)},
             },
             "ConditionExpression": self._LOCK_CONDITION,
             "ExpressionAttributeNames": {
@@ -209,18 +216,41 @@ class Floor:
         self._take_lock(key, request)
         payload = {**request.model_dump(), "idempotency_key": str(uuid.uuid5(uuid.NAMESPACE_URL, key))}
         link = self.http.post(self.url, json=payload, headers={"Authorization": self.authorization}).json()
+        now = time.time()
         complete = {
             "TableName": self.table,
             "Key": {"id": {"S": f"floor#{key}"}},
-            "UpdateExpression": "SET #response_data = :response_data, #expiry = :expiry, #status = :status",
-            "ExpressionAttributeNames": {"#response_data": "data", "#expiry": "expiration", "#status": "status"},
+            "UpdateExpression": "SET #response_data = :response_data, #expiry = :expiry, #status = :status"
+            " REMOVE #intent, #queue, #settle_at",
+            "ExpressionAttributeNames": {
+                "#response_data": "data",
+                "#expiry": "expiration",
+                "#status": "status",
+                "#intent": "intent",
+                "#queue": "settle_queue",
+                "#settle_at": "settle_at",
+            },
             "ExpressionAttributeValues": {
                 ":response_data": {"S": json.dumps(link)},
-                ":expiry": {"N": str(int(time.time()) + 86400)},
+                ":expiry": {"N": str(int(now) + 86400)},
                 ":status": {"S": "COMPLETED"},
             },
         }
-        owner = {"TableName": self.owners_table, "Item": {"link_id": {"S": link["id"]}, "owner": {"S": "floor"}}}
+        owner = {
+            "TableName": self.owners_table,
+            "Item": {
+                "link_id": {"S": link["id"]},
+                "owner": {"S": "floor"},
+                "expires_at": {"N": str(int(now) + 86400)},
+                "created": {"S": link["created"]},
+                "amount": {"N": str(link["amount"])},
+                "link": {"S": link["link"]},
+                "idempotency_key": {"S": key},
+            },
+            "ConditionExpression": "attribute_not_exists(#link_id) OR #owner = :owner",
+            "ExpressionAttributeNames": {"#link_id": "link_id", "#owner": "owner"},
+            "ExpressionAttributeValues": {":owner": {"S": "floor"}},
+        }
         self.dynamodb.transact_write_items(TransactItems=[{"Update": complete}, {"Put": owner}])
 
     def replay(self, key: str) -> None:

@@ -547,19 +547,26 @@ class IntentStore:
         return int(due.item[A.EXPIRY]["N"]) - time.time() < STRAND_MARGIN_SECONDS
 
     def stranded_count(self) -> int:
-        """How many intents are stranded (one query of the index's stranded partition, counted, not read)."""
-        try:
-            answer = self._client.query(
-                TableName=self._table,
-                IndexName=SETTLE_INDEX,
-                KeyConditionExpression="#queue = :stranded",
-                ExpressionAttributeNames={"#queue": A.QUEUE},
-                ExpressionAttributeValues={":stranded": {"S": STRANDED}},
-                Select="COUNT",
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise _store_error(exc) from None
-        return int(answer.get("Count", 0))
+        """How many intents are stranded: a query of the index's stranded partition, counted, not read (one page
+        per megabyte of index entries, so one while there are fewer than a few thousand)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": SETTLE_INDEX,
+            "KeyConditionExpression": "#queue = :stranded",
+            "ExpressionAttributeNames": {"#queue": A.QUEUE},
+            "ExpressionAttributeValues": {":stranded": {"S": STRANDED}},
+            "Select": "COUNT",
+        }
+        count = 0
+        while True:
+            try:
+                answer = self._client.query(**request)
+            except (ClientError, BotoCoreError) as exc:
+                raise _store_error(exc) from None
+            count += int(answer.get("Count", 0))
+            if "LastEvaluatedKey" not in answer:
+                return count
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     # --- the replay cache ------------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from tests.support import new_key, payout_body
 pytestmark = pytest.mark.faults
 
 
-def test_a_key_answered_released_never_gets_a_link_from_the_settler(function, upstream, aws_faults):
+def test_a_key_answered_released_never_gets_a_link_from_the_settler(function, upstream, aws_faults, own_intent_table):
     function.set_env(SETTLE_AFTER_SECONDS="1")
     key = new_key()
     timeout = 6.0

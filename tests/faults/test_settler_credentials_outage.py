@@ -12,7 +12,7 @@ from tests.support import new_key
 pytestmark = pytest.mark.faults
 
 
-def test_a_credentials_outage_halts_the_settler_and_sends_nothing(function, upstream, aws_faults):
+def test_a_credentials_outage_halts_the_settler_and_sends_nothing(function, upstream, aws_faults, own_intent_table):
     function.set_env(SETTLE_AFTER_SECONDS="1", PAYOUT_API_MAX_ATTEMPTS="1")
     upstream.inject(*[{"status": 500, "after_create": True}] * 3)
     for _ in range(3):

@@ -12,7 +12,7 @@ from tests.support import new_key
 pytestmark = pytest.mark.faults
 
 
-def test_a_throttled_take_over_is_a_skipped_intent_not_a_failed_run(function, upstream, aws_faults):
+def test_a_throttled_take_over_is_a_skipped_intent_not_a_failed_run(function, upstream, aws_faults, own_intent_table):
     function.set_env(SETTLE_AFTER_SECONDS="1", PAYOUT_API_MAX_ATTEMPTS="1", SETTLE_CONCURRENCY="1")
     upstream.inject({"status": 500, "after_create": True})
     assert function.create(key=new_key()).json()["key_state"] == "bound"

@@ -207,7 +207,7 @@ SETTLER_METRICS = {
 }
 
 
-def test_every_settler_run_reports_its_counts_even_with_nothing_due(function, upstream):
+def test_every_settler_run_reports_its_counts_even_with_nothing_due(function, upstream, own_intent_table):
     """What the settler alarms read: each run that completes reports every one of its metrics once, 0 included,
     so that a run with nothing to do still says that it ran (the settler-not-running alarm breaches on no data)."""
     with emitted_metrics() as documents:
@@ -225,7 +225,7 @@ def test_every_settler_run_reports_its_counts_even_with_nothing_due(function, up
 
 
 def test_a_settler_resend_answered_with_another_callers_link_is_counted_and_logged_with_the_link_and_caller(
-    function, upstream, aws_clients, aws_resources
+    function, upstream, aws_clients, aws_resources, own_intent_table
 ):
     """An owner conflict the settler meets (no caller is waiting for its answer) raises the same alarm as a
     caller's, and its log lines say which link and whose intent, for the runbook's first query."""

@@ -8,14 +8,15 @@ import time
 
 import pytest
 
-from local_stack.stack import TABLE_NAME
 from payout_links.intent import record_id
 from tests.support import new_key, payout_body, wait_until
 
 pytestmark = pytest.mark.integration
 
 
-def test_an_unknown_intent_the_settler_skipped_is_stranded_not_handed_to_another_body(function, upstream, aws_clients):
+def test_an_unknown_intent_the_settler_skipped_is_stranded_not_handed_to_another_body(
+    function, upstream, aws_clients, own_intent_table
+):
     dynamodb, _ = aws_clients
     function.set_env(SETTLE_AFTER_SECONDS="1", PAYOUT_API_MAX_ATTEMPTS="1", SETTLE_CONCURRENCY="1")
     older, key = new_key(), new_key()
@@ -28,7 +29,7 @@ def test_an_unknown_intent_the_settler_skipped_is_stranded_not_handed_to_another
 
     expires = int(time.time()) + 2  # `key`'s record was first locked 24 h ago, less two seconds
     dynamodb.update_item(
-        TableName=TABLE_NAME,
+        TableName=own_intent_table,
         Key={"id": {"S": record_id("user:user-1", key)}},
         UpdateExpression="SET expiration = :e",
         ExpressionAttributeValues={":e": {"N": str(expires)}},
