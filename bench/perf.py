@@ -9,11 +9,11 @@ one table and exits 1 when a figure misses its target.
 - Cold: that process imports the handler and serves its first create request; beside it the floor (a script
   that imports boto3, pydantic and httpx, creates the same clients and makes the same raw calls: the caller's
   limit overrides read, the lock taken in one transaction with the reserve in the caller's day and hour counters,
-  Dots, the completion in one transaction with the link's owner), in the same layout. The callers' limits are on
-  for both (BENCH_LIMITS), high enough that no create is refused. The runs are interleaved and each figure is
-  the median of RUNS processes, so machine noise falls on both alike. The same pair in the development venv
-  (where Python wrote bytecode on first import) and the naive handler (every Powertools utility imported eagerly,
-  Tracer included) are printed for comparison.
+  Dots, the completion in one transaction with the link's owner; storing what settling and listing need), in the
+  same layout. The callers' limits are on for both (BENCH_LIMITS), high enough that no create is refused. The
+  runs are interleaved and each figure is the median of RUNS processes, so machine noise falls on both alike. The
+  same pair in the development venv (where Python wrote bytecode on first import) and the naive handler (every
+  Powertools utility imported eagerly, Tracer included) are printed for comparison.
 - Warm: CPU time per request in one shipped-layout process, for the handler and for the floor, new intent and
   replay, taking turns in chunks of 20; the ratio is the median of the chunks' ratios.
 - Round trips per request, counted by botocore event hooks and the upstream emulator: a new intent and its
