@@ -485,9 +485,12 @@ def test_the_settler_may_query_only_the_settle_queue_index_and_reads_no_item_by_
     }
 
 
-def test_the_api_function_never_queries(function: dict[str, Any]) -> None:
-    """The API function finds an intent by its key alone: no Query or Scan of the table or its indexes."""
-    assert not {action for action in _granted(function) if action in {"dynamodb:Query", "dynamodb:Scan"}}
+def test_the_api_function_finds_intents_by_key_alone(function: dict[str, Any]) -> None:
+    """The API function finds an intent by its key alone: no Scan anywhere, and its one Query is of the owners'
+    owner-links index (a caller's list), never of the idempotency table or its settle-queue index."""
+    granted = _granted(function)
+    assert "dynamodb:Scan" not in granted
+    assert granted["dynamodb:Query"] == [({"Fn::Sub": "${LinkOwnersTable.Arn}/index/owner-links"}, None)]
 
 
 def test_each_function_logs_to_a_log_group_of_the_stack_kept_30_days(template: dict[str, Any]) -> None:
