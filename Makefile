@@ -106,10 +106,10 @@ load: dev  ## drive the local stack with 2,000 requests and check one link per i
 	$(PY) bench/load.py
 
 limits: dev  ## set, show or remove a caller's own limits: ARGS="set|show|remove --caller C ..." (scripts/caller_limits.py)
-	$(PY) scripts/caller_limits.py $(ARGS)
+	$(PY) -m scripts.caller_limits $(ARGS)
 
 stranded: dev  ## list the intents the settler gave up on, for an operator to settle (scripts/stranded.py)
-	$(PY) scripts/stranded.py $(ARGS)
+	$(PY) -m scripts.stranded $(ARGS)
 
 lint: dev  ## check style and types (ruff; mypy, configured in pyproject.toml)
 	$(VENV)/bin/ruff check .

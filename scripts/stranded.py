@@ -25,13 +25,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from payout_links.intent import upstream_key
 from payout_links.store import SETTLE_INDEX, STRANDED, A
-
-LOCAL_REGION = "us-east-1"  # the local stack's
+from scripts.caller_limits import dynamodb_client
 
 # What is read of each record: enough to name it and find its link at Dots. The intent attribute holds the request
 # too (the payee's details): read with the caller and key, never printed.
@@ -55,20 +53,6 @@ def main(argv: Sequence[str] | None = None, *, dynamodb: Any = None, now: float 
     intents = sorted((describe(item, now) for item in items), key=lambda intent: intent["first_attempt"] or "")
     print(json.dumps({"count": len(intents), "stranded": intents}, indent=2, sort_keys=True))
     return 0
-
-
-def dynamodb_client() -> Any:
-    """A DynamoDB client for AWS, or for AWS_ENDPOINT_URL (as scripts/caller_limits.py makes it)."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
-    session = boto3.session.Session()
-    if endpoint and session.get_credentials() is None:
-        session = boto3.session.Session(
-            aws_access_key_id="local-not-a-key",
-            aws_secret_access_key="local-not-a-secret",  # noqa: S106 - moto's placeholder
-            region_name=session.region_name,
-        )
-    region = session.region_name or (LOCAL_REGION if endpoint else None)
-    return session.client("dynamodb", endpoint_url=endpoint, region_name=region)
 
 
 def stranded_items(client: Any, table: str) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The function's configuration, read from the environment on first use (STYLE.md habit 6)."""
+"""The function's configuration, read from the environment on first use, validated as one typed model."""
 
 from __future__ import annotations
 
