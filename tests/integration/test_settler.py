@@ -4,8 +4,8 @@ a final state, and the settler touches nothing else.
 Each test has an idempotency table of its own (`own_intent_table`), so that the settler's queue holds its intents
 alone. Intents are due SETTLE_AFTER_SECONDS (1 s) after their lock was dropped; waiting that out (or an intent's
 backoff, or a crashed request's lock) is the only wait that decides an outcome. The races between the settler and
-a caller's retry are tests/faults/test_settler_races.py's; a backlog of a thousand, tests/integration/
-test_settler_backlog.py's."""
+a caller's retry are tests/faults/test_settler_races.py's; a backlog of a thousand left by an outage,
+tests/faults/test_settler_backlog.py's (outside the fast loop: it takes about 40 s)."""
 
 from __future__ import annotations
 

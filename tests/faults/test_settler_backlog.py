@@ -17,7 +17,7 @@ import pytest
 from payout_links import store
 from tests.support import new_key, token
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.faults
 
 PER_RUN = 100
 CONCURRENCY = 4  # SETTLE_CONCURRENCY, the template's
