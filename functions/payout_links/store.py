@@ -211,11 +211,10 @@ class IntentStore:
         except _Cancelled as cancelled:
             if cancelled.failed[0]:
                 return self._existing(intent, cancelled.items[0], token, lock_seconds)
-            if any(cancelled.failed[1:]):
-                refusal = self._limits.refusal(reservation, cancelled.failed[1:])
-                record_refusal(intent.caller, refusal)
-                raise refusal.bound_to(KeyState.RELEASED) from None
-            raise self._unavailable(StoreUnavailable("TransactionConflict", landed=False), held) from None
+            # Not the lock's condition, so a counter's: over a limit.
+            refusal = self._limits.refusal(reservation, cancelled.failed[1:])
+            record_refusal(intent.caller, refusal)
+            raise refusal.bound_to(KeyState.RELEASED) from None
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
                 return self._existing(intent, exc.response.get("Item"), token, lock_seconds)
@@ -349,12 +348,8 @@ class IntentStore:
         try:
             self._transact([{"Update": complete}, self._owners.put(link, lock.intent.caller, lock.intent.key)])
         except _Cancelled as cancelled:
-            if cancelled.failed[0]:
-                raise LockLost() from None
-            if cancelled.failed[1]:
-                raise OwnedByAnother() from None
-            self.mark_unknown(lock)
-            raise StoreUnavailable("TransactionConflict", landed=False) from None
+            # Not the lock's condition, so the owner record's.
+            raise LockLost() if cancelled.failed[0] else OwnedByAnother() from None
         except (ClientError, BotoCoreError, StoreUnavailable) as exc:
             self.mark_unknown(lock)
             raise _store_error(exc) from None
@@ -617,7 +612,8 @@ class IntentStore:
 
 
 class _Cancelled(Exception):
-    """A transaction refused by a condition: `failed[i]` for entry i, and the item it found (when asked for)."""
+    """A transaction refused by a condition (at least one: `_transact` raises it for no other cancellation):
+    `failed[i]` for entry i, and the item it found (when asked for)."""
 
     def __init__(self, reasons: list[dict[str, Any]]) -> None:
         super().__init__("transaction canceled")
