@@ -70,7 +70,7 @@ from local_stack.core.gateway import routes_from_template  # noqa: E402
 from local_stack.core.template import function_settings, load_template  # noqa: E402
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator  # noqa: E402
 from local_stack.stack import FUNCTION, LOCAL_NAMES, TEMPLATE_PATH  # noqa: E402
-from payout_links.service import RESPONSE_RESERVE_SECONDS  # noqa: E402
+from payout_links.budget import TimeBudget  # noqa: E402
 from payout_links.settings import Settings  # noqa: E402
 from payout_links.upstream import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, MIN_ATTEMPT_SECONDS  # noqa: E402
 
@@ -194,7 +194,7 @@ class FunctionLimits:
         counts = set()
         for spent in (0.0, 1.0):  # the lock write, a cold container's secret read
             for backoff_share in (0.0, 1.0):
-                deadline = self.lambda_timeout - RESPONSE_RESERVE_SECONDS
+                deadline = self.lambda_timeout - TimeBudget.for_timeout(self.lambda_timeout).response_reserve
                 now, attempts = spent, 0
                 while deadline - now >= MIN_ATTEMPT_SECONDS:
                     attempts += 1

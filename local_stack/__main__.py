@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from local_stack.stack import LocalStack, StackConfig
+from payout_links.budget import MIN_FUNCTION_TIMEOUT_SECONDS
 
 
 def schedule_lines(schedules: dict[str, Any]) -> list[str]:
@@ -24,6 +25,17 @@ def schedule_lines(schedules: dict[str, Any]) -> list[str]:
     return lines
 
 
+def timeout_line(seconds: float) -> str:
+    """The API function's timeout, and one clear warning when its time budget cannot work at the worst case."""
+    line = f"  function timeout: {seconds:g} s\n"
+    if seconds < MIN_FUNCTION_TIMEOUT_SECONDS:
+        line += (
+            f"  WARNING: a function timeout below {MIN_FUNCTION_TIMEOUT_SECONDS} s leaves Dots too little time when "
+            "AWS calls are slow; the template refuses it (FunctionTimeoutSeconds)\n"
+        )
+    return line
+
+
 def main() -> int:
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -37,6 +49,7 @@ def main() -> int:
     try:
         print(
             f"payout-link-proxy listening on {stack.url}\n"
+            f"{timeout_line(stack.function_timeout_seconds)}"
             f"  upstream: {stack.payout_api_base_url}\n"
             f"  AWS endpoint: {stack.endpoint_url}\n"
             f"  execution environments: {', '.join(map(str, stack.worker_pids))} (PIDs)\n"

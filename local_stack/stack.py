@@ -161,6 +161,7 @@ class LocalStack:
         self._api: LocalApi | None = None
         self._schedules: LocalSchedules | None = None
         self._control: LocalControl | None = None
+        self.function_timeout_seconds = 0.0  # the API function's, once started
         self.endpoint_url = ""
         self.payout_api_base_url = ""
 
@@ -200,6 +201,11 @@ class LocalStack:
         # Every function's variables, changed here before it starts, by one rule (local_variables).
         api = LocalApi(TEMPLATE_PATH, FUNCTION, physical_names=LOCAL_NAMES)
         api.environment.update(local_variables(api.environment, os.environ, self.payout_api_base_url))
+        if config.lambda_timeout_seconds is not None:
+            # LAMBDA_TIMEOUT_SECONDS stands for the template's FunctionTimeoutSeconds, which sets both the function's
+            # Timeout and the FUNCTION_TIMEOUT_SECONDS its time budget follows.
+            api.environment["FUNCTION_TIMEOUT_SECONDS"] = f"{config.lambda_timeout_seconds:g}"
+        self.function_timeout_seconds = config.lambda_timeout_seconds or api.timeout_seconds
         schedules = LocalSchedules(TEMPLATE_PATH, physical_names=LOCAL_NAMES)
         for scheduled in schedules.functions.values():
             scheduled.environment.update(local_variables(scheduled.environment, os.environ, self.payout_api_base_url))

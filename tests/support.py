@@ -30,9 +30,13 @@ from local_stack.core.lambda_worker import LocalLambdaContext
 from local_stack.core.template import load_template
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID
 from local_stack.stack import FUNCTION, TEMPLATE_PATH
+from payout_links.budget import DEFAULT_FUNCTION_TIMEOUT_SECONDS, TimeBudget
 
 # The local gateway does not check signatures (API Gateway does, in AWS): any key signs a usable token.
 ROOT = Path(__file__).resolve().parent.parent
+# The time budget of a function at the template's default timeout, which the tests' containers run with unless a
+# test sets FUNCTION_TIMEOUT_SECONDS.
+BUDGET = TimeBudget.for_timeout(DEFAULT_FUNCTION_TIMEOUT_SECONDS)
 TEST_SIGNING_KEY = "tests-only-signing-key-not-a-secret-0123456789"
 
 

@@ -1,4 +1,4 @@
-"""One boto3 client per AWS service per container, tuned to fail fast inside a 20-second function."""
+"""One boto3 client per AWS service per container, its timeouts and retry within the time budget (budget.py)."""
 
 from __future__ import annotations
 
@@ -8,23 +8,19 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-# DynamoDB and Secrets Manager answer in milliseconds. A stuck or throttling dependency must surface as a 503
-# within the time the function keeps back to record a result, not after boto3's 60-second defaults.
-CONNECT_TIMEOUT_SECONDS = 0.5
-READ_TIMEOUT_SECONDS = 1.0
-TOTAL_ATTEMPTS = 2  # botocore counts the first call: one retry
-# Standard mode sleeps rand(0, 1) * base before the first retry: base is 1 s for throttling errors, 25-50 ms
-# for the others. (An `x-amz-retry-after` header could stretch that by up to 5 s; AWS is not known to send one.)
-MAX_RETRY_DELAY_SECONDS = 1.0
-# The longest one call can take, retry included: what a deadline must leave for a call that has to happen.
-WORST_CASE_CALL_SECONDS = TOTAL_ATTEMPTS * (CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS) + MAX_RETRY_DELAY_SECONDS
+from payout_links.budget import TimeBudget
+from payout_links.settings import get_settings
 
-_CLIENT_CONFIG = Config(
-    connect_timeout=CONNECT_TIMEOUT_SECONDS,
-    read_timeout=READ_TIMEOUT_SECONDS,
-    retries={"mode": "standard", "total_max_attempts": TOTAL_ATTEMPTS},
-    tcp_keepalive=True,
-)
+
+def _client_config(budget: TimeBudget) -> Config:
+    """DynamoDB and Secrets Manager answer in milliseconds: a stuck or throttling dependency must surface as a 503
+    within the budget's W (budget.py), not after boto3's 60-second defaults."""
+    return Config(
+        connect_timeout=budget.aws_connect_timeout,
+        read_timeout=budget.aws_read_timeout,
+        retries={"mode": "standard", "total_max_attempts": budget.aws_attempts},
+        tcp_keepalive=True,
+    )
 
 
 # The services the function calls, each through one client per container (see snapstart.py).
@@ -40,7 +36,7 @@ def _session() -> boto3.session.Session:
 
 @cache
 def client(service: str) -> Any:
-    return _session().client(service, config=_CLIENT_CONFIG)
+    return _session().client(service, config=_client_config(get_settings().budget))
 
 
 def renewed_credentials() -> Any:

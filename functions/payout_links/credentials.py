@@ -16,7 +16,6 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from payout_links import aws
 from payout_links.observability import logger
 from payout_links.problems import DependencyUnavailable
 
@@ -44,9 +43,12 @@ class CachedJsonSecret[T]:
         max_age_seconds: float,
         parse: Callable[[object], T],
         label: str,
+        aws_call_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = secrets_client
+        # The longest one read can take (budget.py): a read given a deadline starts only if it fits before it.
+        self._aws_call_seconds = aws_call_seconds
         self._secret_id = secret_id
         self._max_age = max_age_seconds
         self._parse = parse
@@ -69,9 +71,11 @@ class CachedJsonSecret[T]:
         self.last_attempt = -math.inf
 
     def refresh(self, *, deadline: float | None = None) -> T:
-        if deadline is not None and deadline - self._clock() < aws.WORST_CASE_CALL_SECONDS:
-            logger.error(f"no time left to read the {self._label}")
-            raise DependencyUnavailable(f"The {self._label} could not be read in time; retry later.")
+        if deadline is not None and deadline - self._clock() < self._aws_call_seconds:
+            # The request's own time ran out (a slow lock write, or a timeout below the budget's minimum): the
+            # secret was not even asked for.
+            logger.error(f"no time left in this request to read the {self._label}")
+            raise DependencyUnavailable(f"The request ran out of time before the {self._label} were read; retry later.")
         self.last_attempt = self._clock()
         self._cached = self._fetch()
         self._fetched_at = self._clock()
@@ -120,6 +124,7 @@ class CredentialsStore(CachedJsonSecret[PayoutApiCredentials]):
         secret_id: str,
         *,
         max_age_seconds: float,
+        aws_call_seconds: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(
@@ -128,6 +133,7 @@ class CredentialsStore(CachedJsonSecret[PayoutApiCredentials]):
             max_age_seconds=max_age_seconds,
             parse=_payout_api_credentials,
             label="payout credentials",
+            aws_call_seconds=aws_call_seconds,
             clock=clock,
         )
 

@@ -38,6 +38,7 @@ import httpx
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from payout_links import api_docs, aws
+from payout_links.budget import ANSWER_SECONDS, MIN_FUNCTION_TIMEOUT_SECONDS, TimeBudget
 from payout_links.credentials import CredentialsStore, PartnerSecrets
 from payout_links.deadlines import deadline_client
 from payout_links.intent import Intent
@@ -70,11 +71,8 @@ from payout_links.store import (
 )
 from payout_links.upstream import PayoutApiClient
 
-# Time kept back from the function's deadline to record the result and answer after the upstream returns: the
-# longest a DynamoDB write can take, its retry included (see aws.py), and half a second to answer.
-RESPONSE_RESERVE_SECONDS = aws.WORST_CASE_CALL_SECONDS + 0.5
 # A read or a cancel writes nothing after the upstream answers: it keeps back only the time to answer.
-LIFECYCLE_RESERVE_SECONDS = 0.5
+LIFECYCLE_RESERVE_SECONDS = ANSWER_SECONDS
 # The settler backs off an intent that stays unknown: SETTLE_AFTER_SECONDS, doubled per resend, at most this.
 SETTLE_BACKOFF_CAP_SECONDS = 1800
 # Answers after which a settler run sends nothing more: the upstream is unwell or pushing back, or the credentials
@@ -102,10 +100,13 @@ class SettleReport:
 
 
 class PayoutLinkService:
-    def __init__(self, *, payout_api: PayoutApiClient, owners: LinkOwners, intents: IntentStore) -> None:
+    def __init__(
+        self, *, payout_api: PayoutApiClient, owners: LinkOwners, intents: IntentStore, budget: TimeBudget
+    ) -> None:
         self.payout_api = payout_api
         self._owners = owners
         self._intents = intents
+        self.budget = budget
 
     def create_once(
         self, caller: str, key: str, request: CreatePayoutLinkRequest, *, context: LambdaContext
@@ -114,7 +115,7 @@ class PayoutLinkService:
         (`replayed`) after that. Refusals are problems that say where the key stands (`key_state`); a create that
         fails raises `CreateFailed`, its problem saying the same."""
         remaining = context.get_remaining_time_in_millis() / 1000
-        deadline = time.monotonic() + remaining - RESPONSE_RESERVE_SECONDS
+        deadline = time.monotonic() + remaining - self.budget.response_reserve
         intent = Intent.of(caller, key, request.upstream_payload())
         held = self._intents.lock(intent, lock_seconds=remaining)  # the lock expires with this invocation
         if isinstance(held, Created):
@@ -140,10 +141,20 @@ class PayoutLinkService:
             problem: Problem = RequestInProgress("A retry of this request is recording the payout link; retry later.")
             raise CreateFailed(problem.bound_to(KeyState.BOUND), Outcome.UNKNOWN) from None
         except StoreUnavailable:
-            # The link exists and the lock was dropped: the same body gets the same link again, and records it.
+            # The link exists: the same body gets the same link again, and records it. The lock is dropped if a
+            # second write still fits before the answer is due; otherwise it expires with this invocation, and the
+            # settler finds the intent all the same.
+            if self._write_fits(deadline):
+                self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None)
             problem = DependencyUnavailable("The idempotency store is unavailable; retry with the same key.")
             raise CreateFailed(problem.bound_to(KeyState.BOUND), Outcome.UNKNOWN) from None
         return Created(link=link)
+
+    def _write_fits(self, deadline: float, *, after_calls: int = 0) -> bool:
+        """Whether `after_calls` AWS calls and then one write, started now, end before the answer is due: the reserve
+        after the upstream `deadline` holds one write and the answer, so they fit while the calls before the write
+        end by the `deadline`."""
+        return time.monotonic() + after_calls * self.budget.aws_call <= deadline
 
     def _settle_failure(self, lock: Lock, failure: CreateFailed, deadline: float, *, settle_in: float | None) -> None:
         """Move the record by the failure's outcome, and say in its problem where that left the key."""
@@ -169,10 +180,17 @@ class PayoutLinkService:
         be handed it: cancel it at the upstream and spend the key. Should the cancel fail, the key stays bound and
         the settler tries again (the upstream returns the same link for the same key). A link the proxy recorded
         for anyone (another caller, another key) is never canceled here: that is an owner conflict."""
+        if not self._write_fits(deadline, after_calls=1):
+            # The owner check, then the cancel and the write, do not fit in what is left: the settler does them.
+            problem: Problem = UpstreamMismatch(
+                "The payout provider made a link that does not match the request; the proxy cancels it. Retry with "
+                "the same key and body to follow it, or send a new request with a new key."
+            )
+            return self._kept_bound(lock, problem, settle_in=settle_in)
         try:
             recorded = self._owners.is_recorded(link_id)
         except Problem:
-            problem: Problem = UpstreamMismatch(
+            problem = UpstreamMismatch(
                 "The payout provider made a link that does not match the request; retry with the same key and body."
             )
             return self._kept_bound(lock, problem, settle_in=settle_in)
@@ -226,7 +244,7 @@ class PayoutLinkService:
         none started once too little time is left for it, and none after the upstream's first 429, 5xx or timeout
         (the rest wait for the next run). Each goes through the same lock, the same stored request and the same
         derived key as its caller's retry."""
-        run_deadline = time.monotonic() + remaining_seconds - RESPONSE_RESERVE_SECONDS
+        run_deadline = time.monotonic() + remaining_seconds - self.budget.response_reserve
         report = SettleReport()
         due = self._intents.due(limit=max_resends)
         report.due = len(due)
@@ -255,12 +273,13 @@ class PayoutLinkService:
     def _settle_one(self, due: DueIntent, run_deadline: float, halt: threading.Event, settle_after: int) -> str:
         """One due intent: resent, or left for the next run; or, when it is about to expire unsettled and this run
         cannot resend it, stranded for operators."""
-        attempt_seconds = self.payout_api.attempt_timeout + aws.WORST_CASE_CALL_SECONDS  # a secret read, then one POST
+        attempt_seconds = self.payout_api.attempt_timeout + self.budget.aws_call  # a secret read, then one POST
         try:
             if halt.is_set() or time.monotonic() + attempt_seconds > run_deadline:
                 return "stranded" if self._intents.expiring(due) and self._intents.strand(due) else "skipped"
             deadline = min(run_deadline, time.monotonic() + attempt_seconds)
-            lock = self._intents.take_over_due(due, lock_seconds=deadline - time.monotonic() + RESPONSE_RESERVE_SECONDS)
+            lock_seconds = deadline - time.monotonic() + self.budget.response_reserve
+            lock = self._intents.take_over_due(due, lock_seconds=lock_seconds)
         except (Problem, StoreUnavailable):
             halt.set()  # the store failed: the next run tries again
             return "skipped"
@@ -319,10 +338,20 @@ def _lifecycle_deadline(remaining_millis: int) -> float:
 @cache
 def get_service() -> PayoutLinkService:
     settings = get_settings()
+    budget = settings.budget
+    if budget.function_timeout < MIN_FUNCTION_TIMEOUT_SECONDS:
+        # Once per container, at its start: the one place that names the cause, where each request would only see
+        # its share of it.
+        logger.error(
+            f"the function's timeout ({budget.function_timeout:g} s) is below the {MIN_FUNCTION_TIMEOUT_SECONDS} s "
+            "its time budget needs: a cold create whose AWS calls are slow may leave Dots no time (budget.py)",
+            extra={"function_timeout_seconds": budget.function_timeout},
+        )
     credentials = CredentialsStore(
         aws.client("secretsmanager"),
         settings.payout_api_secret_id,
         max_age_seconds=settings.credentials_max_age_seconds,
+        aws_call_seconds=budget.aws_call,
     )
     http = deadline_client(
         headers={"Accept": "application/json", "User-Agent": "payout-link-proxy"},
@@ -357,7 +386,7 @@ def get_service() -> PayoutLinkService:
         ttl_seconds=settings.idempotency_ttl_seconds,
         settle_after_seconds=settings.settle_after_seconds,
     )
-    return PayoutLinkService(payout_api=payout_api, owners=owners, intents=intents)
+    return PayoutLinkService(payout_api=payout_api, owners=owners, intents=intents, budget=budget)
 
 
 @cache

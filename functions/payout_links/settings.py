@@ -7,6 +7,8 @@ from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from payout_links.budget import DEFAULT_FUNCTION_TIMEOUT_SECONDS, TimeBudget
+
 
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -19,6 +21,9 @@ class Settings(BaseModel):
     # An absolute http(s) URL without spaces: read as a string, since pydantic's URL types cost the cold start
     # their whole module (validators, JSON schema) for one value read once.
     payout_api_base_url: str = Field(pattern=r"^https?://[^/\s?#]+(/\S*)?$")
+    # The function's own Timeout, as the template sets both from one parameter: what the time budget (budget.py)
+    # and the AWS clients' timeouts are derived from.
+    function_timeout_seconds: float = Field(default=DEFAULT_FUNCTION_TIMEOUT_SECONDS, ge=1, le=900)
     payout_api_timeout_seconds: float = Field(default=8.0, gt=0, le=25)
     payout_api_max_attempts: int = Field(default=3, ge=1, le=5)
     max_amount_cents: int = Field(default=1_000_000, gt=0)
@@ -41,6 +46,10 @@ class Settings(BaseModel):
     limit_overrides_max_age_seconds: float = Field(default=60, ge=0, le=3600)
     # GET /openapi.json and /docs answer 404 unless the stack was deployed with EnableApiDocs=true.
     api_docs_enabled: bool = False
+
+    @property
+    def budget(self) -> TimeBudget:
+        return TimeBudget.for_timeout(self.function_timeout_seconds)
 
     @property
     def payout_links_url(self) -> str:

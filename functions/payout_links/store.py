@@ -329,8 +329,8 @@ class IntentStore:
     def complete(self, lock: Lock, link: dict[str, Any]) -> None:
         """COMPLETED with the link, and the link's owner recorded, in one transaction that only completes the lock
         this request holds. `OwnedByAnother` when the link id is already another caller's; `LockLost`;
-        `StoreUnavailable` (the lock is then dropped, the fingerprint kept: the link exists, and the same body gets
-        it again from the upstream)."""
+        `StoreUnavailable`: nothing was written; the lock and the fingerprint stand (the link exists, and the same
+        body gets it again from the upstream), and the caller decides whether there is time to drop the lock."""
         data = json.dumps(link, sort_keys=True)
         expires_at = int(time.time()) + self._ttl_seconds
         complete = self._if_held(
@@ -351,7 +351,6 @@ class IntentStore:
             # Not the lock's condition, so the owner record's.
             raise LockLost() if cancelled.failed[0] else OwnedByAnother() from None
         except (ClientError, BotoCoreError, StoreUnavailable) as exc:
-            self.mark_unknown(lock)
             raise _store_error(exc) from None
         self._completed_now(lock.intent.record_id, lock.intent.fingerprint, data, expires_at)
 

@@ -20,12 +20,11 @@ from local_stack.core.aws_resources import free_port
 from local_stack.core.workers import InvocationFailed
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator
 from payout_links import service
-from payout_links.aws import READ_TIMEOUT_SECONDS, WORST_CASE_CALL_SECONDS
 from payout_links.problems import PROBLEM_TYPE_PREFIX
-from payout_links.service import RESPONSE_RESERVE_SECONDS
 from payout_links.upstream import PayoutApiClient
 from tests.faults.aws_fault_proxy import SERVICE_UNAVAILABLE
 from tests.support import (
+    BUDGET,
     create_event,
     frontend_headers,
     http_event,
@@ -65,7 +64,7 @@ def test_process_killed_after_the_upstream_created_the_link(containers, upstream
     link that exists."""
     # The function's timeout: reading the credentials (the worst case of an AWS call), a second for the upstream,
     # and the reserve to record the result and answer.
-    lock_seconds = RESPONSE_RESERVE_SECONDS + WORST_CASE_CALL_SECONDS + 1.0
+    lock_seconds = BUDGET.response_reserve + BUDGET.aws_call + 1.0
     first, second = containers(lock_seconds), containers(lock_seconds)
     # Clients built (a cold container's slowest part) by reading a link nobody has: however slowly a container
     # starts, the create then has its whole upstream budget.
@@ -248,8 +247,8 @@ def test_dynamodb_timing_out_when_saving_the_result(function, upstream, aws_faul
     longer theirs and change nothing."""
     warmed(upstream, function.create)
     key = new_key()
-    timeout = RESPONSE_RESERVE_SECONDS + 1.5  # 1.5 s for the upstream after the reserve
-    upstream.inject({"delay_seconds": timeout - RESPONSE_RESERVE_SECONDS - 1.0})
+    timeout = BUDGET.response_reserve + 1.5  # 1.5 s for the upstream after the reserve
+    upstream.inject({"delay_seconds": timeout - BUDGET.response_reserve - 1.0})
     aws_faults.stall("DynamoDB_20120810.TransactWriteItems", seconds=3, count=2)
 
     started = time.monotonic()
@@ -288,7 +287,7 @@ def test_secrets_manager_throttled(function, upstream, aws_faults):
 def test_a_stalled_secret_read_is_a_503_before_the_timeout_and_releases_the_key(function, upstream, aws_faults):
     """A cold container's secret reads reach Secrets Manager, and their answers come too late: the request gets a
     503 well before the function's timeout, and the key is released, since Dots was never asked."""
-    timeout = RESPONSE_RESERVE_SECONDS + WORST_CASE_CALL_SECONDS + 3
+    timeout = BUDGET.response_reserve + BUDGET.aws_call + 3
     key = new_key()
     aws_faults.stall("secretsmanager.GetSecretValue", seconds=3, forward=True)
 
@@ -409,7 +408,7 @@ def test_persistent_5xx_gives_502_and_keeps_the_key_bound_to_its_body(function, 
 
 def test_retries_stop_in_time_to_answer_before_the_deadline(function, upstream):
     function.set_env(PAYOUT_API_MAX_ATTEMPTS="5")
-    timeout = RESPONSE_RESERVE_SECONDS + 2.5  # at most 2.5 s for the upstream after the reserve
+    timeout = BUDGET.response_reserve + 2.5  # at most 2.5 s for the upstream after the reserve
     warmed(upstream, function.create)
     upstream.inject({"delay_seconds": 0.7, "status": 503, "count": 5})
 
@@ -418,7 +417,7 @@ def test_retries_stop_in_time_to_answer_before_the_deadline(function, upstream):
     elapsed = time.monotonic() - started
 
     assert result.status in (502, 504) and result.is_problem()
-    assert elapsed < timeout - RESPONSE_RESERVE_SECONDS + 0.5  # the function kept its reserve to record and answer
+    assert elapsed < timeout - BUDGET.response_reserve + 0.5  # the function kept its reserve to record and answer
     assert 2 <= upstream.stats()["requests"] < 5  # the deadline, not the attempt cap, ended the retries
     assert links_created(upstream) == 0
 
@@ -429,7 +428,7 @@ def test_slow_upstream_is_cut_at_the_deadline(function, upstream):
     upstream.inject({"delay_seconds": 3, "count": 3})
 
     # 1.5 s for the upstream after the reserve
-    result = function.create(key=key, timeout_seconds=RESPONSE_RESERVE_SECONDS + 1.5)
+    result = function.create(key=key, timeout_seconds=BUDGET.response_reserve + 1.5)
 
     assert result.status == 504 and result.is_problem()
     assert upstream.stats()["requests"] == 1
@@ -565,7 +564,7 @@ def test_a_slow_lock_write_that_lands_is_the_requests_own_lock(function, upstrea
     """The lock lands at once, its answer comes after botocore's read timeout: botocore sends it again, and that
     write finds the request's own lock (its token), not another request's."""
     key = new_key()
-    aws_faults.stall("DynamoDB_20120810.PutItem", seconds=READ_TIMEOUT_SECONDS + 0.5, count=1, forward=True)
+    aws_faults.stall("DynamoDB_20120810.PutItem", seconds=BUDGET.aws_read_timeout + 0.5, count=1, forward=True)
 
     created = function.create(key=key)
 
@@ -611,7 +610,7 @@ def test_a_slow_owner_check_is_counted_against_a_reads_deadline(function, upstre
     comes before the function's time is up, because the upstream's deadline counts the time the check took."""
     link_id = function.create().json()["id"]
     timeout_seconds = 2.5
-    aws_faults.stall("DynamoDB_20120810.GetItem", seconds=READ_TIMEOUT_SECONDS - 0.1, count=1)
+    aws_faults.stall("DynamoDB_20120810.GetItem", seconds=BUDGET.aws_read_timeout - 0.1, count=1)
     upstream.inject({"delay_seconds": 5})
 
     started = time.monotonic()

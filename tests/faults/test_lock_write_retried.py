@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from payout_links.aws import READ_TIMEOUT_SECONDS
-from tests.support import new_key, payout_body
+from tests.support import BUDGET, new_key, payout_body
 
 pytestmark = pytest.mark.faults
 
@@ -19,7 +18,7 @@ def test_a_key_answered_released_never_gets_a_link_from_the_settler(function, up
     key = new_key()
     timeout = 6.0
     # The lock lands at once and its answer comes after botocore's read timeout; botocore's retry is throttled.
-    aws_faults.stall("DynamoDB_20120810.PutItem", seconds=READ_TIMEOUT_SECONDS + 0.5, count=1, forward=True)
+    aws_faults.stall("DynamoDB_20120810.PutItem", seconds=BUDGET.aws_read_timeout + 0.5, count=1, forward=True)
     aws_faults.fail("DynamoDB_20120810.PutItem", count=1)
 
     started = time.time()

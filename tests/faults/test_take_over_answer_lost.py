@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from payout_links.aws import READ_TIMEOUT_SECONDS
-from tests.support import new_key
+from tests.support import BUDGET, new_key
 
 pytestmark = pytest.mark.faults
 
@@ -20,7 +19,7 @@ def test_a_take_over_that_lands_late_is_the_retrys_own_lock(function, upstream, 
     (link,) = upstream.links()
 
     # The retry's take-over lands at once; its answer comes after botocore's read timeout, and botocore resends it.
-    aws_faults.stall("DynamoDB_20120810.UpdateItem", seconds=READ_TIMEOUT_SECONDS + 0.5, count=1, forward=True)
+    aws_faults.stall("DynamoDB_20120810.UpdateItem", seconds=BUDGET.aws_read_timeout + 0.5, count=1, forward=True)
     retry = function.create(key=key)
     assert aws_faults.wait_idle(timeout=5)
 

@@ -16,11 +16,9 @@ from typing import Any
 
 import pytest
 
-from payout_links import aws
 from payout_links.intent import record_id
-from payout_links.service import RESPONSE_RESERVE_SECONDS
 from payout_links.store import STRAND_MARGIN_SECONDS, STRANDED_RETENTION_SECONDS, IntentStore
-from tests.support import function_logs, new_key, payout_body, token, wait_until
+from tests.support import BUDGET, function_logs, new_key, payout_body, token, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -202,7 +200,7 @@ def test_a_run_fits_its_timeout_whatever_the_backlog(settling, upstream):
         assert settling.create().json()["key_state"] == "bound"
     wait_due()
     upstream.inject({"delay_seconds": 0.5, "count": backlog})
-    timeout = RESPONSE_RESERVE_SECONDS + ATTEMPT_SECONDS + aws.WORST_CASE_CALL_SECONDS + 2.5  # 2.5 s to start resends
+    timeout = BUDGET.response_reserve + ATTEMPT_SECONDS + BUDGET.aws_call + 2.5  # 2.5 s to start resends
 
     started = time.monotonic()
     report = settling.settle(timeout_seconds=timeout)
@@ -237,7 +235,7 @@ def test_a_crashed_requests_intent_is_settled_once_its_lock_has_expired(
         raise Crash
 
     monkeypatch.setattr(IntentStore, "complete", crash)
-    timeout = RESPONSE_RESERVE_SECONDS + 2  # 2 s for Dots; the lock lives that long from the request's start
+    timeout = BUDGET.response_reserve + 2  # 2 s for Dots; the lock lives that long from the request's start
     with pytest.raises(Crash):
         settling.create(key=key, timeout_seconds=timeout)
     monkeypatch.setattr(IntentStore, "complete", complete)

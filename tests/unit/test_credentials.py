@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from payout_links import aws
 from payout_links.credentials import CredentialsStore, PayoutApiCredentials
 from payout_links.problems import DependencyUnavailable
-from tests.support import function_logs
+from tests.support import BUDGET, function_logs
 
 pytestmark = pytest.mark.unit
 
@@ -54,7 +53,7 @@ def test_authorization_is_basic_base64_of_client_id_and_api_key() -> None:
 
 def test_the_secret_is_read_once_and_reused_until_it_ages() -> None:
     secrets, clock = FakeSecrets(secret("id-1", "key-1"), secret("id-1", "key-2")), Clock()
-    store = CredentialsStore(secrets, SECRET_ID, max_age_seconds=300, clock=clock)
+    store = CredentialsStore(secrets, SECRET_ID, max_age_seconds=300, aws_call_seconds=BUDGET.aws_call, clock=clock)
 
     assert store.get() == PayoutApiCredentials("id-1", "key-1")
     clock.now += 299
@@ -68,7 +67,7 @@ def test_the_secret_is_read_once_and_reused_until_it_ages() -> None:
 
 def test_refresh_rereads_the_rotated_secret_at_once() -> None:
     secrets = FakeSecrets(secret("id-1", "key-1"), secret("id-1", "key-2"))
-    store = CredentialsStore(secrets, SECRET_ID, max_age_seconds=300, clock=Clock())
+    store = CredentialsStore(secrets, SECRET_ID, max_age_seconds=300, aws_call_seconds=BUDGET.aws_call, clock=Clock())
     store.get()
 
     assert store.refresh().api_key == "key-2"
@@ -78,13 +77,13 @@ def test_refresh_rereads_the_rotated_secret_at_once() -> None:
 
 def test_a_read_starts_only_if_its_worst_case_fits_before_the_deadline() -> None:
     secrets, clock = FakeSecrets(secret("id-1", "key-1"), secret("id-1", "key-2")), Clock()
-    store = CredentialsStore(secrets, SECRET_ID, max_age_seconds=300, clock=clock)
+    store = CredentialsStore(secrets, SECRET_ID, max_age_seconds=300, aws_call_seconds=BUDGET.aws_call, clock=clock)
 
     with pytest.raises(DependencyUnavailable) as caught:
-        store.get(deadline=clock() + aws.WORST_CASE_CALL_SECONDS - 0.01)
+        store.get(deadline=clock() + BUDGET.aws_call - 0.01)
     assert caught.value.status == 503 and secrets.calls == []  # it would have eaten the time kept to answer
 
-    assert store.get(deadline=clock() + aws.WORST_CASE_CALL_SECONDS).api_key == "key-1"
+    assert store.get(deadline=clock() + BUDGET.aws_call).api_key == "key-1"
     assert store.get(deadline=clock()).api_key == "key-1"  # a cached value needs no time
     with pytest.raises(DependencyUnavailable):
         store.refresh(deadline=clock() + 1.0)
@@ -101,7 +100,9 @@ def test_a_read_starts_only_if_its_worst_case_fits_before_the_deadline() -> None
     ids=["throttled", "missing", "unreachable"],
 )
 def test_an_unreadable_secret_is_a_503(failure: Exception) -> None:
-    store = CredentialsStore(FakeSecrets(failure), SECRET_ID, max_age_seconds=300, clock=Clock())
+    store = CredentialsStore(
+        FakeSecrets(failure), SECRET_ID, max_age_seconds=300, aws_call_seconds=BUDGET.aws_call, clock=Clock()
+    )
 
     with pytest.raises(DependencyUnavailable) as caught:
         store.get()
@@ -116,7 +117,9 @@ def test_an_unreadable_secret_is_a_503(failure: Exception) -> None:
     ids=["not JSON", "no api_key", "array", "null"],
 )
 def test_a_malformed_secret_is_a_503_that_never_shows_its_value(value: str) -> None:
-    store = CredentialsStore(FakeSecrets(value), SECRET_ID, max_age_seconds=300, clock=Clock())
+    store = CredentialsStore(
+        FakeSecrets(value), SECRET_ID, max_age_seconds=300, aws_call_seconds=BUDGET.aws_call, clock=Clock()
+    )
 
     with function_logs() as logs, pytest.raises(DependencyUnavailable) as caught:
         store.get()
