@@ -9,16 +9,25 @@ over a long local run or a burst of concurrent requests, until its DynamoDB call
 `patch()` keeps moto's transaction logic and changes only its backup: transactions run one at a time, each saves
 just the items it names, and puts those back if it fails. The outcome is the same all-or-nothing one, at the cost
 of the items rather than of the tables.
+
+It also honours `ClientRequestToken` as DynamoDB does, which moto ignores: botocore fills one in per call and sends
+it again with each retry, so a transaction whose answer came too late for its client (a busy machine) and that
+botocore retried is applied once, and the retry answers success instead of failing its own conditions against what
+the first attempt wrote. A token is remembered for 10 minutes after its transaction succeeded; the same token with
+other items is refused with `IdempotentParameterMismatchException`.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import threading
+import time
 from types import ModuleType
 from typing import Any
 
 _PATCHED = "_local_stack_item_backups"
+TOKEN_LIFETIME_SECONDS = 600
 
 
 def patch() -> None:
@@ -30,11 +39,28 @@ def patch() -> None:
     from moto.dynamodb.models.table import Table
 
     models.copy = _TablesNotCopied(Table)  # type: ignore[attr-defined]  # moto's module-level `copy`
+    from moto.dynamodb.exceptions import DynamodbException
+    from moto.dynamodb.responses import DynamoHandler
+
     transact = models.DynamoDBBackend.transact_write_items
     one_at_a_time = threading.Lock()
+    request = threading.local()  # the token of the request this thread handles
+    applied: dict[str, tuple[str, float]] = {}  # token → (the items it applied, when)
 
     def transact_write_items(backend: models.DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        token = getattr(request, "token", None)
+        items = json.dumps(transact_items, sort_keys=True)
         with one_at_a_time:
+            now = time.monotonic()
+            for old in [old for old, (_, at) in applied.items() if now - at > TOKEN_LIFETIME_SECONDS]:
+                del applied[old]
+            if token is not None and token in applied:
+                if applied[token][0] != items:
+                    raise DynamodbException(
+                        "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+                        "The request uses the same client token as a previous, but non-identical request.",
+                    )
+                return  # applied already: success, and nothing written twice
             saved = [_saved_item(backend, operation) for operation in transact_items]
             try:
                 transact(backend, transact_items)
@@ -42,6 +68,19 @@ def patch() -> None:
                 for table_name, key, attributes in filter(None, saved):
                     _restore(backend, table_name, key, attributes)
                 raise
+            if token is not None:
+                applied[token] = (items, now)
+
+    handle = DynamoHandler.transact_write_items
+
+    def transact_write_items_with_token(handler: DynamoHandler) -> Any:
+        request.token = handler.body.get("ClientRequestToken")
+        try:
+            return handle(handler)
+        finally:
+            request.token = None
+
+    DynamoHandler.transact_write_items = transact_write_items_with_token  # type: ignore[method-assign, assignment]
 
     # Replacing moto's method is the point of this module; mypy refuses any assignment to a method, and compares
     # the plain function with the method as if bound.

@@ -119,3 +119,24 @@ def test_the_backend_no_longer_copies_whole_tables():
     assert models.copy.deepcopy(table) is table
     copied = models.copy.deepcopy(nested)
     assert copied == nested and copied["a"] is not nested["a"]
+
+
+def test_a_transaction_retried_with_its_client_token_is_applied_once(aws_clients, table):
+    """What botocore does when a transaction's answer comes too late: the same call again, with the same
+    ClientRequestToken. DynamoDB answers the retry with success and writes nothing twice; so does the local stack,
+    instead of failing the retry's own condition against what the first attempt wrote."""
+    dynamodb, _ = aws_clients
+    link_id, token = str(uuid.uuid4()), str(uuid.uuid4())
+    once = [put(table, link_id, "user:a", "attribute_not_exists(link_id)")]
+
+    dynamodb.transact_write_items(TransactItems=once, ClientRequestToken=token)
+    dynamodb.transact_write_items(TransactItems=once, ClientRequestToken=token)  # the retry: success, no write
+
+    assert owner_of(dynamodb, table, link_id) == "user:a"
+    with pytest.raises(ClientError) as refused:  # a new call (a new token) meets the condition
+        dynamodb.transact_write_items(TransactItems=once, ClientRequestToken=str(uuid.uuid4()))
+    assert refused.value.response["Error"]["Code"] == "TransactionCanceledException"
+    with pytest.raises(ClientError) as mismatched:  # the same token for other items
+        dynamodb.transact_write_items(TransactItems=[put(table, link_id, "user:b")], ClientRequestToken=token)
+    assert mismatched.value.response["Error"]["Code"] == "IdempotentParameterMismatchException"
+    assert owner_of(dynamodb, table, link_id) == "user:a"
