@@ -19,14 +19,17 @@ wheels from the package index (or uv's cache).
 from __future__ import annotations
 
 import base64
+import copy
 import csv
 import fnmatch
+import functools
 import hashlib
 import io
 import json
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -718,16 +721,44 @@ def test_sam_build_is_reproducible(tmp_path: Path) -> None:
 REQUIRED_PARAMETERS = {"JwtIssuer": "https://issuer.example.test", "JwtAudience": "payout-link-proxy"}
 
 
+@functools.cache
+def _translation(template_path: Path, values: str) -> str:
+    """The SAM translator's output for a template file, as text; one run per file and set of values."""
+    return _run_tool("python", Path(__file__).with_name("sam_translate.py"), template_path, values).stdout
+
+
 def _transformed(**parameters: str) -> dict[str, Any]:
     """The whole template CloudFormation gets from the SAM translator, given these parameter values (as text, the
-    way a deploy passes them) and the template's defaults for the others."""
-    values = {**REQUIRED_PARAMETERS, **parameters}
-    result = _run_tool("python", Path(__file__).with_name("sam_translate.py"), TEMPLATE_PATH, json.dumps(values))
-    return json.loads(result.stdout)
+    way a deploy passes them) and the template's defaults for the others. Pseudo parameters (`AWS::Region`,
+    `AWS::Partition`) may be given too."""
+    values = json.dumps({**REQUIRED_PARAMETERS, **parameters}, sort_keys=True)
+    return json.loads(_translation(TEMPLATE_PATH, values))
 
 
 def _translated(**parameters: str) -> dict[str, Any]:
     return _transformed(**parameters)["Resources"]
+
+
+def _translated_edit(edit: Callable[[dict[str, Any]], None], directory: Path) -> dict[str, Any]:
+    """The resources the SAM translator makes of template.yaml edited by `edit` (which changes a copy of the
+    template as load_template reads it, intrinsics as `Fn::` mappings), with the parameters' defaults."""
+    template = copy.deepcopy(load_template(TEMPLATE_PATH))
+    edit(template)
+    edited = directory / "template.json"
+    edited.write_text(json.dumps(template))
+    return json.loads(_translation(edited, json.dumps(REQUIRED_PARAMETERS)))["Resources"]
+
+
+def _alias_version(resources: dict[str, Any], function: str = "PayoutLinksFunction") -> str:
+    """The logical id of the AWS::Lambda::Version that the function's alias points to."""
+    (alias,) = [
+        resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Lambda::Alias" and resource["Properties"]["FunctionName"] == {"Ref": function}
+    ]
+    version, attribute = alias["FunctionVersion"]["Fn::GetAtt"]
+    assert attribute == "Version" and resources[version]["Type"] == "AWS::Lambda::Version"
+    return str(version)
 
 
 def _as_cloudformation_resolves(value: Any, template: dict[str, Any], parameters: dict[str, str]) -> Any:
@@ -975,9 +1006,10 @@ def _parameters_in(value: Any, parameters: set[str]) -> set[str]:
 
 
 def test_every_deploy_time_value_of_the_function_publishes_a_new_version(template: dict[str, Any]) -> None:
-    """SAM names a version after the code alone, so a deploy that changes only a parameter or the layer would
-    leave the alias on the old version, with the old limits. The version's description carries every parameter
-    the function's configuration reads, and the layer's version, so that any such change publishes anew."""
+    """SAM names a version after the function's properties as written, a parameter by its name and not its
+    value, so a deploy that changes only a parameter or the layer would leave the alias on the old version, with
+    the old limits. The version's description carries every parameter the function's configuration reads, and
+    the layer's version, so that any such change publishes anew."""
     parameters = set(template["Parameters"])
     properties = template["Resources"]["PayoutLinksFunction"]["Properties"]
     configuration = {
@@ -1011,6 +1043,42 @@ def test_every_deploy_time_value_of_the_function_publishes_a_new_version(templat
     }
     text = description["Fn::Sub"][0]
     assert len(re.sub(r"\$\{(\w+)\}", lambda name: longest[name[1]], text)) <= 256
+
+
+# Edits of the API function in the template that change what its alias runs, each written literally (a
+# parameter's value reaches the alias through the version's description instead).
+FUNCTION_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "Timeout": lambda properties: properties.update(Timeout=19),
+    "Handler": lambda properties: properties.update(Handler="payout_links.app.other_handler"),
+    "MemorySize": lambda properties: properties.update(MemorySize=1024),
+    "literal variable": lambda properties: properties["Environment"]["Variables"].update(MAX_BODY_BYTES="32768"),
+}
+
+
+@pytest.mark.parametrize("edit", FUNCTION_EDITS)
+def test_an_edit_of_the_function_in_the_template_moves_the_alias_to_a_new_version(edit: str, tmp_path: Path) -> None:
+    """SAM names the version the alias points to after a hash of the function; unless told to hash every property
+    (AutoPublishAliasAllProperties), it hashes the code, the environment and the memory size only, so that a
+    deploy changing the timeout or the handler alone updated $LATEST and left the alias on the old version."""
+    before = _alias_version(_translated())
+    after = _alias_version(
+        _translated_edit(
+            lambda edited: FUNCTION_EDITS[edit](edited["Resources"]["PayoutLinksFunction"]["Properties"]), tmp_path
+        )
+    )
+
+    assert after != before, f"the alias stays on {before} after an edit of {edit}"
+
+
+def test_every_function_with_an_alias_names_its_versions_after_all_its_properties(template: dict[str, Any]) -> None:
+    aliased = {
+        name: resource["Properties"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function" and "AutoPublishAlias" in resource["Properties"]
+    }
+    assert aliased and {name: p.get("AutoPublishAliasAllProperties") for name, p in aliased.items()} == dict.fromkeys(
+        aliased, True
+    )
 
 
 def test_secrets_under_a_customer_managed_key_can_be_decrypted_only_through_secrets_manager(
