@@ -105,7 +105,7 @@ def test_idempotency_table_matches_powertools_layout(template: dict[str, Any]) -
     ]
     assert properties["TimeToLiveSpecification"] == {"AttributeName": store.A.EXPIRY, "Enabled": True}
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
-    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
 
 
 def test_the_settle_queue_index_is_sparse_and_holds_what_the_settler_resends(template: dict[str, Any]) -> None:
@@ -1043,6 +1043,32 @@ def test_every_deploy_time_value_of_the_function_publishes_a_new_version(templat
     }
     text = description["Fn::Sub"][0]
     assert len(re.sub(r"\$\{(\w+)\}", lambda name: longest[name[1]], text)) <= 256
+
+
+def test_a_failed_first_deploy_deletes_what_it_created_unless_deletion_protection_keeps_it() -> None:
+    """A resource kept on stack deletion (DeletionPolicy Retain) was kept too when the deploy that created it
+    failed and rolled back, leaving an empty table behind at every failed first deploy. RetainExceptOnCreate keeps
+    it on every later deletion and lets that rollback delete it. Not on a table with deletion protection: DynamoDB
+    refuses to delete it whoever asks, so that rollback would fail (ROLLBACK_FAILED) instead; such a table stays
+    Retain, left behind by a failed first deploy (its name is CloudFormation's, so a retry does not collide)."""
+    resources = _translated()
+    kept = {
+        name: (
+            resource["DeletionPolicy"],
+            resource.get("UpdateReplacePolicy"),
+            resource["Properties"].get("DeletionProtectionEnabled", False),
+        )
+        for name, resource in resources.items()
+        if resource.get("DeletionPolicy", "Delete") != "Delete"
+    }
+
+    assert kept == {
+        "IdempotencyTable": ("RetainExceptOnCreate", "Retain", False),
+        "LinkOwnersTable": ("Retain", "Retain", True),
+    }
+    for name, (deletion, _, protected) in kept.items():
+        assert deletion == ("Retain" if protected else "RetainExceptOnCreate"), name
+        assert "TableName" not in resources[name]["Properties"], f"{name}: a retried first deploy would collide"
 
 
 # Edits of the API function in the template that change what its alias runs, each written literally (a
