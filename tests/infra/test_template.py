@@ -761,27 +761,80 @@ def _alias_version(resources: dict[str, Any], function: str = "PayoutLinksFuncti
     return str(version)
 
 
+# The pseudo parameters sam_translate.py gives the translator, as CloudFormation would resolve them; a test may
+# give others (`AWS::Region`, `AWS::Partition`) with the parameters.
+PSEUDO_PARAMETERS = {
+    "AWS::Region": "us-east-1",
+    "AWS::Partition": "aws",
+    "AWS::AccountId": "123456789012",
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::StackName": "payout-link-proxy-dev",
+}
+
+
 def _as_cloudformation_resolves(value: Any, template: dict[str, Any], parameters: dict[str, str]) -> Any:
     """A value of the transformed template as CloudFormation resolves it at deploy time, for the intrinsics the
     tests here meet: `Ref` to a parameter (the value given, else the default; a CommaDelimitedList's becomes the
-    list of its items, each space-trimmed), `Fn::Split` and `Fn::Join`. Any other intrinsic fails the test."""
+    list of its items, each space-trimmed), to a pseudo parameter (given, else PSEUDO_PARAMETERS) or to a resource
+    whose stand-in value is given under its logical id; `Fn::Sub`, `Fn::Split`, `Fn::Join`, `Fn::Select`, and
+    `Fn::If` with its condition evaluated the same way. Any other intrinsic fails the test."""
     if isinstance(value, list):
         return [_as_cloudformation_resolves(item, template, parameters) for item in value]
     if not isinstance(value, dict):
         return value
     if list(value) == ["Ref"]:
-        declared = template["Parameters"][value["Ref"]]
-        text = str(parameters.get(value["Ref"], declared.get("Default")))
-        return [item.strip() for item in text.split(",")] if declared["Type"] == "CommaDelimitedList" else text
+        name = value["Ref"]
+        if name in template["Parameters"]:
+            declared = template["Parameters"][name]
+            text = str(parameters.get(name, declared.get("Default")))
+            return [item.strip() for item in text.split(",")] if declared["Type"] == "CommaDelimitedList" else text
+        known = {**PSEUDO_PARAMETERS, **parameters}
+        assert name in known, f"not resolved by this test: {value}"
+        return known[name]
+    if list(value) == ["Fn::Sub"]:
+        text, variables = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+        resolved = {name: _as_cloudformation_resolves(item, template, parameters) for name, item in variables.items()}
+
+        def substituted(match: re.Match[str]) -> str:
+            name = match[1]
+            if name.startswith("!"):
+                return f"${{{name[1:]}}}"
+            return str(
+                resolved[name] if name in resolved else _as_cloudformation_resolves({"Ref": name}, template, parameters)
+            )
+
+        return re.sub(r"\$\{([^}]+)\}", substituted, text)
     if list(value) == ["Fn::Split"]:
         delimiter, source = _as_cloudformation_resolves(value["Fn::Split"], template, parameters)
         return source.split(delimiter)
     if list(value) == ["Fn::Join"]:
         delimiter, items = _as_cloudformation_resolves(value["Fn::Join"], template, parameters)
         return delimiter.join(items)
+    if list(value) == ["Fn::Select"]:
+        index, items = _as_cloudformation_resolves(value["Fn::Select"], template, parameters)
+        assert int(index) < len(items), f"Fn::Select of index {index} in {items}"
+        return items[int(index)]
+    if list(value) == ["Fn::If"]:
+        condition, when_true, when_false = value["Fn::If"]
+        chosen = when_true if _holds({"Condition": condition}, template, parameters) else when_false
+        return _as_cloudformation_resolves(chosen, template, parameters)
     intrinsics = [key for key in value if key == "Ref" or key.startswith("Fn::")]
     assert not intrinsics, f"not resolved by this test: {value}"
     return {key: _as_cloudformation_resolves(item, template, parameters) for key, item in value.items()}
+
+
+def _holds(condition: dict[str, Any], template: dict[str, Any], parameters: dict[str, str]) -> bool:
+    """A condition (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, or `Condition` naming one of the template's)
+    as CloudFormation evaluates it, with _as_cloudformation_resolves's values."""
+    ((function, arguments),) = condition.items()
+    if function == "Condition":
+        return _holds(template["Conditions"][arguments], template, parameters)
+    if function == "Fn::Equals":
+        left, right = (str(_as_cloudformation_resolves(item, template, parameters)) for item in arguments)
+        return left == right
+    results = [_holds(argument, template, parameters) for argument in arguments]
+    assert function in {"Fn::Not", "Fn::And", "Fn::Or"}, function
+    return not results[0] if function == "Fn::Not" else all(results) if function == "Fn::And" else any(results)
 
 
 def _deployed_cors(**parameters: str) -> dict[str, Any]:
@@ -1043,6 +1096,48 @@ def test_every_deploy_time_value_of_the_function_publishes_a_new_version(templat
     }
     text = description["Fn::Sub"][0]
     assert len(re.sub(r"\$\{(\w+)\}", lambda name: longest[name[1]], text)) <= 256
+
+
+def _selects_of_splits(value: Any, path: tuple[str, ...] = ()) -> list[tuple[str, int, str, Any]]:
+    """Every `Fn::Select` of an `Fn::Split` in a value: where it is, its index, the delimiter and what is split."""
+    found = []
+    if isinstance(value, dict):
+        select = value.get("Fn::Select")
+        if isinstance(select, list) and isinstance(select[1], dict) and list(select[1]) == ["Fn::Split"]:
+            delimiter, source = select[1]["Fn::Split"]
+            found.append(("/".join(path), int(select[0]), delimiter, source))
+        for key, item in value.items():
+            found += _selects_of_splits(item, (*path, key))
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            found += _selects_of_splits(item, (*path, str(position)))
+    return found
+
+
+def test_no_select_reads_past_the_end_of_what_a_parameter_splits_into() -> None:
+    """CloudFormation resolves an `Fn::Select` in both branches of an `Fn::If`, the unused one too, and fails the
+    deploy on an index past the end of its list ("Fn::Select cannot select nonexistent value"). Each Select of a
+    Split of a parameter must find its index with the parameter at its default (an empty secret ARN: the stack
+    creates the secret, and the name Selected from the ARN is not used) and at a value given in a deploy."""
+    transformed = _transformed()
+    resources, parameters = transformed["Resources"], set(transformed["Parameters"])
+    checked = []
+    for path, index, delimiter, source in _selects_of_splits(resources):
+        named = _parameters_in(source, parameters)
+        if not named:
+            # A layer version's ARN, which always has its eight fields.
+            assert resources[source["Ref"]]["Type"] == "AWS::Lambda::LayerVersion", path
+            continue
+        for case, values in (("default", {}), ("given", DEPLOYMENTS["prod-every-option"])):
+            fields = _as_cloudformation_resolves(source, transformed, {**REQUIRED_PARAMETERS, **values}).split(
+                delimiter
+            )
+            assert index < len(fields), f"{path}: {sorted(named)} ({case}) splits into {fields}"
+            if case == "given":  # the same field as the value's own
+                (name,) = named
+                assert fields[index] == values[name].split(delimiter)[index], path
+        checked.append(path)
+    assert len(checked) == 2, checked
 
 
 def test_a_failed_first_deploy_deletes_what_it_created_unless_deletion_protection_keeps_it() -> None:
