@@ -270,6 +270,9 @@ def test_each_secret_is_created_or_taken_from_an_existing_arn(template: dict[str
     assert parameter["Default"] == ""
     assert re.fullmatch(parameter["AllowedPattern"], "")
     assert re.fullmatch(parameter["AllowedPattern"], "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbC123")
+    # A name never holds a colon (Secrets Manager allows none), so that the name is field 6 of the ARN.
+    assert not re.fullmatch(parameter["AllowedPattern"], "arn:aws:secretsmanager:eu-west-1:123456789012:secret:a:b")
+    assert not re.fullmatch(parameter["AllowedPattern"], "arn:aws:kms:eu-west-1:123456789012:key/1234abcd")
     condition = f"Create{secret}"
     assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": parameter_name}, ""]}
     assert template["Resources"][secret]["Condition"] == condition
@@ -1077,25 +1080,97 @@ def test_every_deploy_time_value_of_the_function_publishes_a_new_version(templat
     layer_version = {"Fn::Select": [7, {"Fn::Split": [":", {"Ref": "DependenciesLayer"}]}]}
     assert description["Fn::Sub"][1]["LayerVersion"] == layer_version
     assert properties["VersionDeletionPolicy"] == "Delete"
-    # With the stack's own secrets and the longest base URL allowed, the description fits CloudFormation's 256.
-    longest = {
-        "Stage": "staging",
-        "MaxAmountCents": "9" * 12,
-        "CallerDailyAmountLimitCents": "9" * 12,
-        "CallerHourlyLinkLimit": str(template["Parameters"]["CallerHourlyLinkLimit"]["MaxValue"]),
-        "IdempotencyTtlSeconds": "9" * 10,
-        "SettleAfterSeconds": str(template["Parameters"]["SettleAfterSeconds"]["MaxValue"]),
-        "LinkOwnerRetentionDays": "3650",
-        "EnableApiDocs": "false",
-        "LogLevel": "WARNING",
-        "EnableSnapStart": "false",
-        "LayerVersion": "99999",
-        "PayoutApiBaseUrl": "x" * template["Parameters"]["PayoutApiBaseUrl"]["MaxLength"],
-        "Credentials": "stack",
-        "Partners": "stack",
-    }
-    text = description["Fn::Sub"][0]
-    assert len(re.sub(r"\$\{(\w+)\}", lambda name: longest[name[1]], text)) <= 256
+
+
+# Shapes of a valid value, stretched to a String parameter's MaxLength, tried in turn until its AllowedPattern
+# takes one. An ARN's region is one character, the shortest a region can be, so that the rest of its length goes
+# to the resource's name.
+LONG_VALUE_SHAPES = (
+    "arn:aws:secretsmanager:x:123456789012:secret:",
+    "arn:aws:kms:x:123456789012:key/",
+    "https://",
+    "a@b.",
+    "",
+)
+
+
+def _longest_values(template: dict[str, Any]) -> dict[str, str]:
+    """Every parameter but the lists at its longest, as the text a deploy passes: the longest of its
+    AllowedValues; a Number's bound with the more digits (written as digits, without leading zeros); a String
+    stretched to its MaxLength in the first of LONG_VALUE_SHAPES that its AllowedPattern takes."""
+    longest = {}
+    for name, declared in template["Parameters"].items():
+        if "AllowedValues" in declared:
+            longest[name] = max(map(str, declared["AllowedValues"]), key=len)
+        elif declared["Type"] == "Number":
+            assert {"MinValue", "MaxValue"} <= set(declared), f"{name} is unbounded"
+            longest[name] = max(str(declared["MinValue"]), str(declared["MaxValue"]), key=len)
+        elif declared["Type"] == "String":
+            assert "MaxLength" in declared, f"{name} is unbounded"
+            stretched = [shape.ljust(int(declared["MaxLength"]), "a") for shape in LONG_VALUE_SHAPES]
+            fitting = [value for value in stretched if re.fullmatch(declared.get("AllowedPattern", ".*"), value)]
+            assert fitting, f"{name}: no shape of LONG_VALUE_SHAPES fits {declared['AllowedPattern']}"
+            longest[name] = fitting[0]
+    return longest
+
+
+# A layer's versions are numbered from 1 per name (one name per stage): five digits is a hundred thousand deploys
+# of new dependencies.
+LAYER_VERSION_DIGITS = 5
+
+
+def test_the_version_description_fits_in_256_characters_with_every_parameter_at_its_longest() -> None:
+    """Lambda refuses a version description over 256 characters, and then the deploy fails halfway. With every
+    parameter at its longest (_longest_values: both secrets existing ones, their ARNs as long as allowed and their
+    region as short as can be, so that their names are at their longest), it fits."""
+    transformed = _transformed()
+    resources = transformed["Resources"]
+    longest = _longest_values(transformed)
+    (version,) = [name for name, resource in resources.items() if resource["Type"] == "AWS::Lambda::Version"]
+    (layer,) = [name for name, resource in resources.items() if resource["Type"] == "AWS::Lambda::LayerVersion"]
+    layer_arn = f"arn:aws:lambda:x:123456789012:layer:payout-link-proxy-{longest['Stage']}-dependencies:"
+    values = {**REQUIRED_PARAMETERS, **longest, layer: layer_arn + "9" * LAYER_VERSION_DIGITS}
+
+    description = _as_cloudformation_resolves(resources[version]["Properties"]["Description"], transformed, values)
+
+    for secret in SECRET_IN_USE:  # the existing secrets' names, not "stack"
+        assert longest[f"Existing{secret}Arn"].split(":")[6] in description.split("|")
+    assert len(description) <= 256, f"{len(description)} characters: {description}"
+
+
+def test_every_parameter_is_bounded(template: dict[str, Any]) -> None:
+    """A value the stack cannot take is refused before anything is deployed, not halfway: every Number parameter
+    has both bounds, every String one its allowed values, or a length and a pattern; each default within them."""
+    for name, declared in template["Parameters"].items():
+        if declared["Type"] == "Number":
+            assert {"MinValue", "MaxValue"} <= set(declared), name
+            assert declared["MinValue"] <= declared["Default"] <= declared["MaxValue"], name
+        elif declared["Type"] == "String":
+            assert "AllowedValues" in declared or {"MaxLength", "AllowedPattern"} <= set(declared), name
+            if "Default" in declared and "AllowedPattern" in declared:
+                assert re.fullmatch(declared["AllowedPattern"], declared["Default"]), name
+                assert len(declared["Default"]) <= declared["MaxLength"], name
+        else:
+            assert declared["Type"] == "CommaDelimitedList", name
+
+
+def test_each_number_the_functions_read_is_bounded_within_what_their_settings_accept(template: dict[str, Any]) -> None:
+    """The settings (settings.py) refuse a value out of their bounds on the first request, a 500 for every caller:
+    a Number parameter a function reads must stay within them from its MinValue to its MaxValue."""
+    globals_ = template["Globals"]["Function"]["Environment"]["Variables"]
+    read = {}
+    for function in ("PayoutLinksFunction", "SettlerFunction"):
+        variables = {**globals_, **template["Resources"][function]["Properties"]["Environment"]["Variables"]}
+        for variable, value in variables.items():
+            parameter = template["Parameters"].get(value.get("Ref") if isinstance(value, dict) else None)
+            if parameter is not None and parameter["Type"] == "Number":
+                read[variable.lower()] = parameter
+    assert len(read) >= 7, sorted(read)
+    for setting, parameter in read.items():
+        assert setting in Settings.model_fields, setting
+        for bound in ("MinValue", "MaxValue"):
+            assert bound in parameter, (setting, bound)
+            Settings.model_validate({**_SETTINGS_REQUIRED, setting: str(parameter[bound])})
 
 
 def _selects_of_splits(value: Any, path: tuple[str, ...] = ()) -> list[tuple[str, int, str, Any]]:
@@ -1118,9 +1193,11 @@ def test_no_select_reads_past_the_end_of_what_a_parameter_splits_into() -> None:
     """CloudFormation resolves an `Fn::Select` in both branches of an `Fn::If`, the unused one too, and fails the
     deploy on an index past the end of its list ("Fn::Select cannot select nonexistent value"). Each Select of a
     Split of a parameter must find its index with the parameter at its default (an empty secret ARN: the stack
-    creates the secret, and the name Selected from the ARN is not used) and at a value given in a deploy."""
+    creates the secret, and the name Selected from the ARN is not used), at a value given in a deploy and at its
+    longest (_longest_values)."""
     transformed = _transformed()
     resources, parameters = transformed["Resources"], set(transformed["Parameters"])
+    cases = {"default": {}, "given": DEPLOYMENTS["prod-every-option"], "longest": _longest_values(transformed)}
     checked = []
     for path, index, delimiter, source in _selects_of_splits(resources):
         named = _parameters_in(source, parameters)
@@ -1128,12 +1205,12 @@ def test_no_select_reads_past_the_end_of_what_a_parameter_splits_into() -> None:
             # A layer version's ARN, which always has its eight fields.
             assert resources[source["Ref"]]["Type"] == "AWS::Lambda::LayerVersion", path
             continue
-        for case, values in (("default", {}), ("given", DEPLOYMENTS["prod-every-option"])):
+        for case, values in cases.items():
             fields = _as_cloudformation_resolves(source, transformed, {**REQUIRED_PARAMETERS, **values}).split(
                 delimiter
             )
             assert index < len(fields), f"{path}: {sorted(named)} ({case}) splits into {fields}"
-            if case == "given":  # the same field as the value's own
+            if case != "default":  # the same field as the value's own
                 (name,) = named
                 assert fields[index] == values[name].split(delimiter)[index], path
         checked.append(path)
