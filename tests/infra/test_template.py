@@ -890,7 +890,12 @@ def test_snapstart_is_a_parameter_and_the_api_calls_the_published_alias(enabled:
     assert template["Parameters"]["EnableSnapStart"]["Default"] == "false"
     function = resources["PayoutLinksFunction"]["Properties"]
     assert function["SnapStart"] == {"ApplyOn": {"Fn::If": ["SnapStartEnabled", "PublishedVersions", "None"]}}
-    assert template["Conditions"]["SnapStartEnabled"] == {"Fn::Equals": [{"Ref": "EnableSnapStart"}, "true"]}
+    applied = _as_cloudformation_resolves(
+        function["SnapStart"],
+        _transformed(EnableSnapStart=enabled),
+        {**REQUIRED_PARAMETERS, "EnableSnapStart": enabled},
+    )
+    assert applied == {"ApplyOn": "PublishedVersions" if enabled == "true" else "None"}
     (alias,) = [name for name, resource in resources.items() if resource["Type"] == "AWS::Lambda::Alias"]
     assert resources[alias]["Properties"]["Name"] == "live"
     # Every route invokes the alias (the published version SnapStart snapshots), and may only invoke that.
@@ -912,6 +917,30 @@ def test_snapstart_is_a_parameter_and_the_api_calls_the_published_alias(enabled:
     (schedule,) = by_principal["events.amazonaws.com"]
     assert schedule["FunctionName"] == {"Ref": "SettlerFunction"}
     assert "SnapStart" not in resources["SettlerFunction"]["Properties"]
+
+
+# Where Lambda offers SnapStart for Python: the commercial regions (partition `aws`) but Asia Pacific (Taipei) and
+# Asia Pacific (New Zealand), as the Lambda Developer Guide lists them in December 2026; not China's (aws-cn).
+SNAPSTART_REGIONS = [
+    ("us-east-1", "aws", True),
+    ("eu-central-1", "aws", True),
+    ("ap-east-2", "aws", False),
+    ("ap-southeast-6", "aws", False),
+    ("cn-north-1", "aws-cn", False),
+]
+
+
+@pytest.mark.parametrize(("region", "partition", "offered"), SNAPSTART_REGIONS)
+def test_snapstart_is_on_only_where_lambda_offers_it_for_python(region: str, partition: str, offered: bool) -> None:
+    """SnapStart is not offered in every region: there, EnableSnapStart=true leaves it off instead of failing the
+    deploy at the function."""
+    parameters = {"EnableSnapStart": "true", "AWS::Region": region, "AWS::Partition": partition}
+    transformed = _transformed(**parameters)
+    snapstart = transformed["Resources"]["PayoutLinksFunction"]["Properties"]["SnapStart"]
+
+    applied = _as_cloudformation_resolves(snapstart, transformed, {**REQUIRED_PARAMETERS, **parameters})
+
+    assert applied == {"ApplyOn": "PublishedVersions" if offered else "None"}, region
 
 
 def test_sam_makes_the_settlers_schedule_an_eventbridge_rule_that_may_invoke_only_the_settler() -> None:
