@@ -501,14 +501,15 @@ def test_the_api_function_finds_intents_by_key_alone(function: dict[str, Any]) -
 
 def test_each_function_logs_to_a_log_group_of_the_stack_kept_30_days(template: dict[str, Any]) -> None:
     """Made by the stack rather than by Lambda's first log line, so that its retention is set and it goes with
-    the stack."""
+    the stack; named by CloudFormation, the outputs give its name."""
     for function in ("PayoutLinksFunction", "SettlerFunction"):
         group = template["Resources"][f"{function}LogGroup"]
         assert group["Type"] == "AWS::Logs::LogGroup"
-        assert group["Properties"] == {
-            "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{function}}}"},
-            "RetentionInDays": 30,
+        assert group["Properties"] == {"RetentionInDays": 30}
+        assert template["Resources"][function]["Properties"]["LoggingConfig"] == {
+            "LogGroup": {"Ref": f"{function}LogGroup"}
         }
+        assert template["Outputs"][f"{function}LogGroupName"]["Value"] == {"Ref": f"{function}LogGroup"}
 
 
 # --- the AWS tools -------------------------------------------------------------------------------
@@ -917,6 +918,64 @@ def test_snapstart_is_a_parameter_and_the_api_calls_the_published_alias(enabled:
     (schedule,) = by_principal["events.amazonaws.com"]
     assert schedule["FunctionName"] == {"Ref": "SettlerFunction"}
     assert "SnapStart" not in resources["SettlerFunction"]["Properties"]
+
+
+def _references(value: Any) -> set[str]:
+    """The names a value refers to: by `Ref`, `Fn::GetAtt`, or `${Name}` and `${Name.Attribute}` in `Fn::Sub`."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if isinstance(value.get("Ref"), str):
+            found.add(value["Ref"])
+        if "Fn::GetAtt" in value:
+            target = value["Fn::GetAtt"]
+            found.add(target[0] if isinstance(target, list) else target.split(".")[0])
+        if "Fn::Sub" in value:
+            text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+            found |= {name.split(".")[0] for name in re.findall(r"\$\{([^!}][^}]*)\}", text)}
+        for item in value.values():
+            found |= _references(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _references(item)
+    return found
+
+
+def _created_before(resources: dict[str, Any], name: str) -> set[str]:
+    """The resources CloudFormation creates before `name`: those it refers to or names in DependsOn, theirs, and
+    so on."""
+    before: set[str] = set()
+    waiting = [name]
+    while waiting:
+        resource = resources[waiting.pop()]
+        depends_on = resource.get("DependsOn", [])
+        named = _references(resource.get("Properties", {})) | set(
+            [depends_on] if isinstance(depends_on, str) else depends_on
+        )
+        new = (named & set(resources)) - before
+        before |= new
+        waiting += new
+    return before
+
+
+def test_each_function_logs_to_its_own_log_group_made_before_any_of_its_versions() -> None:
+    """Lambda logs to /aws/lambda/<function> unless LoggingConfig names a group, and creates that group itself at
+    the first line. A stack's log group named after its function could only be made after the function, while
+    SnapStart runs the function's initialization, which logs, when a version is published: Lambda could create
+    the group first, and then the stack's failed as already existing, or never had its retention set. Each
+    function names its own group, which CloudFormation therefore makes before it and any of its versions."""
+    resources = _translated(EnableSnapStart="true")
+    functions = {name: resource for name, resource in resources.items() if resource["Type"] == "AWS::Lambda::Function"}
+    versions = [name for name, resource in resources.items() if resource["Type"] == "AWS::Lambda::Version"]
+
+    assert set(functions) == {"PayoutLinksFunction", "SettlerFunction"} and versions
+    for name, function in functions.items():
+        group = f"{name}LogGroup"
+        assert resources[group]["Type"] == "AWS::Logs::LogGroup"
+        assert function["Properties"].get("LoggingConfig") == {"LogGroup": {"Ref": group}}, name
+        assert group in _created_before(resources, name) and name not in _created_before(resources, group), name
+    for version in versions:
+        function = resources[version]["Properties"]["FunctionName"]["Ref"]
+        assert f"{function}LogGroup" in _created_before(resources, version), version
 
 
 # Where Lambda offers SnapStart for Python: the commercial regions (partition `aws`) but Asia Pacific (Taipei) and
