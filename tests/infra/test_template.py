@@ -485,7 +485,12 @@ def test_the_settler_may_query_only_the_settle_queue_index_and_reads_no_item_by_
         "kms:Decrypt": [
             (
                 {"Ref": "SecretsKmsKeyArn"},
-                {"StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}},
+                {
+                    "StringEquals": {
+                        "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"},
+                        "kms:EncryptionContext:SecretARN": [SECRET_IN_USE["PayoutApiCredentialsSecret"]],
+                    }
+                },
             )
         ],
     }
@@ -978,6 +983,34 @@ def test_each_function_logs_to_its_own_log_group_made_before_any_of_its_versions
         assert f"{function}LogGroup" in _created_before(resources, version), version
 
 
+@pytest.mark.parametrize(("function", "secrets_read"), [("PayoutLinksFunction", 2), ("SettlerFunction", 1)])
+def test_the_secrets_key_decrypts_only_the_secrets_the_function_reads_and_only_through_secrets_manager(
+    function: str, secrets_read: int
+) -> None:
+    """Secrets Manager decrypts a secret's value with its KMS key on the function's behalf, naming the secret's ARN
+    in the encryption context (`SecretARN`): the grant holds for the secrets the function reads (both; the
+    settler, the Dots credentials) and for nothing else the key protects, and only through Secrets Manager."""
+    deployment = DEPLOYMENTS["prod-every-option"]
+    values = {**REQUIRED_PARAMETERS, **deployment}
+    transformed = _transformed(**deployment)
+    statements = {}
+    for policy in transformed["Resources"][f"{function}Role"]["Properties"]["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            statements[statement["Sid"] if "Sid" in statement else statement["Fn::If"][1]["Sid"]] = statement
+
+    read = _as_cloudformation_resolves(statements["Secrets"]["Resource"], transformed, values)
+    decrypt = _as_cloudformation_resolves(statements["DecryptSecrets"], transformed, values)
+
+    assert len(read) == secrets_read and set(read) <= set(deployment.values())
+    assert (decrypt["Action"], decrypt["Resource"]) == (["kms:Decrypt"], deployment["SecretsKmsKeyArn"])
+    assert decrypt["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": "secretsmanager.us-east-1.amazonaws.com",
+            "kms:EncryptionContext:SecretARN": read,
+        }
+    }
+
+
 # Where Lambda offers SnapStart for Python: the commercial regions (partition `aws`) but Asia Pacific (Taipei) and
 # Asia Pacific (New Zealand), as the Lambda Developer Guide lists them in December 2026; not China's (aws-cn).
 SNAPSTART_REGIONS = [
@@ -1371,7 +1404,7 @@ def test_secrets_under_a_customer_managed_key_can_be_decrypted_only_through_secr
     template: dict[str, Any], function: dict[str, Any]
 ) -> None:
     """Without kms:Decrypt on the key of an existing secret, every request is a 503; with it, only Secrets
-    Manager may use the key on the function's behalf, and only when a key is named."""
+    Manager may use the key on the function's behalf, for the two secrets, and only when a key is named."""
     parameter = template["Parameters"]["SecretsKmsKeyArn"]
     assert parameter["Default"] == ""
     assert re.fullmatch(parameter["AllowedPattern"], "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd")
@@ -1386,5 +1419,8 @@ def test_secrets_under_a_customer_managed_key_can_be_decrypted_only_through_secr
     assert (condition, otherwise) == ("DecryptSecretsWithKmsKey", {"Ref": "AWS::NoValue"})
     assert statement["Action"] == ["kms:Decrypt"] and statement["Resource"] == {"Ref": "SecretsKmsKeyArn"}
     assert statement["Condition"] == {
-        "StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}
+        "StringEquals": {
+            "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"},
+            "kms:EncryptionContext:SecretARN": list(SECRET_IN_USE.values()),
+        }
     }
