@@ -19,14 +19,17 @@ wheels from the package index (or uv's cache).
 from __future__ import annotations
 
 import base64
+import copy
 import csv
 import fnmatch
+import functools
 import hashlib
 import io
 import json
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +105,7 @@ def test_idempotency_table_matches_powertools_layout(template: dict[str, Any]) -
     ]
     assert properties["TimeToLiveSpecification"] == {"AttributeName": store.A.EXPIRY, "Enabled": True}
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
-    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
 
 
 def test_the_settle_queue_index_is_sparse_and_holds_what_the_settler_resends(template: dict[str, Any]) -> None:
@@ -267,6 +270,9 @@ def test_each_secret_is_created_or_taken_from_an_existing_arn(template: dict[str
     assert parameter["Default"] == ""
     assert re.fullmatch(parameter["AllowedPattern"], "")
     assert re.fullmatch(parameter["AllowedPattern"], "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbC123")
+    # A name never holds a colon (Secrets Manager allows none), so that the name is field 6 of the ARN.
+    assert not re.fullmatch(parameter["AllowedPattern"], "arn:aws:secretsmanager:eu-west-1:123456789012:secret:a:b")
+    assert not re.fullmatch(parameter["AllowedPattern"], "arn:aws:kms:eu-west-1:123456789012:key/1234abcd")
     condition = f"Create{secret}"
     assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": parameter_name}, ""]}
     assert template["Resources"][secret]["Condition"] == condition
@@ -479,7 +485,12 @@ def test_the_settler_may_query_only_the_settle_queue_index_and_reads_no_item_by_
         "kms:Decrypt": [
             (
                 {"Ref": "SecretsKmsKeyArn"},
-                {"StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}},
+                {
+                    "StringEquals": {
+                        "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"},
+                        "kms:EncryptionContext:SecretARN": [SECRET_IN_USE["PayoutApiCredentialsSecret"]],
+                    }
+                },
             )
         ],
     }
@@ -495,14 +506,15 @@ def test_the_api_function_finds_intents_by_key_alone(function: dict[str, Any]) -
 
 def test_each_function_logs_to_a_log_group_of_the_stack_kept_30_days(template: dict[str, Any]) -> None:
     """Made by the stack rather than by Lambda's first log line, so that its retention is set and it goes with
-    the stack."""
+    the stack; named by CloudFormation, the outputs give its name."""
     for function in ("PayoutLinksFunction", "SettlerFunction"):
         group = template["Resources"][f"{function}LogGroup"]
         assert group["Type"] == "AWS::Logs::LogGroup"
-        assert group["Properties"] == {
-            "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{function}}}"},
-            "RetentionInDays": 30,
+        assert group["Properties"] == {"RetentionInDays": 30}
+        assert template["Resources"][function]["Properties"]["LoggingConfig"] == {
+            "LogGroup": {"Ref": f"{function}LogGroup"}
         }
+        assert template["Outputs"][f"{function}LogGroupName"]["Value"] == {"Ref": f"{function}LogGroup"}
 
 
 # --- the AWS tools -------------------------------------------------------------------------------
@@ -718,39 +730,120 @@ def test_sam_build_is_reproducible(tmp_path: Path) -> None:
 REQUIRED_PARAMETERS = {"JwtIssuer": "https://issuer.example.test", "JwtAudience": "payout-link-proxy"}
 
 
+@functools.cache
+def _translation(template_path: Path, values: str) -> str:
+    """The SAM translator's output for a template file, as text; one run per file and set of values."""
+    return _run_tool("python", Path(__file__).with_name("sam_translate.py"), template_path, values).stdout
+
+
 def _transformed(**parameters: str) -> dict[str, Any]:
     """The whole template CloudFormation gets from the SAM translator, given these parameter values (as text, the
-    way a deploy passes them) and the template's defaults for the others."""
-    values = {**REQUIRED_PARAMETERS, **parameters}
-    result = _run_tool("python", Path(__file__).with_name("sam_translate.py"), TEMPLATE_PATH, json.dumps(values))
-    return json.loads(result.stdout)
+    way a deploy passes them) and the template's defaults for the others. Pseudo parameters (`AWS::Region`,
+    `AWS::Partition`) may be given too."""
+    values = json.dumps({**REQUIRED_PARAMETERS, **parameters}, sort_keys=True)
+    return json.loads(_translation(TEMPLATE_PATH, values))
 
 
 def _translated(**parameters: str) -> dict[str, Any]:
     return _transformed(**parameters)["Resources"]
 
 
+def _translated_edit(edit: Callable[[dict[str, Any]], None], directory: Path) -> dict[str, Any]:
+    """The resources the SAM translator makes of template.yaml edited by `edit` (which changes a copy of the
+    template as load_template reads it, intrinsics as `Fn::` mappings), with the parameters' defaults."""
+    template = copy.deepcopy(load_template(TEMPLATE_PATH))
+    edit(template)
+    edited = directory / "template.json"
+    edited.write_text(json.dumps(template))
+    return json.loads(_translation(edited, json.dumps(REQUIRED_PARAMETERS)))["Resources"]
+
+
+def _alias_version(resources: dict[str, Any], function: str = "PayoutLinksFunction") -> str:
+    """The logical id of the AWS::Lambda::Version that the function's alias points to."""
+    (alias,) = [
+        resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Lambda::Alias" and resource["Properties"]["FunctionName"] == {"Ref": function}
+    ]
+    version, attribute = alias["FunctionVersion"]["Fn::GetAtt"]
+    assert attribute == "Version" and resources[version]["Type"] == "AWS::Lambda::Version"
+    return str(version)
+
+
+# The pseudo parameters sam_translate.py gives the translator, as CloudFormation would resolve them; a test may
+# give others (`AWS::Region`, `AWS::Partition`) with the parameters.
+PSEUDO_PARAMETERS = {
+    "AWS::Region": "us-east-1",
+    "AWS::Partition": "aws",
+    "AWS::AccountId": "123456789012",
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::StackName": "payout-link-proxy-dev",
+}
+
+
 def _as_cloudformation_resolves(value: Any, template: dict[str, Any], parameters: dict[str, str]) -> Any:
     """A value of the transformed template as CloudFormation resolves it at deploy time, for the intrinsics the
     tests here meet: `Ref` to a parameter (the value given, else the default; a CommaDelimitedList's becomes the
-    list of its items, each space-trimmed), `Fn::Split` and `Fn::Join`. Any other intrinsic fails the test."""
+    list of its items, each space-trimmed), to a pseudo parameter (given, else PSEUDO_PARAMETERS) or to a resource
+    whose stand-in value is given under its logical id; `Fn::Sub`, `Fn::Split`, `Fn::Join`, `Fn::Select`, and
+    `Fn::If` with its condition evaluated the same way. Any other intrinsic fails the test."""
     if isinstance(value, list):
         return [_as_cloudformation_resolves(item, template, parameters) for item in value]
     if not isinstance(value, dict):
         return value
     if list(value) == ["Ref"]:
-        declared = template["Parameters"][value["Ref"]]
-        text = str(parameters.get(value["Ref"], declared.get("Default")))
-        return [item.strip() for item in text.split(",")] if declared["Type"] == "CommaDelimitedList" else text
+        name = value["Ref"]
+        if name in template["Parameters"]:
+            declared = template["Parameters"][name]
+            text = str(parameters.get(name, declared.get("Default")))
+            return [item.strip() for item in text.split(",")] if declared["Type"] == "CommaDelimitedList" else text
+        known = {**PSEUDO_PARAMETERS, **parameters}
+        assert name in known, f"not resolved by this test: {value}"
+        return known[name]
+    if list(value) == ["Fn::Sub"]:
+        text, variables = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+        resolved = {name: _as_cloudformation_resolves(item, template, parameters) for name, item in variables.items()}
+
+        def substituted(match: re.Match[str]) -> str:
+            name = match[1]
+            if name.startswith("!"):
+                return f"${{{name[1:]}}}"
+            return str(
+                resolved[name] if name in resolved else _as_cloudformation_resolves({"Ref": name}, template, parameters)
+            )
+
+        return re.sub(r"\$\{([^}]+)\}", substituted, text)
     if list(value) == ["Fn::Split"]:
         delimiter, source = _as_cloudformation_resolves(value["Fn::Split"], template, parameters)
         return source.split(delimiter)
     if list(value) == ["Fn::Join"]:
         delimiter, items = _as_cloudformation_resolves(value["Fn::Join"], template, parameters)
         return delimiter.join(items)
+    if list(value) == ["Fn::Select"]:
+        index, items = _as_cloudformation_resolves(value["Fn::Select"], template, parameters)
+        assert int(index) < len(items), f"Fn::Select of index {index} in {items}"
+        return items[int(index)]
+    if list(value) == ["Fn::If"]:
+        condition, when_true, when_false = value["Fn::If"]
+        chosen = when_true if _holds({"Condition": condition}, template, parameters) else when_false
+        return _as_cloudformation_resolves(chosen, template, parameters)
     intrinsics = [key for key in value if key == "Ref" or key.startswith("Fn::")]
     assert not intrinsics, f"not resolved by this test: {value}"
     return {key: _as_cloudformation_resolves(item, template, parameters) for key, item in value.items()}
+
+
+def _holds(condition: dict[str, Any], template: dict[str, Any], parameters: dict[str, str]) -> bool:
+    """A condition (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, or `Condition` naming one of the template's)
+    as CloudFormation evaluates it, with _as_cloudformation_resolves's values."""
+    ((function, arguments),) = condition.items()
+    if function == "Condition":
+        return _holds(template["Conditions"][arguments], template, parameters)
+    if function == "Fn::Equals":
+        left, right = (str(_as_cloudformation_resolves(item, template, parameters)) for item in arguments)
+        return left == right
+    results = [_holds(argument, template, parameters) for argument in arguments]
+    assert function in {"Fn::Not", "Fn::And", "Fn::Or"}, function
+    return not results[0] if function == "Fn::Not" else all(results) if function == "Fn::And" else any(results)
 
 
 def _deployed_cors(**parameters: str) -> dict[str, Any]:
@@ -803,7 +896,12 @@ def test_snapstart_is_a_parameter_and_the_api_calls_the_published_alias(enabled:
     assert template["Parameters"]["EnableSnapStart"]["Default"] == "false"
     function = resources["PayoutLinksFunction"]["Properties"]
     assert function["SnapStart"] == {"ApplyOn": {"Fn::If": ["SnapStartEnabled", "PublishedVersions", "None"]}}
-    assert template["Conditions"]["SnapStartEnabled"] == {"Fn::Equals": [{"Ref": "EnableSnapStart"}, "true"]}
+    applied = _as_cloudformation_resolves(
+        function["SnapStart"],
+        _transformed(EnableSnapStart=enabled),
+        {**REQUIRED_PARAMETERS, "EnableSnapStart": enabled},
+    )
+    assert applied == {"ApplyOn": "PublishedVersions" if enabled == "true" else "None"}
     (alias,) = [name for name, resource in resources.items() if resource["Type"] == "AWS::Lambda::Alias"]
     assert resources[alias]["Properties"]["Name"] == "live"
     # Every route invokes the alias (the published version SnapStart snapshots), and may only invoke that.
@@ -825,6 +923,116 @@ def test_snapstart_is_a_parameter_and_the_api_calls_the_published_alias(enabled:
     (schedule,) = by_principal["events.amazonaws.com"]
     assert schedule["FunctionName"] == {"Ref": "SettlerFunction"}
     assert "SnapStart" not in resources["SettlerFunction"]["Properties"]
+
+
+def _references(value: Any) -> set[str]:
+    """The names a value refers to: by `Ref`, `Fn::GetAtt`, or `${Name}` and `${Name.Attribute}` in `Fn::Sub`."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if isinstance(value.get("Ref"), str):
+            found.add(value["Ref"])
+        if "Fn::GetAtt" in value:
+            target = value["Fn::GetAtt"]
+            found.add(target[0] if isinstance(target, list) else target.split(".")[0])
+        if "Fn::Sub" in value:
+            text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+            found |= {name.split(".")[0] for name in re.findall(r"\$\{([^!}][^}]*)\}", text)}
+        for item in value.values():
+            found |= _references(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _references(item)
+    return found
+
+
+def _created_before(resources: dict[str, Any], name: str) -> set[str]:
+    """The resources CloudFormation creates before `name`: those it refers to or names in DependsOn, theirs, and
+    so on."""
+    before: set[str] = set()
+    waiting = [name]
+    while waiting:
+        resource = resources[waiting.pop()]
+        depends_on = resource.get("DependsOn", [])
+        named = _references(resource.get("Properties", {})) | set(
+            [depends_on] if isinstance(depends_on, str) else depends_on
+        )
+        new = (named & set(resources)) - before
+        before |= new
+        waiting += new
+    return before
+
+
+def test_each_function_logs_to_its_own_log_group_made_before_any_of_its_versions() -> None:
+    """Lambda logs to /aws/lambda/<function> unless LoggingConfig names a group, and creates that group itself at
+    the first line. A stack's log group named after its function could only be made after the function, while
+    SnapStart runs the function's initialization, which logs, when a version is published: Lambda could create
+    the group first, and then the stack's failed as already existing, or never had its retention set. Each
+    function names its own group, which CloudFormation therefore makes before it and any of its versions."""
+    resources = _translated(EnableSnapStart="true")
+    functions = {name: resource for name, resource in resources.items() if resource["Type"] == "AWS::Lambda::Function"}
+    versions = [name for name, resource in resources.items() if resource["Type"] == "AWS::Lambda::Version"]
+
+    assert set(functions) == {"PayoutLinksFunction", "SettlerFunction"} and versions
+    for name, function in functions.items():
+        group = f"{name}LogGroup"
+        assert resources[group]["Type"] == "AWS::Logs::LogGroup"
+        assert function["Properties"].get("LoggingConfig") == {"LogGroup": {"Ref": group}}, name
+        assert group in _created_before(resources, name) and name not in _created_before(resources, group), name
+    for version in versions:
+        function = resources[version]["Properties"]["FunctionName"]["Ref"]
+        assert f"{function}LogGroup" in _created_before(resources, version), version
+
+
+@pytest.mark.parametrize(("function", "secrets_read"), [("PayoutLinksFunction", 2), ("SettlerFunction", 1)])
+def test_the_secrets_key_decrypts_only_the_secrets_the_function_reads_and_only_through_secrets_manager(
+    function: str, secrets_read: int
+) -> None:
+    """Secrets Manager decrypts a secret's value with its KMS key on the function's behalf, naming the secret's ARN
+    in the encryption context (`SecretARN`): the grant holds for the secrets the function reads (both; the
+    settler, the Dots credentials) and for nothing else the key protects, and only through Secrets Manager."""
+    deployment = DEPLOYMENTS["prod-every-option"]
+    values = {**REQUIRED_PARAMETERS, **deployment}
+    transformed = _transformed(**deployment)
+    statements = {}
+    for policy in transformed["Resources"][f"{function}Role"]["Properties"]["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            statements[statement["Sid"] if "Sid" in statement else statement["Fn::If"][1]["Sid"]] = statement
+
+    read = _as_cloudformation_resolves(statements["Secrets"]["Resource"], transformed, values)
+    decrypt = _as_cloudformation_resolves(statements["DecryptSecrets"], transformed, values)
+
+    assert len(read) == secrets_read and set(read) <= set(deployment.values())
+    assert (decrypt["Action"], decrypt["Resource"]) == (["kms:Decrypt"], deployment["SecretsKmsKeyArn"])
+    assert decrypt["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": "secretsmanager.us-east-1.amazonaws.com",
+            "kms:EncryptionContext:SecretARN": read,
+        }
+    }
+
+
+# Where Lambda offers SnapStart for Python: the commercial regions (partition `aws`) but Asia Pacific (Taipei) and
+# Asia Pacific (New Zealand), as the Lambda Developer Guide lists them in December 2026; not China's (aws-cn).
+SNAPSTART_REGIONS = [
+    ("us-east-1", "aws", True),
+    ("eu-central-1", "aws", True),
+    ("ap-east-2", "aws", False),
+    ("ap-southeast-6", "aws", False),
+    ("cn-north-1", "aws-cn", False),
+]
+
+
+@pytest.mark.parametrize(("region", "partition", "offered"), SNAPSTART_REGIONS)
+def test_snapstart_is_on_only_where_lambda_offers_it_for_python(region: str, partition: str, offered: bool) -> None:
+    """SnapStart is not offered in every region: there, EnableSnapStart=true leaves it off instead of failing the
+    deploy at the function."""
+    parameters = {"EnableSnapStart": "true", "AWS::Region": region, "AWS::Partition": partition}
+    transformed = _transformed(**parameters)
+    snapstart = transformed["Resources"]["PayoutLinksFunction"]["Properties"]["SnapStart"]
+
+    applied = _as_cloudformation_resolves(snapstart, transformed, {**REQUIRED_PARAMETERS, **parameters})
+
+    assert applied == {"ApplyOn": "PublishedVersions" if offered else "None"}, region
 
 
 def test_sam_makes_the_settlers_schedule_an_eventbridge_rule_that_may_invoke_only_the_settler() -> None:
@@ -975,9 +1183,10 @@ def _parameters_in(value: Any, parameters: set[str]) -> set[str]:
 
 
 def test_every_deploy_time_value_of_the_function_publishes_a_new_version(template: dict[str, Any]) -> None:
-    """SAM names a version after the code alone, so a deploy that changes only a parameter or the layer would
-    leave the alias on the old version, with the old limits. The version's description carries every parameter
-    the function's configuration reads, and the layer's version, so that any such change publishes anew."""
+    """SAM names a version after the function's properties as written, a parameter by its name and not its
+    value, so a deploy that changes only a parameter or the layer would leave the alias on the old version, with
+    the old limits. The version's description carries every parameter the function's configuration reads, and
+    the layer's version, so that any such change publishes anew."""
     parameters = set(template["Parameters"])
     properties = template["Resources"]["PayoutLinksFunction"]["Properties"]
     configuration = {
@@ -992,32 +1201,210 @@ def test_every_deploy_time_value_of_the_function_publishes_a_new_version(templat
     layer_version = {"Fn::Select": [7, {"Fn::Split": [":", {"Ref": "DependenciesLayer"}]}]}
     assert description["Fn::Sub"][1]["LayerVersion"] == layer_version
     assert properties["VersionDeletionPolicy"] == "Delete"
-    # With the stack's own secrets and the longest base URL allowed, the description fits CloudFormation's 256.
-    longest = {
-        "Stage": "staging",
-        "MaxAmountCents": "9" * 12,
-        "CallerDailyAmountLimitCents": "9" * 12,
-        "CallerHourlyLinkLimit": str(template["Parameters"]["CallerHourlyLinkLimit"]["MaxValue"]),
-        "IdempotencyTtlSeconds": "9" * 10,
-        "SettleAfterSeconds": str(template["Parameters"]["SettleAfterSeconds"]["MaxValue"]),
-        "LinkOwnerRetentionDays": "3650",
-        "EnableApiDocs": "false",
-        "LogLevel": "WARNING",
-        "EnableSnapStart": "false",
-        "LayerVersion": "99999",
-        "PayoutApiBaseUrl": "x" * template["Parameters"]["PayoutApiBaseUrl"]["MaxLength"],
-        "Credentials": "stack",
-        "Partners": "stack",
+
+
+# Shapes of a valid value, stretched to a String parameter's MaxLength, tried in turn until its AllowedPattern
+# takes one. An ARN's region is one character, the shortest a region can be, so that the rest of its length goes
+# to the resource's name.
+LONG_VALUE_SHAPES = (
+    "arn:aws:secretsmanager:x:123456789012:secret:",
+    "arn:aws:kms:x:123456789012:key/",
+    "https://",
+    "a@b.",
+    "",
+)
+
+
+def _longest_values(template: dict[str, Any]) -> dict[str, str]:
+    """Every parameter but the lists at its longest, as the text a deploy passes: the longest of its
+    AllowedValues; a Number's bound with the more digits (written as digits, without leading zeros); a String
+    stretched to its MaxLength in the first of LONG_VALUE_SHAPES that its AllowedPattern takes."""
+    longest = {}
+    for name, declared in template["Parameters"].items():
+        if "AllowedValues" in declared:
+            longest[name] = max(map(str, declared["AllowedValues"]), key=len)
+        elif declared["Type"] == "Number":
+            assert {"MinValue", "MaxValue"} <= set(declared), f"{name} is unbounded"
+            longest[name] = max(str(declared["MinValue"]), str(declared["MaxValue"]), key=len)
+        elif declared["Type"] == "String":
+            assert "MaxLength" in declared, f"{name} is unbounded"
+            stretched = [shape.ljust(int(declared["MaxLength"]), "a") for shape in LONG_VALUE_SHAPES]
+            fitting = [value for value in stretched if re.fullmatch(declared.get("AllowedPattern", ".*"), value)]
+            assert fitting, f"{name}: no shape of LONG_VALUE_SHAPES fits {declared['AllowedPattern']}"
+            longest[name] = fitting[0]
+    return longest
+
+
+# A layer's versions are numbered from 1 per name (one name per stage): five digits is a hundred thousand deploys
+# of new dependencies.
+LAYER_VERSION_DIGITS = 5
+
+
+def test_the_version_description_fits_in_256_characters_with_every_parameter_at_its_longest() -> None:
+    """Lambda refuses a version description over 256 characters, and then the deploy fails halfway. With every
+    parameter at its longest (_longest_values: both secrets existing ones, their ARNs as long as allowed and their
+    region as short as can be, so that their names are at their longest), it fits."""
+    transformed = _transformed()
+    resources = transformed["Resources"]
+    longest = _longest_values(transformed)
+    (version,) = [name for name, resource in resources.items() if resource["Type"] == "AWS::Lambda::Version"]
+    (layer,) = [name for name, resource in resources.items() if resource["Type"] == "AWS::Lambda::LayerVersion"]
+    layer_arn = f"arn:aws:lambda:x:123456789012:layer:payout-link-proxy-{longest['Stage']}-dependencies:"
+    values = {**REQUIRED_PARAMETERS, **longest, layer: layer_arn + "9" * LAYER_VERSION_DIGITS}
+
+    description = _as_cloudformation_resolves(resources[version]["Properties"]["Description"], transformed, values)
+
+    for secret in SECRET_IN_USE:  # the existing secrets' names, not "stack"
+        assert longest[f"Existing{secret}Arn"].split(":")[6] in description.split("|")
+    assert len(description) <= 256, f"{len(description)} characters: {description}"
+
+
+def test_every_parameter_is_bounded(template: dict[str, Any]) -> None:
+    """A value the stack cannot take is refused before anything is deployed, not halfway: every Number parameter
+    has both bounds, every String one its allowed values, or a length and a pattern; each default within them."""
+    for name, declared in template["Parameters"].items():
+        if declared["Type"] == "Number":
+            assert {"MinValue", "MaxValue"} <= set(declared), name
+            assert declared["MinValue"] <= declared["Default"] <= declared["MaxValue"], name
+        elif declared["Type"] == "String":
+            assert "AllowedValues" in declared or {"MaxLength", "AllowedPattern"} <= set(declared), name
+            if "Default" in declared and "AllowedPattern" in declared:
+                assert re.fullmatch(declared["AllowedPattern"], declared["Default"]), name
+                assert len(declared["Default"]) <= declared["MaxLength"], name
+        else:
+            assert declared["Type"] == "CommaDelimitedList", name
+
+
+def test_each_number_the_functions_read_is_bounded_within_what_their_settings_accept(template: dict[str, Any]) -> None:
+    """The settings (settings.py) refuse a value out of their bounds on the first request, a 500 for every caller:
+    a Number parameter a function reads must stay within them from its MinValue to its MaxValue."""
+    globals_ = template["Globals"]["Function"]["Environment"]["Variables"]
+    read = {}
+    for function in ("PayoutLinksFunction", "SettlerFunction"):
+        variables = {**globals_, **template["Resources"][function]["Properties"]["Environment"]["Variables"]}
+        for variable, value in variables.items():
+            parameter = template["Parameters"].get(value.get("Ref") if isinstance(value, dict) else None)
+            if parameter is not None and parameter["Type"] == "Number":
+                read[variable.lower()] = parameter
+    assert len(read) >= 7, sorted(read)
+    for setting, parameter in read.items():
+        assert setting in Settings.model_fields, setting
+        for bound in ("MinValue", "MaxValue"):
+            assert bound in parameter, (setting, bound)
+            Settings.model_validate({**_SETTINGS_REQUIRED, setting: str(parameter[bound])})
+
+
+def _selects_of_splits(value: Any, path: tuple[str, ...] = ()) -> list[tuple[str, int, str, Any]]:
+    """Every `Fn::Select` of an `Fn::Split` in a value: where it is, its index, the delimiter and what is split."""
+    found = []
+    if isinstance(value, dict):
+        select = value.get("Fn::Select")
+        if isinstance(select, list) and isinstance(select[1], dict) and list(select[1]) == ["Fn::Split"]:
+            delimiter, source = select[1]["Fn::Split"]
+            found.append(("/".join(path), int(select[0]), delimiter, source))
+        for key, item in value.items():
+            found += _selects_of_splits(item, (*path, key))
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            found += _selects_of_splits(item, (*path, str(position)))
+    return found
+
+
+def test_no_select_reads_past_the_end_of_what_a_parameter_splits_into() -> None:
+    """CloudFormation resolves an `Fn::Select` in both branches of an `Fn::If`, the unused one too, and fails the
+    deploy on an index past the end of its list ("Fn::Select cannot select nonexistent value"). Each Select of a
+    Split of a parameter must find its index with the parameter at its default (an empty secret ARN: the stack
+    creates the secret, and the name Selected from the ARN is not used), at a value given in a deploy and at its
+    longest (_longest_values)."""
+    transformed = _transformed()
+    resources, parameters = transformed["Resources"], set(transformed["Parameters"])
+    cases = {"default": {}, "given": DEPLOYMENTS["prod-every-option"], "longest": _longest_values(transformed)}
+    checked = []
+    for path, index, delimiter, source in _selects_of_splits(resources):
+        named = _parameters_in(source, parameters)
+        if not named:
+            # A layer version's ARN, which always has its eight fields.
+            assert resources[source["Ref"]]["Type"] == "AWS::Lambda::LayerVersion", path
+            continue
+        for case, values in cases.items():
+            fields = _as_cloudformation_resolves(source, transformed, {**REQUIRED_PARAMETERS, **values}).split(
+                delimiter
+            )
+            assert index < len(fields), f"{path}: {sorted(named)} ({case}) splits into {fields}"
+            if case != "default":  # the same field as the value's own
+                (name,) = named
+                assert fields[index] == values[name].split(delimiter)[index], path
+        checked.append(path)
+    assert len(checked) == 2, checked
+
+
+def test_a_failed_first_deploy_deletes_what_it_created_unless_deletion_protection_keeps_it() -> None:
+    """A resource kept on stack deletion (DeletionPolicy Retain) was kept too when the deploy that created it
+    failed and rolled back, leaving an empty table behind at every failed first deploy. RetainExceptOnCreate keeps
+    it on every later deletion and lets that rollback delete it. Not on a table with deletion protection: DynamoDB
+    refuses to delete it whoever asks, so that rollback would fail (ROLLBACK_FAILED) instead; such a table stays
+    Retain, left behind by a failed first deploy (its name is CloudFormation's, so a retry does not collide)."""
+    resources = _translated()
+    kept = {
+        name: (
+            resource["DeletionPolicy"],
+            resource.get("UpdateReplacePolicy"),
+            resource["Properties"].get("DeletionProtectionEnabled", False),
+        )
+        for name, resource in resources.items()
+        if resource.get("DeletionPolicy", "Delete") != "Delete"
     }
-    text = description["Fn::Sub"][0]
-    assert len(re.sub(r"\$\{(\w+)\}", lambda name: longest[name[1]], text)) <= 256
+
+    assert kept == {
+        "IdempotencyTable": ("RetainExceptOnCreate", "Retain", False),
+        "LinkOwnersTable": ("Retain", "Retain", True),
+    }
+    for name, (deletion, _, protected) in kept.items():
+        assert deletion == ("Retain" if protected else "RetainExceptOnCreate"), name
+        assert "TableName" not in resources[name]["Properties"], f"{name}: a retried first deploy would collide"
+
+
+# Edits of the API function in the template that change what its alias runs, each written literally (a
+# parameter's value reaches the alias through the version's description instead).
+FUNCTION_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "Timeout": lambda properties: properties.update(Timeout=19),
+    "Handler": lambda properties: properties.update(Handler="payout_links.app.other_handler"),
+    "MemorySize": lambda properties: properties.update(MemorySize=1024),
+    "literal variable": lambda properties: properties["Environment"]["Variables"].update(MAX_BODY_BYTES="32768"),
+}
+
+
+@pytest.mark.parametrize("edit", FUNCTION_EDITS)
+def test_an_edit_of_the_function_in_the_template_moves_the_alias_to_a_new_version(edit: str, tmp_path: Path) -> None:
+    """SAM names the version the alias points to after a hash of the function; unless told to hash every property
+    (AutoPublishAliasAllProperties), it hashes the code, the environment and the memory size only, so that a
+    deploy changing the timeout or the handler alone updated $LATEST and left the alias on the old version."""
+    before = _alias_version(_translated())
+    after = _alias_version(
+        _translated_edit(
+            lambda edited: FUNCTION_EDITS[edit](edited["Resources"]["PayoutLinksFunction"]["Properties"]), tmp_path
+        )
+    )
+
+    assert after != before, f"the alias stays on {before} after an edit of {edit}"
+
+
+def test_every_function_with_an_alias_names_its_versions_after_all_its_properties(template: dict[str, Any]) -> None:
+    aliased = {
+        name: resource["Properties"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function" and "AutoPublishAlias" in resource["Properties"]
+    }
+    assert aliased and {name: p.get("AutoPublishAliasAllProperties") for name, p in aliased.items()} == dict.fromkeys(
+        aliased, True
+    )
 
 
 def test_secrets_under_a_customer_managed_key_can_be_decrypted_only_through_secrets_manager(
     template: dict[str, Any], function: dict[str, Any]
 ) -> None:
     """Without kms:Decrypt on the key of an existing secret, every request is a 503; with it, only Secrets
-    Manager may use the key on the function's behalf, and only when a key is named."""
+    Manager may use the key on the function's behalf, for the two secrets, and only when a key is named."""
     parameter = template["Parameters"]["SecretsKmsKeyArn"]
     assert parameter["Default"] == ""
     assert re.fullmatch(parameter["AllowedPattern"], "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd")
@@ -1032,5 +1419,8 @@ def test_secrets_under_a_customer_managed_key_can_be_decrypted_only_through_secr
     assert (condition, otherwise) == ("DecryptSecretsWithKmsKey", {"Ref": "AWS::NoValue"})
     assert statement["Action"] == ["kms:Decrypt"] and statement["Resource"] == {"Ref": "SecretsKmsKeyArn"}
     assert statement["Condition"] == {
-        "StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}
+        "StringEquals": {
+            "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"},
+            "kms:EncryptionContext:SecretARN": list(SECRET_IN_USE.values()),
+        }
     }
