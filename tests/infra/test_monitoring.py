@@ -195,7 +195,9 @@ def test_a_single_stranded_intent_pages_and_so_does_an_old_due_one(template):
     # Well above the age at which a healthy settler resends an intent first: its lock (the function's timeout),
     # SettleAfterSeconds, and at most one schedule period.
     first_resend = (
-        template["Globals"]["Function"]["Timeout"] + template["Parameters"]["SettleAfterSeconds"]["Default"] + 60
+        template["Parameters"]["FunctionTimeoutSeconds"]["MaxValue"]
+        + template["Parameters"]["SettleAfterSeconds"]["Default"]
+        + 60
     )
     assert parameter["MinValue"] >= 300 and parameter["Default"] >= 5 * first_resend
     for properties in (stranded, oldest):
