@@ -37,9 +37,13 @@ TEST_SIGNING_KEY = "tests-only-signing-key-not-a-secret-0123456789"
 
 
 def token(sub: str | None = "user-1", **claims: Any) -> str:
+    """A token for `sub` (None: no `sub` claim at all) with `claims` over the usual ones."""
+    return token_claims({"sub": sub, **claims} if sub is not None else claims)
+
+
+def token_claims(claims: dict[str, Any]) -> str:
+    """A token carrying `claims` over the usual ones (`iss`, `aud`, `scope`): any JSON value, None for `null`."""
     payload = {"iss": "https://issuer.test", "aud": "payout-link-proxy", "scope": "payouts:write", **claims}
-    if sub is not None:
-        payload["sub"] = sub
     return jwt.encode(payload, TEST_SIGNING_KEY, algorithm="HS256")
 
 

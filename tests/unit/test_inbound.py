@@ -209,6 +209,41 @@ def test_no_caller_is_a_401(claims: dict[str, str] | None) -> None:
     assert caught.value.status == 401
 
 
+# What API Gateway makes of a JSON value that is not a string: its spelling (arrays as `[a b]`). None of them names
+# anyone: two tokens with `sub: null` (or `false`, `0`, `[]`...) must not become one caller.
+NO_ONE = [None, True, False, 0, 1.5, -2, 1e3, [], ["a", "b"], {}, {"a": 1}, "", "null", "true", "0", "[a b]", "{}"]
+NO_ONE_IDS = ["null", "true", "false", "0", "1.5", "-2", "1e3", "[]", "[a b]", "{}", "object"]
+NO_ONE_IDS += ["empty", "'null'", "'true'", "'0'", "'[a b]'", "'{}'"]
+
+
+@pytest.mark.parametrize("value", NO_ONE, ids=NO_ONE_IDS)
+@pytest.mark.parametrize(
+    "naming", [{"client_id": "app-9"}, {}], ids=["sub beside a client_id", "client_id without sub"]
+)
+def test_a_naming_claim_that_is_a_json_literals_spelling_names_no_caller(naming: dict[str, str], value: Any) -> None:
+    """The `sub` when there is one (never falling back to the client_id beside it), else the `client_id`."""
+    claims = {"sub": value, **naming} if naming else {"client_id": value}
+
+    with pytest.raises(Unauthenticated):
+        frontend_caller(event(claims=claims))
+
+
+@pytest.mark.parametrize("value", [None, 0, ["a"], {"a": "b"}], ids=["None", "0", "list", "dict"])
+def test_a_naming_claim_that_is_not_a_string_in_the_event_names_no_caller(value: Any) -> None:
+    """API Gateway sends strings only; an event that carries anything else is refused all the same."""
+    raw = http_event("GET", "/payout-links")
+    raw["requestContext"]["authorizer"] = {"jwt": {"claims": {"sub": value, "client_id": "app-9"}, "scopes": []}}
+
+    with pytest.raises(Unauthenticated):
+        frontend_caller(Request.from_event(raw))
+
+
+@pytest.mark.parametrize("subject", ["user-1", "auth0|5f7c8ec7c33c6c004bbafe82", "null-user", "0x", "[a", "ada b"])
+def test_a_naming_claim_that_only_looks_odd_still_names_its_caller(subject: str) -> None:
+    assert frontend_caller(event(claims={"sub": subject})) == f"user:{subject}"
+    assert frontend_caller(event(claims={"client_id": subject})) == f"client:{subject}"
+
+
 def test_the_caller_is_never_taken_from_the_body() -> None:
     body = '{"amount": 2500, "user_id": "user-7", "sub": "admin"}'
 
