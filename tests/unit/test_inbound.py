@@ -5,13 +5,12 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import jwt
 import pytest
 
 from payout_links.http import Request
 from payout_links.inbound import decoded_body, frontend_caller, json_body, within_limit
 from payout_links.problems import MalformedJson, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
-from tests.support import TEST_SIGNING_KEY, http_event
+from tests.support import http_event, token_claims
 
 pytestmark = pytest.mark.unit
 
@@ -26,12 +25,13 @@ def event(
     base64_encoded: bool = False,
     claims: dict[str, Any] | None = None,
 ) -> Request:
-    """POST /payout-links as API Gateway sends it (tests.support.http_event), with `claims` when the authorizer
-    verified a token with them. With `base64_encoded`, `body` is the event's base64 text exactly as given, valid or
-    not (API Gateway itself sends only valid base64)."""
+    """POST /payout-links as API Gateway sends it (tests.support.http_event), with `claims` (over a token's usual
+    ones: `iss`, `aud`, `scope`, `iat`, `exp`) when the authorizer verified a token with them. With
+    `base64_encoded`, `body` is the event's base64 text exactly as given, valid or not (API Gateway itself sends
+    only valid base64)."""
     headers = {"content-type": "application/json"} if headers is None else dict(headers)
     if claims is not None:
-        headers["authorization"] = "Bearer " + jwt.encode(claims, TEST_SIGNING_KEY, algorithm="HS256")
+        headers["authorization"] = "Bearer " + token_claims(claims)
     raw = http_event("POST", "/payout-links", body=None if base64_encoded else body, headers=headers)
     if base64_encoded and body is not None:
         raw.update(body=body, isBase64Encoded=True)
@@ -198,7 +198,7 @@ def test_the_caller_comes_from_the_verified_claims(claims: dict[str, str], calle
         {},
         {"sub": ""},
         {"sub": "", "client_id": "app-9"},
-        {"scope": "payouts:write", "iss": "https://issuer.test"},
+        {"scope": "payouts:write"},
     ],
     ids=["no authorizer", "no claims", "empty sub", "empty sub beside a client_id", "neither sub nor client_id"],
 )
