@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from local_stack.core.aws_resources import free_port
-from local_stack.issuer import LocalIssuer
+from local_stack.issuer import TOKEN_PATH, LocalIssuer
 from local_stack.stack import CREDENTIALS_SECRET_NAME, PARTNER_SECRETS_NAME, ROOT, TABLE_NAME
 from tests.conftest import stack_env, start_stack, without_aws_endpoint
 from tests.support import RunningStack, new_key, payout_body, token, wait_until
@@ -241,6 +241,57 @@ def test_any_openid_issuer_given_as_jwt_issuer_works_unchanged(tmp_path):
     assert default_audience.headers["www-authenticate"].endswith('"the token does not have a valid audience"')
     assert other_issuer.headers["www-authenticate"].endswith('"the token\'s kid is not a key of the issuer"')
     assert published["/.well-known/openid-configuration"] >= 1 and published["/oauth2/v1/keys"] >= 1
+
+
+def test_without_jwt_issuer_make_run_starts_its_own_and_make_token_mints_from_it(tmp_path):
+    """The README's quick start: `make run`, then `make token SUB=...`, then a request with it."""
+    issuer_port = free_port()
+    running = start_stack(tmp_path, LOCAL_CONCURRENCY="1", JWT_ISSUER="", LOCAL_ISSUER_PORT=str(issuer_port))
+    minted = {}
+    try:
+        for name, arguments in {"user": ["SUB=demo-user"], "reader": ["SUB=demo-user", "SCOPE=payouts:read"]}.items():
+            made = subprocess.run(
+                ["make", "-s", "token", *arguments],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**os.environ, "LOCAL_ISSUER_PORT": str(issuer_port)},
+            )
+            assert made.returncode == 0, made.stderr
+            minted[name] = made.stdout.strip()
+        created = create(running, minted["user"])
+        read_only = create(running, minted["reader"])
+        listed = httpx.get(f"{running.url}/payout-links", headers=auth(minted["reader"]))
+        sessions = create(running, token("demo-user"))  # the tests' issuer is not this stack's
+        discovery = httpx.get(f"http://127.0.0.1:{issuer_port}/.well-known/openid-configuration").json()
+    finally:
+        running.stop()
+
+    assert f"JWT issuer: http://127.0.0.1:{issuer_port} (local;" in running.banner
+    assert "audience payout-link-proxy" in running.banner
+    assert minted["user"].count(".") == 2 and "\n" not in minted["user"]
+    assert created.status_code == 201, created.text
+    assert read_only.status_code == 403 and listed.status_code == 200
+    assert [item["id"] for item in listed.json()["items"]] == [created.json()["id"]]
+    assert sessions.status_code == 401
+    assert discovery["issuer"] == f"http://127.0.0.1:{issuer_port}"
+    with pytest.raises(httpx.ConnectError):  # stopped with the stack
+        httpx.post(f"http://127.0.0.1:{issuer_port}{TOKEN_PATH}", json={"sub": "x"}, timeout=5)
+
+
+def test_make_token_without_a_running_issuer_says_so():
+    made = subprocess.run(
+        ["make", "-s", "token", "SUB=ada"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LOCAL_ISSUER_PORT": str(free_port())},
+    )
+
+    assert made.returncode != 0 and made.stdout == ""
+    assert "no local issuer" in made.stderr
 
 
 def test_a_local_issuer_port_in_use_stops_make_run_with_a_message():
