@@ -12,7 +12,7 @@ import pytest
 
 from local_stack.core.template import load_template
 from local_stack.stack import TEMPLATE_PATH
-from tests.support import CORS_ALLOW_HEADERS, new_key, payout_body, token
+from tests.support import CORS_ALLOW_HEADERS, new_key, payout_body, token, token_claims
 
 pytestmark = pytest.mark.e2e
 
@@ -109,6 +109,19 @@ def test_an_expired_token_of_the_issuer_is_refused_by_the_gateway(api, upstream,
     assert response.status_code == 401
     assert response.headers["www-authenticate"].endswith('error_description="Token is expired"')
     assert_never_ran(stack, response, upstream)
+
+
+@pytest.mark.parametrize("subject", [None, False, 0, []], ids=["null", "false", "0", "[]"])
+def test_a_valid_token_whose_subject_names_no_one_gets_the_functions_own_401(api, upstream, stack, subject):
+    """The gateway passes it, as API Gateway would (claims as strings: `null`...); the function refuses it with its
+    problem, so that two machine clients with such a subject never share one caller's links."""
+    response = create(api, token_claims({"sub": subject, "client_id": "client-A"}))
+
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "urn:payout-link-proxy:problem:unauthenticated"
+    assert "www-authenticate" not in response.headers  # the function's answer, not the gateway's
+    assert upstream.stats()["requests"] == 0
 
 
 def assert_never_ran(stack, response: httpx.Response, upstream) -> None:
