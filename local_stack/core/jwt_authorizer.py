@@ -38,6 +38,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import threading
 import time
 import urllib.request
@@ -353,9 +354,15 @@ def bearer_token(authorization: str | None) -> str | None:
     return value or None
 
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def _base64url(segment: str) -> bytes:
+    """A segment's bytes: base64url without padding (RFC 7515), and nothing else."""
+    if not _BASE64URL.fullmatch(segment):
+        raise _Invalid("malformed")
     try:
-        return base64.b64decode(segment + "=" * (-len(segment) % 4), altchars=b"-_", validate=True)
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
         raise _Invalid("malformed") from None
 
