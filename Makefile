@@ -27,11 +27,17 @@ AUDIT_ARGS ?=
 # make limits ARGS="show --caller user:ada": the operator command for per-caller limits (scripts/caller_limits.py);
 # make stranded ARGS="--table T": the stranded intents (scripts/stranded.py).
 ARGS ?=
+# make token SUB=ada SCOPE="payouts:read" (AUD=, CLIENT_ID=, TTL=): a token from make run's local issuer.
+SUB ?=
+SCOPE ?= payouts:write
+AUD ?=
+CLIENT_ID ?=
+TTL ?=
 # Never let uv fetch a Python of its own: the environments use the CPython 3.13 found above.
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help uv dev tools checkov schemathesis audit-tools sbom-tools lock check-locks sbom audit build openapi run \
-	bench load limits stranded check test unit integration faults properties e2e infra browser lint format clean
+	token bench load limits stranded check test unit integration faults properties e2e infra browser lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9][a-z0-9 -]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ gsub(/ /, " | ", $$1); \
@@ -82,6 +88,10 @@ openapi: dev  ## regenerate openapi.json (and the function's copy) from the mode
 
 run: dev  ## run the proxy locally on http://127.0.0.1:$PORT (default 3000) with moto and the Dots emulator
 	$(PY) -m local_stack
+
+token: dev  ## print a token from make run's local issuer: SUB=ada SCOPE="payouts:write" (AUD=, CLIENT_ID=, TTL=)
+	@$(PY) -m local_stack.token --scope "$(SCOPE)" $(if $(SUB),--sub "$(SUB)") $(if $(AUD),--aud "$(AUD)") \
+		$(if $(CLIENT_ID),--client-id "$(CLIENT_ID)") $(if $(TTL),--ttl "$(TTL)")
 
 check: lint  ## the one-minute loop: style and types, then the unit and integration tests (needs only .venv)
 	$(PY) -m pytest -q -m "unit or integration" $(PYTEST_ARGS)

@@ -1,12 +1,13 @@
 """Load without loss: drive the local stack over HTTP and prove that every intent made exactly one link, even
 when the upstream fails after making it.
 
-It starts a Dots emulator (in this process, to inject faults) and `python -m local_stack` (embedded moto,
-LOCAL_CONCURRENCY function processes), then plans REQUESTS requests: new intents, and about 10% reusing an
-earlier intent's key, most with the same body (a replay, or a 409 while the first is in flight), some with a
-different body (a 422). For 10% of the reused keys the intent's first request meets an ambiguous upstream
-failure, one of: a 500 after the link was made, a connection dropped after it, an unreadable 201, a timeout after
-it. The run has two phases:
+It starts a Dots emulator (in this process, to inject faults), an OpenID issuer (local_stack/issuer.py, in this
+process: it signs the callers' tokens) and `python -m local_stack` trusting it (embedded moto, LOCAL_CONCURRENCY
+function processes), then plans REQUESTS requests: new intents, and about 10% reusing an earlier intent's key,
+most with the same body (a replay, or a 409 while the first is in flight), some with a different body (a 422).
+For 10% of the reused keys the intent's first request meets an ambiguous upstream failure, one of: a 500 after
+the link was made, a connection dropped after it, an unreadable 201, a timeout after it. The run has two
+phases:
 
 1. Ambiguous failures, alone (see `run_ambiguous` for how the faults reach exactly these requests): each must
    answer 502 (504 for the timeout), and each must leave exactly one link at the emulator.
@@ -62,19 +63,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 
 ROOT = Path(__file__).resolve().parent.parent
 
 from local_stack.core.gateway import routes_from_template  # noqa: E402
 from local_stack.core.template import function_settings, load_template  # noqa: E402
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator  # noqa: E402
-from local_stack.stack import FUNCTION, LOCAL_NAMES, TEMPLATE_PATH  # noqa: E402
+from local_stack.issuer import LocalIssuer  # noqa: E402
+from local_stack.stack import DEFAULT_AUDIENCE, FUNCTION, LOCAL_NAMES, TEMPLATE_PATH  # noqa: E402
 from payout_links.budget import TimeBudget  # noqa: E402
 from payout_links.settings import Settings  # noqa: E402
 from payout_links.upstream import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, MIN_ATTEMPT_SECONDS  # noqa: E402
 
-SIGNING_KEY = "load-test-key-not-a-secret-0123456789abcdef"  # the local gateway does not check signatures
 ROUTE = ("POST", "/payout-links")
 LINK_PATH = "/payout-links/{id}"
 PROBLEM_TYPE_PREFIX = "urn:payout-link-proxy:problem:"
@@ -368,12 +368,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_stack(upstream_url: str, concurrency: int, log_path: Path) -> tuple[subprocess.Popen, str]:
+def start_stack(upstream_url: str, issuer_url: str, concurrency: int, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """`python -m local_stack` against this run's emulator, trusting this run's issuer (JWT_ISSUER)."""
     port = free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_ENDPOINT_URL")}
     env.update(
         PORT=str(port),
         PAYOUT_API_BASE_URL=upstream_url,
+        JWT_ISSUER=issuer_url,
+        JWT_AUDIENCE=DEFAULT_AUDIENCE,
         LOCAL_CONCURRENCY=str(concurrency),
         POWERTOOLS_LOG_LEVEL="WARNING",
     )
@@ -547,14 +550,13 @@ def main() -> int:
     firsts, create_tasks = schedule(planned, ambiguous)
     tasks = plan_link_ops(planned, create_tasks, counts, rng)
     scope = route_scope()
-    tokens = {
-        caller: jwt.encode({"sub": caller, "scope": scope}, SIGNING_KEY, algorithm="HS256")
-        for caller in {p.caller for p in planned}
-    }
     log_path = Path(tempfile.gettempdir()) / f"payout-link-proxy-load-{os.getpid()}.log"
 
-    with DotsEmulator(DEMO_CLIENT_ID, DEMO_API_KEY) as emulator:
-        stack, url = start_stack(emulator.base_url, args.containers, log_path)
+    # The stack trusts this run's own issuer (the gateway checks every token as API Gateway does), which signs each
+    # caller's token.
+    with LocalIssuer(audience=DEFAULT_AUDIENCE) as issuer, DotsEmulator(DEMO_CLIENT_ID, DEMO_API_KEY) as emulator:
+        tokens = {caller: issuer.mint({"sub": caller, "scope": scope}) for caller in {p.caller for p in planned}}
+        stack, url = start_stack(emulator.base_url, issuer.url, args.containers, log_path)
         # Long enough for a request that waits for a container and then times out upstream.
         sender = Sender(url, tokens, timeout=2 * limits.lambda_timeout + 10)
         try:

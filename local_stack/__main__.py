@@ -36,6 +36,17 @@ def timeout_line(seconds: float) -> str:
     return line
 
 
+def issuer_line(stack: LocalStack) -> str:
+    """The banner's line for the JWT issuer the gateway trusts, and the audiences it accepts."""
+    audiences = ", ".join(stack.config.jwt_audiences)
+    if stack.local_issuer is None:
+        return f"  JWT issuer: {stack.jwt_issuer} (JWT_ISSUER), audience {audiences}\n"
+    return (
+        f"  JWT issuer: {stack.jwt_issuer} (local; a token: make token SUB=demo-user SCOPE=payouts:write),"
+        f" audience {audiences}\n"
+    )
+
+
 def main() -> int:
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -45,12 +56,17 @@ def main() -> int:
     except ValueError as exc:
         print(f"payout-link-proxy: {exc}", file=sys.stderr)
         return 2
-    stack = LocalStack(config).start()
+    try:
+        stack = LocalStack(config).start()
+    except ValueError as exc:  # what the configuration asks for cannot be had (a port in use, a cron schedule)
+        print(f"payout-link-proxy: {exc}", file=sys.stderr)
+        return 2
     try:
         print(
             f"payout-link-proxy listening on {stack.url}\n"
             f"{timeout_line(stack.function_timeout_seconds)}"
             f"  upstream: {stack.payout_api_base_url}\n"
+            f"{issuer_line(stack)}"
             f"  AWS endpoint: {stack.endpoint_url}\n"
             f"  execution environments: {', '.join(map(str, stack.worker_pids))} (PIDs)\n"
             f"{''.join(schedule_lines(stack.schedules))}"

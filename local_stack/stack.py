@@ -3,7 +3,9 @@ PORT, AWS_ENDPOINT_URL, PAYOUT_API_BASE_URL, PAYOUT_API_CLIENT_ID, PAYOUT_API_KE
 PAYOUT_API_TIMEOUT_SECONDS, LAMBDA_TIMEOUT_SECONDS (and LOCAL_CONCURRENCY, the number of environments,
 CORS_ALLOWED_ORIGINS, the browser origins the gateway allows instead of the template's default,
 LOCAL_INTEGRATION_TIMEOUT_SECONDS, API Gateway's 30 s unless a test needs it shorter, LOCAL_SCHEDULE_SECONDS, the
-scheduled functions' period instead of the template's rates, and LOCAL_CONTROL_PORT, the control API's port).
+scheduled functions' period instead of the template's rates, LOCAL_CONTROL_PORT, the control API's port), and
+JWT_ISSUER, JWT_AUDIENCE (the template's JwtIssuer and JwtAudience) and LOCAL_ISSUER_PORT: without JWT_ISSUER, the
+stack starts a local issuer of its own (local_stack/issuer.py) on that port and trusts it.
 
 This is the project's wiring of the generic core (`local_stack.core`): which function of `template.yaml` serves the
 API, its scheduled functions (every function with schedule events), the local names of their tables and secrets and
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,7 @@ from local_stack.core.control import LocalControl
 from local_stack.core.gateway import INTEGRATION_TIMEOUT_SECONDS
 from local_stack.core.schedules import LocalSchedules, ScheduledRun
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator
+from local_stack.issuer import DEFAULT_LOCAL_ISSUER_PORT, LocalIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "template.yaml"
@@ -47,6 +51,10 @@ LOCAL_NAMES = {
     "PayoutApiCredentialsSecret": CREDENTIALS_SECRET_NAME,
     "PartnerWebhookSecretsSecret": PARTNER_SECRETS_NAME,
 }
+# The audience locally (JWT_AUDIENCE replaces it).
+DEFAULT_AUDIENCE = "payout-link-proxy"
+# The template wants an https issuer; locally a loopback http one is allowed too.
+_LOCAL_ISSUER_URL = re.compile(r"https://\S+|http://(127\.0\.0\.1|localhost)(:[0-9]{1,5})?(/\S*)?")
 # Obviously fake, for the local stack only: base64 of "demo-partner-secret-not-real!!".
 DEMO_PARTNER_SECRETS = {"demo-partner": ["whsec_ZGVtby1wYXJ0bmVyLXNlY3JldC1ub3QtcmVhbCEh"]}
 
@@ -68,6 +76,9 @@ class StackConfig:
     integration_timeout_seconds: float = INTEGRATION_TIMEOUT_SECONDS
     schedule_seconds: float | None = None  # None: the template's rates; 0: scheduled functions run only when asked
     control_port: int = 0  # 0: any free port
+    jwt_issuer: str | None = None  # None: a local issuer, started with the stack
+    jwt_audiences: list[str] = field(default_factory=lambda: [DEFAULT_AUDIENCE])
+    local_issuer_port: int = DEFAULT_LOCAL_ISSUER_PORT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StackConfig:
@@ -95,7 +106,30 @@ class StackConfig:
             config.schedule_seconds = parse_period(env["LOCAL_SCHEDULE_SECONDS"])
         if env.get("LOCAL_CONTROL_PORT"):
             config.control_port = int(env["LOCAL_CONTROL_PORT"])
+        if env.get("JWT_ISSUER"):
+            config.jwt_issuer = parse_issuer(env["JWT_ISSUER"])
+        if env.get("JWT_AUDIENCE"):
+            config.jwt_audiences = parse_audiences(env["JWT_AUDIENCE"])
+        if env.get("LOCAL_ISSUER_PORT"):
+            config.local_issuer_port = int(env["LOCAL_ISSUER_PORT"])
         return config
+
+
+def parse_issuer(text: str) -> str:
+    """JWT_ISSUER: an https URL, as the template's JwtIssuer, or locally an http one on 127.0.0.1 or localhost."""
+    if not _LOCAL_ISSUER_URL.fullmatch(text):
+        raise ValueError(
+            f"JWT_ISSUER must be an https URL, or http://127.0.0.1[:port] or http://localhost[:port], not {text!r}"
+        )
+    return text
+
+
+def parse_audiences(text: str) -> list[str]:
+    """JWT_AUDIENCE: audiences separated by commas, as the template's JwtAudience."""
+    audiences = [audience.strip() for audience in text.split(",") if audience.strip()]
+    if not audiences:
+        raise ValueError(f"JWT_AUDIENCE must name at least one audience, not {text!r}")
+    return audiences
 
 
 def parse_period(text: str) -> float:
@@ -162,8 +196,10 @@ class LocalStack:
         self._schedules: LocalSchedules | None = None
         self._control: LocalControl | None = None
         self.function_timeout_seconds = 0.0  # the API function's, once started
+        self._issuer: LocalIssuer | None = None
         self.endpoint_url = ""
         self.payout_api_base_url = ""
+        self.jwt_issuer = ""
 
     @property
     def url(self) -> str:
@@ -191,6 +227,18 @@ class LocalStack:
             "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local-not-a-secret"),
         }
         os.environ.update(aws_env)  # this process's boto3 clients, and the moto server, use the same
+
+        if config.jwt_issuer:
+            self.jwt_issuer = config.jwt_issuer
+        else:
+            try:
+                self._issuer = LocalIssuer(audience=config.jwt_audiences[0], port=config.local_issuer_port).start()
+            except OSError as exc:
+                raise ValueError(
+                    f"the local issuer cannot listen on 127.0.0.1:{config.local_issuer_port} ({exc.strerror}): "
+                    "set LOCAL_ISSUER_PORT, or JWT_ISSUER to an issuer of your own"
+                ) from None
+            self.jwt_issuer = self._issuer.url
 
         if config.payout_api_base_url:
             self.payout_api_base_url = config.payout_api_base_url
@@ -241,6 +289,8 @@ class LocalStack:
             function_name=local_function_name(FUNCTION),
             timeout_seconds=config.lambda_timeout_seconds,
             cors_allowed_origins=config.cors_allowed_origins,
+            jwt_issuer=self.jwt_issuer,
+            jwt_audiences=config.jwt_audiences,
             integration_timeout=config.integration_timeout_seconds,
         )
         self.config.port = api.port
@@ -285,3 +335,11 @@ class LocalStack:
         if self._moto:
             self._moto.stop()
             self._moto = None
+        if self._issuer:
+            self._issuer.stop()
+            self._issuer = None
+
+    @property
+    def local_issuer(self) -> LocalIssuer | None:
+        """The issuer the stack started, None when JWT_ISSUER names another."""
+        return self._issuer

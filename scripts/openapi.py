@@ -47,6 +47,13 @@ GATEWAY_ANSWERS = {
     429: "API Gateway: the route's throttle is exceeded (`Too Many Requests`); no `Retry-After`.",
     500: "API Gateway: the function crashed or timed out (`Internal Server Error`).",
 }
+# The challenge API Gateway's JWT authorizer sends with its own 401 and 403 (docs/api.md, Errors).
+GATEWAY_CHALLENGES = {
+    401: 'API Gateway\'s challenge with its own 401: `Bearer` when there is no token, `Bearer scope="" '
+    'error="invalid_token" error_description="..."` for an invalid one. The function\'s problem has none.',
+    403: 'API Gateway\'s challenge: `Bearer scope="..." error="insufficient_scope" error_description="expected '
+    "scopes: [...]\"`, naming the route's scopes.",
+}
 # Statuses whose problems always carry `Retry-After`; API Gateway's own 429 has none.
 RETRY_AFTER_REQUIRED = {409, 503}
 
@@ -358,6 +365,14 @@ def _error_response(status: int, classes: list[type[problems.Problem]], *, gatew
         descriptions.append(GATEWAY_ANSWERS[status])
         content["application/json"] = {"schema": {"$ref": SCHEMAS + "GatewayMessage"}}
     response: dict[str, Any] = {"description": " ".join(descriptions), "content": content}
+    if gateway and status in GATEWAY_CHALLENGES:
+        response["headers"] = {
+            "WWW-Authenticate": {
+                "description": GATEWAY_CHALLENGES[status],
+                "required": status == 403,
+                "schema": {"type": "string"},
+            }
+        }
     if any(problem.retry_after is not None for problem in classes):
         always = status in RETRY_AFTER_REQUIRED
         response["headers"] = {

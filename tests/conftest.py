@@ -4,6 +4,7 @@
 - `upstream`: the Dots emulator, a real HTTP server, reset before each test.
 - `function`: the handler in this process as a fresh (cold) Lambda container, invoked with payload 2.0 events.
 - `stack`: `python -m local_stack` (what `make run` starts) in its own process, driven over HTTP.
+- `issuer`: the session's OpenID issuer (`tests.support.session_issuer`), whose tokens every stack here trusts.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from local_stack.core.aws_resources import (  # noqa: E402
 )
 from local_stack.core.template import function_settings, load_template  # noqa: E402
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator  # noqa: E402
+from local_stack.issuer import LocalIssuer  # noqa: E402
 from local_stack.stack import (  # noqa: E402
     CREDENTIALS_SECRET_NAME,
     FUNCTION,
@@ -51,7 +53,7 @@ from local_stack.stack import (  # noqa: E402
     TABLE_NAME,
     TEMPLATE_PATH,
 )
-from tests.support import TEST_PARTNERS, InProcessFunction, RunningStack  # noqa: E402
+from tests.support import TEST_PARTNERS, InProcessFunction, RunningStack, session_issuer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,6 +68,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tiers = sorted({mark.name for mark in item.iter_markers() if mark.name in TIERS})
         if len(tiers) != 1:
             raise pytest.UsageError(f"{item.nodeid} must carry exactly one tier marker of {TIERS}, not {tiers}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def issuer() -> Iterator[LocalIssuer]:
+    """The session's issuer, stopped when the session ends (`token()` starts it on first use, even at import)."""
+    running = session_issuer()
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="session")
@@ -180,23 +190,27 @@ def without_aws_endpoint(env: dict[str, str] | os._Environ) -> dict[str, str]:
     return {name: value for name, value in env.items() if not name.startswith("AWS_ENDPOINT_URL")}
 
 
+def stack_env(**env: str) -> dict[str, str]:
+    """The environment `start_stack` gives a stack: ours without the session's moto endpoint, limits off, the
+    settler run only when a test asks (RunningStack.run_schedule), the session issuer trusted; `env` over it."""
+    return {
+        **without_aws_endpoint(os.environ),
+        "LOCAL_CONCURRENCY": "4",
+        **LIMITS_OFF,
+        "LOCAL_SCHEDULE_SECONDS": "0",
+        "JWT_ISSUER": session_issuer().url,
+        **env,
+    }
+
+
 def start_stack(log_dir: Path, **env: str) -> RunningStack:
-    """`python -m local_stack` in its own process; returns once it says it listens."""
+    """`python -m local_stack` in its own process (with `stack_env(**env)`); returns once it says it listens."""
     port = free_port()
     log_path = log_dir / f"stack-{port}.log"
-    inherited = without_aws_endpoint(os.environ)
     process = subprocess.Popen(
         [sys.executable, "-m", "local_stack"],
         cwd=ROOT,
-        # Limits off and the settler run only when a test asks (RunningStack.run_schedule), unless a test says.
-        env={
-            **inherited,
-            "PORT": str(port),
-            "LOCAL_CONCURRENCY": "4",
-            **LIMITS_OFF,
-            "LOCAL_SCHEDULE_SECONDS": "0",
-            **env,
-        },
+        env=stack_env(PORT=str(port), **env),
         stdout=subprocess.PIPE,
         stderr=log_path.open("w"),
         text=True,

@@ -21,30 +21,50 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-import jwt
 import pytest
 from standardwebhooks import Webhook
 
 from local_stack.core.gateway import Route, build_event, routes_from_template
+from local_stack.core.jwt_authorizer import Authorized, JwtAuthorizer, JwtConfiguration, StaticKeys
 from local_stack.core.lambda_worker import LocalLambdaContext
 from local_stack.core.template import load_template
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID
-from local_stack.stack import FUNCTION, TEMPLATE_PATH
+from local_stack.issuer import LocalIssuer
+from local_stack.stack import DEFAULT_AUDIENCE, FUNCTION, TEMPLATE_PATH
 from payout_links.budget import DEFAULT_FUNCTION_TIMEOUT_SECONDS, TimeBudget
 
-# The local gateway does not check signatures (API Gateway does, in AWS): any key signs a usable token.
 ROOT = Path(__file__).resolve().parent.parent
 # The time budget of a function at the template's default timeout, which the tests' containers run with unless a
 # test sets FUNCTION_TIMEOUT_SECONDS.
 BUDGET = TimeBudget.for_timeout(DEFAULT_FUNCTION_TIMEOUT_SECONDS)
-TEST_SIGNING_KEY = "tests-only-signing-key-not-a-secret-0123456789"
+
+
+@functools.cache
+def session_issuer() -> LocalIssuer:
+    """The session's OpenID issuer (local_stack/issuer.py, as `make run` starts its own) on a free loopback port,
+    started on first use and stopped at the session's end (conftest's `issuer` fixture). Every stack the tests
+    start trusts it (JWT_ISSUER); `token()` mints its tokens."""
+    return LocalIssuer(audience=DEFAULT_AUDIENCE).start()
+
+
+@functools.cache
+def session_authorizer() -> JwtAuthorizer:
+    """The gateway's JWT authorizer as a stack the tests start has it, with the session issuer's keys in hand: what
+    `http_event` checks a token with, so that an event carries the claims API Gateway would pass, or none."""
+    issuer = session_issuer()
+    return JwtAuthorizer(JwtConfiguration(issuer.url, (DEFAULT_AUDIENCE,)), StaticKeys(issuer.jwks()))
 
 
 def token(sub: str | None = "user-1", **claims: Any) -> str:
-    payload = {"iss": "https://issuer.test", "aud": "payout-link-proxy", "scope": "payouts:write", **claims}
-    if sub is not None:
-        payload["sub"] = sub
-    return jwt.encode(payload, TEST_SIGNING_KEY, algorithm="HS256")
+    """A token for `sub` (None: no `sub` claim at all) with `claims` over the usual ones (see `token_claims`)."""
+    return token_claims({"sub": sub, **claims} if sub is not None else claims)
+
+
+def token_claims(claims: dict[str, Any], *, omit: tuple[str, ...] = ()) -> str:
+    """A token of the session issuer, signed RS256 with its key and `kid`: `iss` (the issuer), `aud` (the stack's
+    default audience), `scope` (`payouts:write`), `iat` (now) and `exp` (in an hour), then `claims` over them
+    (any JSON value, None for `null`), less the claims named in `omit`."""
+    return session_issuer().mint({"scope": "payouts:write", **claims}, omit=omit)
 
 
 def wait_until(condition: Callable[[], object], *, timeout: float) -> None:
@@ -317,11 +337,13 @@ def http_event(
     """The payload 2.0 event API Gateway would send for this request, built by the local gateway's code: the one
     way every test tier makes an event.
 
-    The route is the template's route for `method` and `path`, or `route` for a request no route of the template
-    takes (the router's own tests). The gateway passes a text body as text and any other body base64;
-    `base64_encoded` sends even a text body base64, as API Gateway does for a binary media type. `query` is the
-    query string, raw or as parameters to encode. A test of an event API Gateway never sends builds one with this,
-    then changes the dict."""
+    On a route behind the JWT authorizer, a token the gateway would accept (the session issuer's: `token()`) puts
+    its claims in the event, as strings; any other token, or none, leaves the event without claims (API Gateway
+    would refuse the request: such an event tests the function's own 401). The route is the template's route for
+    `method` and `path`, or `route` for a request no route of the template takes (the router's own tests). The
+    gateway passes a text body as text and any other body base64; `base64_encoded` sends even a text body base64,
+    as API Gateway does for a binary media type. `query` is the query string, raw or as parameters to encode. A
+    test of an event API Gateway never sends builds one with this, then changes the dict."""
     if isinstance(body, dict | list):
         body = json.dumps(body)
     raw = body.encode() if isinstance(body, str) else (body or b"")
@@ -331,7 +353,10 @@ def http_event(
         assert route is not None, f"no route {method} {path} in template.yaml"
     parameters = route.match(method, path) or {}
     raw_query = query if isinstance(query, str) else urlencode(query)
-    event = build_event(route, parameters, method, path, raw_query, lowered, raw, "127.0.0.1", uuid.uuid4().hex)
+    verdict = session_authorizer().verify(lowered.get("authorization")) if route.jwt_protected else None
+    authorized = verdict if isinstance(verdict, Authorized) else None
+    request_id = uuid.uuid4().hex
+    event = build_event(route, parameters, method, path, raw_query, lowered, raw, "127.0.0.1", request_id, authorized)
     if base64_encoded and raw and not event["isBase64Encoded"]:
         event.update(body=base64.b64encode(raw).decode("ascii"), isBase64Encoded=True)
     return event

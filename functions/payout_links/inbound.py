@@ -29,15 +29,28 @@ _UUID_DIGITS = re.compile(r"[0-9a-f]{8}(-?)[0-9a-f]{4}\1[0-9a-f]{4}\1[0-9a-f]{4}
 def frontend_caller(event: Request) -> str:
     """The caller scope from the JWT the authorizer verified: `user:<sub>`, or `client:<client_id>` for a
     machine token without a subject. Never taken from the body. A token that carries a `sub` is always a user's:
-    an empty one is refused, never taken for the `client_id` beside it (the caller owns links it can read and
-    cancel, so no token may pass for a machine client by leaving its subject blank)."""
+    a `sub` that names no one (`_names_someone`) is refused, never taken for the `client_id` beside it (the caller
+    owns links it can read and cancel, so no token may pass for a machine client by leaving its subject blank)."""
     claims = event.claims or {}
     if "sub" in claims:
-        if subject := claims["sub"]:
+        if _names_someone(subject := claims["sub"]):
             return f"user:{subject}"
-    elif client_id := claims.get("client_id"):
+    elif _names_someone(client_id := claims.get("client_id")):
         return f"client:{client_id}"
     raise Unauthenticated("A valid bearer token is required.")
+
+
+# What API Gateway hands over for a claim whose JSON value is not a string: every claim reaches the function as a
+# string, `null`, `true`, `false` and numbers as their JSON spelling, arrays as `[a b]` (objects as JSON, or so we
+# assume). Two tokens with `"sub": null` would be one caller `user:null`; so is every such spelling.
+_JSON_LITERAL = re.compile(r"null|true|false|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|\[.*\]|\{.*\}", re.S)
+
+
+def _names_someone(value: object) -> bool:
+    """Whether a `sub` or `client_id`, as the authorizer passed it, names a caller: a non-empty string that is
+    not what a JSON null, boolean, number, array or object becomes on its way to the function. A subject that is
+    all digits is refused with them: it cannot be told from a number."""
+    return isinstance(value, str) and value.strip() != "" and _JSON_LITERAL.fullmatch(value) is None
 
 
 def json_body(event: Request, *, max_bytes: int) -> bytes:

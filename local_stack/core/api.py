@@ -3,7 +3,7 @@ execution environments behind the local HTTP API, both configured from the templ
 
     api = LocalApi(Path("template.yaml"), "HelloFunction")
     api.environment["GREETING"] = "hi"  # the function's variables, as the template resolves them; change freely
-    api.start()  # then http://127.0.0.1:{api.port}
+    api.start(jwt_issuer="http://127.0.0.1:9000")  # then http://127.0.0.1:{api.port}
     ...
     api.stop()
 
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Self
 
 from local_stack.core.gateway import INTEGRATION_TIMEOUT_SECONDS, Cors, LocalHttpApi, Route, routes_from_template
+from local_stack.core.jwt_authorizer import JwtAuthorizer, JwtConfiguration
 from local_stack.core.template import function_settings, load_template
 from local_stack.core.workers import WorkerPool, execution_environment
 
@@ -59,6 +60,8 @@ class LocalApi:
         function_name: str | None = None,
         timeout_seconds: float | None = None,
         cors_allowed_origins: Sequence[str] | None = None,
+        jwt_issuer: str | None = None,
+        jwt_audiences: Sequence[str] | None = None,
         integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
         log: IO[str] | None = None,
     ) -> Self:
@@ -66,13 +69,23 @@ class LocalApi:
         are ready. Each environment gets our environment, the function's variables over it, and the variables
         Lambda sets (its name, `function_name` or the logical id, and its memory); its timeout is the template's
         unless `timeout_seconds` is given. CORS is the function's API's, with `cors_allowed_origins` instead of the
-        configured origins when given. `log` receives the function's logs (by default, our stderr)."""
+        configured origins when given. Routes behind the API's JWT authorizer are checked as it checks them, with
+        `jwt_issuer` and `jwt_audiences` instead of its configured issuer and audiences when given (one that does
+        not resolve locally must be given). `log` receives the function's logs (by default, our stderr)."""
         if self._gateway is not None:
             raise RuntimeError("already started")
         env = execution_environment(
             self.environment, function_name=function_name or self.function, memory_mb=self.memory_mb
         )
         apis = {route.api for route in self.routes if route.api}
+        authorizer = None
+        if any(route.jwt_protected for route in self.routes):
+            configuration = JwtConfiguration.from_template(
+                self.template, api=min(apis) if apis else None, issuer=jwt_issuer, audiences=jwt_audiences
+            )
+            if configuration is None:
+                raise ValueError(f"{self.function} has routes behind a JWT authorizer its API does not configure")
+            authorizer = JwtAuthorizer(configuration)
         try:
             self._pool = WorkerPool(
                 concurrency, self.handler, env, timeout_seconds or self.timeout_seconds, code_dir=self.code_dir, log=log
@@ -81,7 +94,12 @@ class LocalApi:
                 Cors.from_template(self.template, api=min(apis), allow_origins=cors_allowed_origins) if apis else None
             )
             self._gateway = LocalHttpApi(
-                port, self.routes, self._pool.invoke, cors=cors, integration_timeout=integration_timeout
+                port,
+                self.routes,
+                self._pool.invoke,
+                cors=cors,
+                authorizer=authorizer,
+                integration_timeout=integration_timeout,
             )
         except BaseException:
             self.stop()

@@ -1,10 +1,12 @@
 """A local stand-in for the API Gateway HTTP API: HTTP in, payload 2.0 events to the function, HTTP out.
 
 Routes come from the template, so a route exists locally exactly when it exists in AWS. On routes behind the
-JWT authorizer, the bearer token is decoded and its claims passed at `requestContext.authorizer.jwt.claims`;
-its signature is NOT checked here (in AWS, API Gateway verifies it before the function runs). A missing,
-undecodable or expired token reaches the function without claims, and the function answers 401. A decodable
-token without one of the route's authorization scopes gets API Gateway's own 403.
+JWT authorizer, the token is checked as API Gateway's JWT authorizer checks it (`jwt_authorizer`: its RSA signature
+against the issuer's keys, found by OpenID discovery; its issuer, audience, expiry, `nbf` and `iat`), and only a
+token it accepts reaches the function, its claims at `requestContext.authorizer.jwt.claims` as strings. A missing
+or invalid token gets API Gateway's own `401 {"message":"Unauthorized"}`, a valid one without one of the route's
+authorization scopes its `403 {"message":"Forbidden"}`, each with API Gateway's `www-authenticate`; the function
+never runs for them. There is no way to turn the check off.
 
 The API's CORS configuration applies as in AWS: the gateway answers preflight requests itself and adds the
 CORS headers to every answer for an allowed origin, whatever the function sent.
@@ -31,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from local_stack.core.jwt_authorizer import Authorized, JwtAuthorizer, Refused
 from local_stack.core.template import resolve
 from local_stack.core.workers import NotStarted
 
@@ -169,39 +172,10 @@ class Cors:
         return headers
 
 
-def granted_scopes(claims: dict[str, Any]) -> list[str]:
-    """The scopes a token grants, in order and once each, from `scope` (space-separated) or `scp` (a list or a
-    string), as API Gateway reads them."""
-    granted: list[str] = []
-    for claim in ("scope", "scp"):
-        value = claims.get(claim)
-        items = value.split() if isinstance(value, str) else value if isinstance(value, list) else []
-        granted.extend(item for item in items if isinstance(item, str) and item not in granted)
-    return granted
-
-
-def jwt_claims(authorization: str | None) -> dict[str, Any] | None:
-    """The claims of an unexpired bearer JWT, decoded without checking the signature; None otherwise."""
-    if not authorization or not authorization.lower().startswith("bearer "):
-        return None
-    parts = authorization[7:].strip().split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        payload = parts[1] + "=" * (-len(parts[1]) % 4)
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (ValueError, TypeError):
-        return None
-    if not isinstance(claims, dict):
-        return None
-    expires = claims.get("exp")
-    if isinstance(expires, int | float) and expires < time.time():
-        return None
-    return claims
-
-
 def _claim_as_string(value: Any) -> str:
-    # HTTP APIs hand claims to the function as strings; arrays arrive as "[a b]".
+    # HTTP APIs hand claims to the function as strings: numbers, booleans and null as their JSON spelling, arrays
+    # as "[a b]" (as users of deployed APIs report; AWS does not document it). How an object is written is not
+    # known: here, as JSON.
     if isinstance(value, str):
         return value
     if isinstance(value, list):
@@ -219,8 +193,10 @@ def build_event(
     body: bytes,
     source_ip: str,
     request_id: str,
+    authorized: Authorized | None = None,
 ) -> dict[str, Any]:
-    """The API Gateway HTTP API payload format 2.0 event for one request."""
+    """The API Gateway HTTP API payload format 2.0 event for one request; on a route behind the JWT authorizer, with
+    the claims and scopes of the token it `authorized`."""
     now = datetime.now(UTC)
     is_text = _TEXT_MEDIA_TYPES.match(headers.get("content-type", "")) is not None
     try:
@@ -245,11 +221,11 @@ def build_event(
         "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
         "timeEpoch": int(now.timestamp() * 1000),
     }
-    if route.jwt_protected and (claims := jwt_claims(headers.get("authorization"))) is not None:
+    if route.jwt_protected and authorized is not None:
         request_context["authorizer"] = {
             "jwt": {
-                "claims": {name: _claim_as_string(value) for name, value in claims.items()},
-                "scopes": granted_scopes(claims),  # the same scopes the route's check above granted
+                "claims": {name: _claim_as_string(value) for name, value in authorized.claims.items()},
+                "scopes": authorized.scopes,
             }
         }
     event: dict[str, Any] = {
@@ -290,11 +266,15 @@ class LocalHttpApi(ThreadingHTTPServer):
         invoke: Invoke,
         *,
         cors: Cors | None = None,
+        authorizer: JwtAuthorizer | None = None,
         integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
     ) -> None:
+        if authorizer is None and any(route.jwt_protected for route in routes):
+            raise ValueError("routes behind the JWT authorizer need one: give the authorizer")
         self.routes = routes
         self.invoke = invoke
         self.cors = cors
+        self.authorizer = authorizer
         self.integration_timeout = integration_timeout
         super().__init__(("127.0.0.1", port), _Handler)
 
@@ -339,10 +319,12 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
-    def _gateway_answer(self, status: int, message: str, request_id: str) -> None:
+    def _gateway_answer(
+        self, status: int, message: str, request_id: str, headers: dict[str, str] | None = None
+    ) -> None:
         """An answer API Gateway gives itself, instead of the function's: `{"message": ...}` as JSON."""
         body = json.dumps({"message": message}, separators=(",", ":")).encode()
-        self._send(status, {"content-type": "application/json"}, body, request_id)
+        self._send(status, {"content-type": "application/json", **(headers or {})}, body, request_id)
 
     def _dispatch(self) -> None:
         request_id = uuid.uuid4().hex[:16]
@@ -370,13 +352,26 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in self.headers.items():  # repeated headers are joined with commas, as HTTP APIs do
             name = name.lower()
             headers[name] = f"{headers[name]},{value}" if name in headers else value
-        # A usable token without one of the route's scopes is refused here; no token at all reaches the function.
-        claims = jwt_claims(headers.get("authorization")) if route.scopes else None
-        if claims is not None and not set(granted_scopes(claims)) & set(route.scopes):
-            self._gateway_answer(403, "Forbidden", request_id)
-            return
+        authorized = None
+        if route.jwt_protected:  # the authorizer's refusal is API Gateway's answer: the function never runs
+            assert self.server.authorizer is not None  # LocalHttpApi refuses such routes without one
+            verdict = self.server.authorizer.authorize(headers.get("authorization"), route.scopes)
+            if isinstance(verdict, Refused):
+                challenge = {"www-authenticate": verdict.www_authenticate}
+                self._gateway_answer(verdict.status, verdict.message, request_id, challenge)
+                return
+            authorized = verdict
         event = build_event(
-            route, path_parameters, self.command, url.path, url.query, headers, body, self.client_address[0], request_id
+            route,
+            path_parameters,
+            self.command,
+            url.path,
+            url.query,
+            headers,
+            body,
+            self.client_address[0],
+            request_id,
+            authorized,
         )
         outcome = self._integrate(event, request_id)
         if outcome is None:  # no answer within the integration timeout: API Gateway's own

@@ -155,6 +155,19 @@ def assert_problem_js_can_quote(outcome: dict[str, Any], status: int) -> None:
     assert outcome["body"]["request_id"] == outcome["headers"].get("apigw-requestid"), outcome
 
 
+def test_an_expired_token_is_the_gateways_401_and_javascript_reads_it(frontend, upstream):
+    """The gateway refuses the token itself (the function never runs), and its answer carries the CORS headers: the
+    page reads the status, the body and `apigw-requestid`; not `www-authenticate`, which CORS does not expose."""
+    expired = token("browser-user", exp=int(time.time()) - 1)
+    outcome = frontend.call(frontend.request("expired token", headers={"authorization": f"Bearer {expired}"}))
+
+    assert outcome["status"] == 401, outcome
+    assert outcome["body"] == {"message": "Unauthorized"}
+    assert outcome["headers"].get("apigw-requestid")
+    assert "www-authenticate" not in outcome["headers"]
+    assert upstream.stats()["requests"] == 0
+
+
 def test_a_create_from_an_allowed_origin_is_preflighted_and_js_reads_the_201(frontend, upstream):
     outcome = frontend.call(frontend.request("create"))
 

@@ -20,13 +20,17 @@ import httpx
 import pytest
 
 from local_stack.core.aws_resources import free_port
+from local_stack.issuer import TOKEN_PATH, LocalIssuer
 from local_stack.stack import CREDENTIALS_SECRET_NAME, PARTNER_SECRETS_NAME, ROOT, TABLE_NAME
-from tests.conftest import start_stack, without_aws_endpoint
+from tests.conftest import stack_env, start_stack, without_aws_endpoint
 from tests.support import RunningStack, new_key, payout_body, token, wait_until
 
 pytestmark = pytest.mark.e2e
 
-AUTH = {"authorization": f"Bearer {token('make-run-user')}", "content-type": "application/json"}
+
+def auth(bearer: str | None = None) -> dict[str, str]:
+    """JSON with a bearer token: `bearer`, or one of the session issuer, which every stack here trusts."""
+    return {"authorization": f"Bearer {bearer or token('make-run-user')}", "content-type": "application/json"}
 
 
 def pid_alive(pid: int) -> bool:
@@ -46,7 +50,7 @@ def test_embedded_stack_serves_and_stops_everything_it_started(tmp_path):
         # The settler at its template's rate: nothing sets LOCAL_SCHEDULE_SECONDS here.
         assert "scheduled: SettlerFunction EveryMinute every 60 s (template: rate(1 minute))" in running.banner
         response = httpx.post(
-            f"{running.url}/payout-links", json=payout_body(), headers={**AUTH, "idempotency-key": new_key()}
+            f"{running.url}/payout-links", json=payout_body(), headers={**auth(), "idempotency-key": new_key()}
         )
         assert response.status_code == 201, response.text
         assert response.json()["link"].startswith("https://")
@@ -66,7 +70,7 @@ def test_the_port_answers_only_once_every_dependency_is_ready(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "local_stack"],
         cwd=ROOT,
-        env={**without_aws_endpoint(os.environ), "PORT": str(port), "LOCAL_CONCURRENCY": "1"},
+        env={**stack_env(PORT=str(port), LOCAL_CONCURRENCY="1", LOCAL_SCHEDULE_SECONDS="")},
         stdout=subprocess.DEVNULL,
         stderr=(tmp_path / "stack.log").open("w"),
     )
@@ -77,7 +81,7 @@ def test_the_port_answers_only_once_every_dependency_is_ready(tmp_path):
                 first = httpx.post(
                     f"http://127.0.0.1:{port}/payout-links",
                     json=payout_body(),
-                    headers={**AUTH, "idempotency-key": new_key()},
+                    headers={**auth(), "idempotency-key": new_key()},
                     timeout=30,
                 )
                 break
@@ -100,7 +104,9 @@ def test_restart_keeps_idempotency_records_on_a_given_endpoint(tmp_path, aws_end
         running = start_stack(tmp_path, **env)
         try:
             answers.append(
-                httpx.post(f"{running.url}/payout-links", json=payout_body(), headers={**AUTH, "idempotency-key": key})
+                httpx.post(
+                    f"{running.url}/payout-links", json=payout_body(), headers={**auth(), "idempotency-key": key}
+                )
             )
         finally:
             running.stop()
@@ -147,7 +153,7 @@ def test_credentials_and_partner_secrets_are_written_to_the_given_endpoint(tmp_p
     try:
         # The embedded emulator accepts exactly the credentials the stack was given.
         response = httpx.post(
-            f"{running.url}/payout-links", json=payout_body(), headers={**AUTH, "idempotency-key": new_key()}
+            f"{running.url}/payout-links", json=payout_body(), headers={**auth(), "idempotency-key": new_key()}
         )
     finally:
         running.stop()
@@ -199,6 +205,125 @@ def test_malformed_partner_secrets_are_refused_at_start():
 
     assert result.returncode == 2
     assert "PARTNER_WEBHOOK_SECRETS" in result.stderr
+
+
+# --- the JWT issuer -----------------------------------------------------------------------------------------------
+
+
+def create(running: RunningStack, bearer: str) -> httpx.Response:
+    return httpx.post(
+        f"{running.url}/payout-links", json=payout_body(), headers={**auth(bearer), "idempotency-key": new_key()}
+    )
+
+
+def test_any_openid_issuer_given_as_jwt_issuer_works_unchanged(tmp_path):
+    """`JWT_ISSUER=... JWT_AUDIENCE=a,b make run` with an issuer of the team's own (here a second issuer, its keys
+    published under a path of its own): its tokens for either audience pass; the session issuer's, a token for
+    another audience, and one the issuer's key never signed do not."""
+    with LocalIssuer(audience="web-app", jwks_path="/oauth2/v1/keys") as team_issuer:
+        running = start_stack(
+            tmp_path, LOCAL_CONCURRENCY="1", JWT_ISSUER=team_issuer.url, JWT_AUDIENCE="web-app, mobile-app"
+        )
+        try:
+            web = create(running, team_issuer.mint({"sub": "ada", "scope": "payouts:write"}))
+            mobile = create(running, team_issuer.mint({"sub": "ada", "scope": "payouts:write", "aud": "mobile-app"}))
+            default_audience = create(
+                running, team_issuer.mint({"sub": "ada", "scope": "payouts:write", "aud": "payout-link-proxy"})
+            )
+            other_issuer = create(running, token("ada"))
+        finally:
+            running.stop()
+        published, team_url = team_issuer.requests, team_issuer.url
+
+    assert f"JWT issuer: {team_url} (JWT_ISSUER), audience web-app, mobile-app" in running.banner
+    assert (web.status_code, mobile.status_code) == (201, 201), (web.text, mobile.text)
+    assert default_audience.status_code == other_issuer.status_code == 401
+    assert default_audience.headers["www-authenticate"].endswith('"the token does not have a valid audience"')
+    assert other_issuer.headers["www-authenticate"].endswith('"the token\'s kid is not a key of the issuer"')
+    assert published["/.well-known/openid-configuration"] >= 1 and published["/oauth2/v1/keys"] >= 1
+
+
+def test_without_jwt_issuer_make_run_starts_its_own_and_make_token_mints_from_it(tmp_path):
+    """The README's quick start: `make run`, then `make token SUB=...`, then a request with it."""
+    issuer_port = free_port()
+    running = start_stack(tmp_path, LOCAL_CONCURRENCY="1", JWT_ISSUER="", LOCAL_ISSUER_PORT=str(issuer_port))
+    minted = {}
+    try:
+        for name, arguments in {"user": ["SUB=demo-user"], "reader": ["SUB=demo-user", "SCOPE=payouts:read"]}.items():
+            made = subprocess.run(
+                ["make", "-s", "token", *arguments],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**os.environ, "LOCAL_ISSUER_PORT": str(issuer_port)},
+            )
+            assert made.returncode == 0, made.stderr
+            minted[name] = made.stdout.strip()
+        created = create(running, minted["user"])
+        read_only = create(running, minted["reader"])
+        listed = httpx.get(f"{running.url}/payout-links", headers=auth(minted["reader"]))
+        sessions = create(running, token("demo-user"))  # the tests' issuer is not this stack's
+        discovery = httpx.get(f"http://127.0.0.1:{issuer_port}/.well-known/openid-configuration").json()
+    finally:
+        running.stop()
+
+    assert f"JWT issuer: http://127.0.0.1:{issuer_port} (local;" in running.banner
+    assert "audience payout-link-proxy" in running.banner
+    assert minted["user"].count(".") == 2 and "\n" not in minted["user"]
+    assert created.status_code == 201, created.text
+    assert read_only.status_code == 403 and listed.status_code == 200
+    assert [item["id"] for item in listed.json()["items"]] == [created.json()["id"]]
+    assert sessions.status_code == 401
+    assert discovery["issuer"] == f"http://127.0.0.1:{issuer_port}"
+    with pytest.raises(httpx.ConnectError):  # stopped with the stack
+        httpx.post(f"http://127.0.0.1:{issuer_port}{TOKEN_PATH}", json={"sub": "x"}, timeout=5)
+
+
+def test_make_token_without_a_running_issuer_says_so():
+    made = subprocess.run(
+        ["make", "-s", "token", "SUB=ada"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LOCAL_ISSUER_PORT": str(free_port())},
+    )
+
+    assert made.returncode != 0 and made.stdout == ""
+    assert "no local issuer" in made.stderr
+
+
+def test_a_local_issuer_port_in_use_stops_make_run_with_a_message():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "local_stack"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=stack_env(PORT=str(free_port()), JWT_ISSUER="", LOCAL_ISSUER_PORT=str(taken.getsockname()[1])),
+        )
+
+    assert result.returncode == 2
+    assert "LOCAL_ISSUER_PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("issuer", ["http://issuer.example.test", "ftp://127.0.0.1", "127.0.0.1:3100"])
+def test_a_jwt_issuer_that_is_neither_https_nor_loopback_http_is_refused_at_start(issuer):
+    result = subprocess.run(
+        [sys.executable, "-m", "local_stack"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=stack_env(PORT=str(free_port()), JWT_ISSUER=issuer),
+    )
+
+    assert result.returncode == 2
+    assert "JWT_ISSUER" in result.stderr
 
 
 def scheduled_runs(running: RunningStack, function: str) -> list[dict]:

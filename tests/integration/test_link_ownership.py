@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.support import emitted_metrics, function_logs, payout_body, token
+from tests.support import emitted_metrics, function_logs, payout_body, token, token_claims
 
 pytestmark = pytest.mark.integration
 
@@ -271,6 +271,22 @@ def test_a_token_with_an_empty_subject_never_passes_for_the_machine_client_besid
 
     assert answer.status == 401 and answer.is_problem()
     assert lifecycle_calls(upstream) == (0, 0)
+
+
+@pytest.mark.parametrize("subject", [None, False, 0, [], {}], ids=["null", "false", "0", "[]", "{}"])
+def test_two_clients_whose_tokens_carry_a_subject_that_names_no_one_are_not_one_caller(function, upstream, subject):
+    """API Gateway hands claims over as strings (`null`, `false`, `0`, `[]`, `{}`): two machine clients whose
+    tokens carry such a `sub` would both be `user:null` (or `user:false`...), one reading and canceling the other's
+    links and replaying its keys. Such a subject names no one: both are refused, never taken for their client_id."""
+    client_a = {"authorization": f"Bearer {token_claims({'sub': subject, 'client_id': 'client-A'})}"}
+    client_b = {"authorization": f"Bearer {token_claims({'sub': subject, 'client_id': 'client-B'})}"}
+
+    made = function.create(sub=None, headers=client_a)
+    read_by_b = function.request("GET", f"/payout-links/{made.json().get('id', 'pl_none')}", headers=client_b)
+
+    assert read_by_b.status != 200  # B never reads A's link
+    assert (made.status, read_by_b.status) == (401, 401) and made.is_problem() and read_by_b.is_problem()
+    assert upstream.stats()["links_created"] == 0
 
 
 def test_a_link_id_no_url_can_name_is_still_answered_and_logged(function, upstream):

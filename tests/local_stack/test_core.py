@@ -12,7 +12,8 @@ import pytest
 from local_stack.core.api import LocalApi
 from local_stack.core.gateway import Cors, Route, routes_from_template
 from local_stack.core.template import function_settings, load_template
-from tests.support import ROOT, token
+from local_stack.issuer import LocalIssuer
+from tests.support import ROOT
 
 TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
@@ -252,17 +253,63 @@ Resources:
 """
 
 
+SHOUT_COUNTING = """\
+from pathlib import Path
+
+
+def shout(event, context):
+    with (Path(__file__).parent / "invocations.log").open("a") as log:
+        log.write(event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] + "\\n")
+    return {"statusCode": 201, "body": event["pathParameters"]["name"].upper()}
+"""
+
+
 @pytest.mark.e2e  # starts a function process behind the gateway
-def test_a_token_without_the_routes_scope_gets_the_gateways_403_and_never_reaches_the_function(
-    tmp_path: Path,
+def test_the_apis_jwt_authorizer_refuses_bad_tokens_and_missing_scopes_before_the_function_runs(
+    tmp_path: Path, issuer: LocalIssuer
 ) -> None:
+    """The authorizer's issuer is given (the template's is not one this machine can reach); its audience is the
+    template's. Only an accepted token with the route's scope reaches the function."""
     (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "echo.py").write_text(HANDLER, encoding="utf-8")
+    (tmp_path / "src" / "echo.py").write_text(SHOUT_COUNTING, encoding="utf-8")
     (tmp_path / "template.yaml").write_text(SCOPED_TEMPLATE, encoding="utf-8")
 
-    with LocalApi(tmp_path / "template.yaml", "ShoutFunction") as api, httpx.Client(base_url=api.url) as http:
-        refused = http.post("/shout/ada", headers={"authorization": f"Bearer {token(scope='notes:read')}"})
-        served = http.post("/shout/ada", headers={"authorization": f"Bearer {token(scope='notes:read notes:write')}"})
+    def bearer(**claims: object) -> dict[str, str]:
+        return {"authorization": "Bearer " + issuer.mint({"sub": "ada", "aud": "notes", **claims})}
 
+    with (
+        LocalApi(tmp_path / "template.yaml", "ShoutFunction").start(jwt_issuer=issuer.url) as api,
+        httpx.Client(base_url=api.url) as http,
+    ):
+        missing = http.post("/shout/ada")
+        other_audience = http.post("/shout/ada", headers=bearer(aud="payout-link-proxy", scope="notes:write"))
+        refused = http.post("/shout/ada", headers=bearer(scope="notes:read"))
+        served = http.post("/shout/ada", headers=bearer(scope="notes:read notes:write"))
+
+    assert (missing.status_code, missing.json(), missing.headers["www-authenticate"]) == (
+        401,
+        {"message": "Unauthorized"},
+        "Bearer",
+    )
+    assert (other_audience.status_code, other_audience.headers["www-authenticate"]) == (
+        401,
+        'Bearer scope="" error="invalid_token" error_description="the token does not have a valid audience"',
+    )
     assert (refused.status_code, refused.json()) == (403, {"message": "Forbidden"})
     assert (served.status_code, served.text) == (201, "ADA")
+    assert (tmp_path / "src" / "invocations.log").read_text().splitlines() == ["ada"]  # the one served
+
+
+@pytest.mark.unit
+def test_routes_behind_a_jwt_authorizer_cannot_be_served_without_one(tmp_path: Path) -> None:
+    """There is no switch that turns the check off: an authorizer whose issuer does not resolve must be given."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "template.yaml").write_text(
+        SCOPED_TEMPLATE.replace("issuer: https://issuer.test", "issuer: !Ref Issuer").replace(
+            "Resources:", "Parameters:\n  Issuer:\n    Type: String\nResources:", 1
+        ),
+        encoding="utf-8",
+    )
+
+    with pytest.raises(ValueError, match="issuer"):
+        LocalApi(tmp_path / "template.yaml", "ShoutFunction").start()

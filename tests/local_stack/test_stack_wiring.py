@@ -80,3 +80,41 @@ def test_a_period_that_is_not_a_number_of_seconds_is_refused(given: str) -> None
 def test_the_control_port_is_any_free_one_unless_given() -> None:
     assert StackConfig.from_env({}).control_port == 0
     assert StackConfig.from_env({"LOCAL_CONTROL_PORT": "3001"}).control_port == 3001
+
+
+def test_without_jwt_issuer_the_stack_trusts_a_local_issuer_of_its_own_for_its_default_audience() -> None:
+    config = StackConfig.from_env({})
+
+    assert config.jwt_issuer is None
+    assert config.jwt_audiences == ["payout-link-proxy"]
+    assert config.local_issuer_port == 3100
+    assert StackConfig.from_env({"LOCAL_ISSUER_PORT": "4100", "JWT_ISSUER": ""}).local_issuer_port == 4100
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example",
+        "https://tenant.example.test/",
+        "http://127.0.0.1:8080",
+        "http://localhost:8080/realms/dev",
+        "http://localhost",
+    ],
+)
+def test_jwt_issuer_is_an_https_url_or_locally_a_loopback_http_one(issuer: str) -> None:
+    assert StackConfig.from_env({"JWT_ISSUER": issuer}).jwt_issuer == issuer
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    ["http://issuer.example.test", "http://127.0.0.2:80", "http://localhost.example.test", "issuer", "ftp://x"],
+)
+def test_any_other_jwt_issuer_is_refused(issuer: str) -> None:
+    with pytest.raises(ValueError, match="JWT_ISSUER must be an https URL"):
+        StackConfig.from_env({"JWT_ISSUER": issuer})
+
+
+def test_jwt_audience_is_a_comma_separated_list() -> None:
+    assert StackConfig.from_env({"JWT_AUDIENCE": "web-app, mobile-app,"}).jwt_audiences == ["web-app", "mobile-app"]
+    with pytest.raises(ValueError, match="JWT_AUDIENCE"):
+        StackConfig.from_env({"JWT_AUDIENCE": " , "})

@@ -5,13 +5,12 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import jwt
 import pytest
 
 from payout_links.http import Request
 from payout_links.inbound import decoded_body, frontend_caller, json_body, within_limit
 from payout_links.problems import MalformedJson, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
-from tests.support import TEST_SIGNING_KEY, http_event
+from tests.support import http_event, token_claims
 
 pytestmark = pytest.mark.unit
 
@@ -26,12 +25,13 @@ def event(
     base64_encoded: bool = False,
     claims: dict[str, Any] | None = None,
 ) -> Request:
-    """POST /payout-links as API Gateway sends it (tests.support.http_event), with `claims` when the authorizer
-    verified a token with them. With `base64_encoded`, `body` is the event's base64 text exactly as given, valid or
-    not (API Gateway itself sends only valid base64)."""
+    """POST /payout-links as API Gateway sends it (tests.support.http_event), with `claims` (over a token's usual
+    ones: `iss`, `aud`, `scope`, `iat`, `exp`) when the authorizer verified a token with them. With
+    `base64_encoded`, `body` is the event's base64 text exactly as given, valid or not (API Gateway itself sends
+    only valid base64)."""
     headers = {"content-type": "application/json"} if headers is None else dict(headers)
     if claims is not None:
-        headers["authorization"] = "Bearer " + jwt.encode(claims, TEST_SIGNING_KEY, algorithm="HS256")
+        headers["authorization"] = "Bearer " + token_claims(claims)
     raw = http_event("POST", "/payout-links", body=None if base64_encoded else body, headers=headers)
     if base64_encoded and body is not None:
         raw.update(body=body, isBase64Encoded=True)
@@ -198,7 +198,7 @@ def test_the_caller_comes_from_the_verified_claims(claims: dict[str, str], calle
         {},
         {"sub": ""},
         {"sub": "", "client_id": "app-9"},
-        {"scope": "payouts:write", "iss": "https://issuer.test"},
+        {"scope": "payouts:write"},
     ],
     ids=["no authorizer", "no claims", "empty sub", "empty sub beside a client_id", "neither sub nor client_id"],
 )
@@ -207,6 +207,41 @@ def test_no_caller_is_a_401(claims: dict[str, str] | None) -> None:
         frontend_caller(event(claims=claims))
 
     assert caught.value.status == 401
+
+
+# What API Gateway makes of a JSON value that is not a string: its spelling (arrays as `[a b]`). None of them names
+# anyone: two tokens with `sub: null` (or `false`, `0`, `[]`...) must not become one caller.
+NO_ONE = [None, True, False, 0, 1.5, -2, 1e3, [], ["a", "b"], {}, {"a": 1}, "", "null", "true", "0", "[a b]", "{}"]
+NO_ONE_IDS = ["null", "true", "false", "0", "1.5", "-2", "1e3", "[]", "[a b]", "{}", "object"]
+NO_ONE_IDS += ["empty", "'null'", "'true'", "'0'", "'[a b]'", "'{}'"]
+
+
+@pytest.mark.parametrize("value", NO_ONE, ids=NO_ONE_IDS)
+@pytest.mark.parametrize(
+    "naming", [{"client_id": "app-9"}, {}], ids=["sub beside a client_id", "client_id without sub"]
+)
+def test_a_naming_claim_that_is_a_json_literals_spelling_names_no_caller(naming: dict[str, str], value: Any) -> None:
+    """The `sub` when there is one (never falling back to the client_id beside it), else the `client_id`."""
+    claims = {"sub": value, **naming} if naming else {"client_id": value}
+
+    with pytest.raises(Unauthenticated):
+        frontend_caller(event(claims=claims))
+
+
+@pytest.mark.parametrize("value", [None, 0, ["a"], {"a": "b"}], ids=["None", "0", "list", "dict"])
+def test_a_naming_claim_that_is_not_a_string_in_the_event_names_no_caller(value: Any) -> None:
+    """API Gateway sends strings only; an event that carries anything else is refused all the same."""
+    raw = http_event("GET", "/payout-links")
+    raw["requestContext"]["authorizer"] = {"jwt": {"claims": {"sub": value, "client_id": "app-9"}, "scopes": []}}
+
+    with pytest.raises(Unauthenticated):
+        frontend_caller(Request.from_event(raw))
+
+
+@pytest.mark.parametrize("subject", ["user-1", "auth0|5f7c8ec7c33c6c004bbafe82", "null-user", "0x", "[a", "ada b"])
+def test_a_naming_claim_that_only_looks_odd_still_names_its_caller(subject: str) -> None:
+    assert frontend_caller(event(claims={"sub": subject})) == f"user:{subject}"
+    assert frontend_caller(event(claims={"client_id": subject})) == f"client:{subject}"
 
 
 def test_the_caller_is_never_taken_from_the_body() -> None:
