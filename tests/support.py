@@ -229,6 +229,8 @@ FUNCTION_METRICS = {
     "PayoutLinksListed": "Count",
     "LinkOwnershipRefused": "Count",
     "WebhookRefused": "Count",
+    # Partners refused because their webhook secret is another partner's too, once per read of the secret.
+    "PartnerSecretShared": "Count",
     # With the refusing limit as a second dimension (limits.record_refusal), never the caller.
     "LimitExceeded": "Count",
     "ColdStart": "Count",
