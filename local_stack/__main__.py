@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 from typing import Any
 
 from local_stack.stack import LocalStack, StackConfig
@@ -25,15 +24,13 @@ def schedule_lines(schedules: dict[str, Any]) -> list[str]:
 
 
 def main() -> int:
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
+    signals = wait_for_signals(signal.SIGINT, signal.SIGTERM)
     try:
         config = StackConfig.from_env(os.environ)
     except ValueError as exc:
         print(f"payout-link-proxy: {exc}", file=sys.stderr)
         return 2
-    stack = LocalStack(config).start()
+    stack = LocalStack(config).start()  # a signal meanwhile is kept in the pipe: it stops the stack once started
     try:
         print(
             f"payout-link-proxy listening on {stack.url}\n"
@@ -45,11 +42,28 @@ def main() -> int:
             "Ctrl-C stops everything.",
             flush=True,
         )
-        stopping.wait()
+        os.read(signals, 1)
     finally:
         stack.stop()
         print("payout-link-proxy stopped", flush=True)
     return 0
+
+
+def wait_for_signals(*signums: signal.Signals) -> int:
+    """A pipe that each of `signums` writes a byte to: the read end, which the main thread waits on.
+
+    No Python handler may take a lock (an Event's, a queue's): the handler runs in the main thread between two of its
+    steps, and a signal that arrives while the main thread holds that very lock (a second Ctrl-C, SIGTERM sent to
+    make's process group and forwarded by make, just as the first one is handled) would wait for itself forever.
+    So the handlers do nothing, and Python's own C-level handler writes the signal's number to the pipe (no lock,
+    nothing to wait for); the handlers only keep SIGINT from raising KeyboardInterrupt and SIGTERM from killing the
+    process on the spot."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    for signum in signums:
+        signal.signal(signum, lambda *_: None)
+    return read_end
 
 
 if __name__ == "__main__":
