@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 from local_stack.stack import LocalStack, StackConfig
+
+# A stop takes about a second and a half at most (LocalStack.stop); past this, its last resort (stop_within).
+STOP_DEADLINE_SECONDS = 4.0
 
 
 def schedule_lines(schedules: dict[str, Any]) -> list[str]:
@@ -44,7 +48,7 @@ def main() -> int:
         )
         os.read(signals, 1)
     finally:
-        stack.stop()
+        stop_within(stack, STOP_DEADLINE_SECONDS)
         print("payout-link-proxy stopped", flush=True)
     return 0
 
@@ -64,6 +68,22 @@ def wait_for_signals(*signums: signal.Signals) -> int:
     for signum in signums:
         signal.signal(signum, lambda *_: None)
     return read_end
+
+
+def stop_within(stack: LocalStack, seconds: float) -> None:
+    """`stack.stop()`; should it overrun `seconds`, every process the stack started is killed and this one exits, so
+    that a stop always ends, whatever hangs."""
+    stopped = threading.Event()
+
+    def overdue() -> None:
+        if not stopped.wait(seconds):
+            print(f"payout-link-proxy: not stopped after {seconds:g} s: killing what it started", file=sys.stderr)
+            stack.kill_processes()
+            os._exit(1)
+
+    threading.Thread(target=overdue, name="stop-deadline", daemon=True).start()
+    stack.stop()
+    stopped.set()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,10 @@ from typing import IO, Self
 
 from local_stack.core.gateway import INTEGRATION_TIMEOUT_SECONDS, Cors, LocalHttpApi, Route, routes_from_template
 from local_stack.core.template import function_settings, load_template
-from local_stack.core.workers import WorkerPool, execution_environment
+from local_stack.core.workers import ChildProcesses, WorkerPool, execution_environment
+
+# serve_forever() notices shutdown() between polls: a short poll keeps stop() quick.
+_POLL_INTERVAL_SECONDS = 0.05
 
 
 class LocalApi:
@@ -61,12 +64,14 @@ class LocalApi:
         cors_allowed_origins: Sequence[str] | None = None,
         integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
         log: IO[str] | None = None,
+        processes: ChildProcesses | None = None,
     ) -> Self:
         """Start `concurrency` execution environments, then listen on 127.0.0.1:`port` (0: any free port) once they
         are ready. Each environment gets our environment, the function's variables over it, and the variables
         Lambda sets (its name, `function_name` or the logical id, and its memory); its timeout is the template's
         unless `timeout_seconds` is given. CORS is the function's API's, with `cors_allowed_origins` instead of the
-        configured origins when given. `log` receives the function's logs (by default, our stderr)."""
+        configured origins when given. `log` receives the function's logs (by default, our stderr). The environments
+        are started through `processes` when given."""
         if self._gateway is not None:
             raise RuntimeError("already started")
         env = execution_environment(
@@ -75,7 +80,13 @@ class LocalApi:
         apis = {route.api for route in self.routes if route.api}
         try:
             self._pool = WorkerPool(
-                concurrency, self.handler, env, timeout_seconds or self.timeout_seconds, code_dir=self.code_dir, log=log
+                concurrency,
+                self.handler,
+                env,
+                timeout_seconds or self.timeout_seconds,
+                code_dir=self.code_dir,
+                log=log,
+                processes=processes,
             )
             cors = (
                 Cors.from_template(self.template, api=min(apis), allow_origins=cors_allowed_origins) if apis else None
@@ -86,7 +97,12 @@ class LocalApi:
         except BaseException:
             self.stop()
             raise
-        threading.Thread(target=self._gateway.serve_forever, name="local-http-api", daemon=True).start()
+        threading.Thread(
+            target=self._gateway.serve_forever,
+            kwargs={"poll_interval": _POLL_INTERVAL_SECONDS},
+            name="local-http-api",
+            daemon=True,
+        ).start()
         return self
 
     @property
