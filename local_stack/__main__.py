@@ -11,6 +11,9 @@ from typing import Any
 from local_stack.stack import LocalStack, StackConfig
 from payout_links.budget import MIN_FUNCTION_TIMEOUT_SECONDS
 
+# A stop takes about a second and a half at most (LocalStack.stop); past this, its last resort (stop_within).
+STOP_DEADLINE_SECONDS = 4.0
+
 
 def schedule_lines(schedules: dict[str, Any]) -> list[str]:
     """One banner line per scheduled function: its events and how often each runs here."""
@@ -48,16 +51,14 @@ def issuer_line(stack: LocalStack) -> str:
 
 
 def main() -> int:
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
+    signals = wait_for_signals(signal.SIGINT, signal.SIGTERM)
     try:
         config = StackConfig.from_env(os.environ)
     except ValueError as exc:
         print(f"payout-link-proxy: {exc}", file=sys.stderr)
         return 2
     try:
-        stack = LocalStack(config).start()
+        stack = LocalStack(config).start()  # a signal meanwhile is kept in the pipe: it stops the stack once started
     except ValueError as exc:  # what the configuration asks for cannot be had (a port in use, a cron schedule)
         print(f"payout-link-proxy: {exc}", file=sys.stderr)
         return 2
@@ -74,11 +75,44 @@ def main() -> int:
             "Ctrl-C stops everything.",
             flush=True,
         )
-        stopping.wait()
+        os.read(signals, 1)
     finally:
-        stack.stop()
+        stop_within(stack, STOP_DEADLINE_SECONDS)
         print("payout-link-proxy stopped", flush=True)
     return 0
+
+
+def wait_for_signals(*signums: signal.Signals) -> int:
+    """A pipe that each of `signums` writes a byte to: the read end, which the main thread waits on.
+
+    No Python handler may take a lock (an Event's, a queue's): the handler runs in the main thread between two of its
+    steps, and a signal that arrives while the main thread holds that very lock (a second Ctrl-C, SIGTERM sent to
+    make's process group and forwarded by make, just as the first one is handled) would wait for itself forever.
+    So the handlers do nothing, and Python's own C-level handler writes the signal's number to the pipe (no lock,
+    nothing to wait for); the handlers only keep SIGINT from raising KeyboardInterrupt and SIGTERM from killing the
+    process on the spot."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    for signum in signums:
+        signal.signal(signum, lambda *_: None)
+    return read_end
+
+
+def stop_within(stack: LocalStack, seconds: float) -> None:
+    """`stack.stop()`; should it overrun `seconds`, every process the stack started is killed and this one exits, so
+    that a stop always ends, whatever hangs."""
+    stopped = threading.Event()
+
+    def overdue() -> None:
+        if not stopped.wait(seconds):
+            print(f"payout-link-proxy: not stopped after {seconds:g} s: killing what it started", file=sys.stderr)
+            stack.kill_processes()
+            os._exit(1)
+
+    threading.Thread(target=overdue, name="stop-deadline", daemon=True).start()
+    stack.stop()
+    stopped.set()
 
 
 if __name__ == "__main__":

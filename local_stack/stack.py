@@ -17,7 +17,9 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from local_stack.core.aws_resources import clients, ensure_secret, ensure_table,
 from local_stack.core.control import LocalControl
 from local_stack.core.gateway import INTEGRATION_TIMEOUT_SECONDS
 from local_stack.core.schedules import LocalSchedules, ScheduledRun
+from local_stack.core.workers import STOP_GRACE_SECONDS, ChildProcesses
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator
 from local_stack.issuer import DEFAULT_LOCAL_ISSUER_PORT, LocalIssuer
 
@@ -197,6 +200,9 @@ class LocalStack:
         self._control: LocalControl | None = None
         self.function_timeout_seconds = 0.0  # the API function's, once started
         self._issuer: LocalIssuer | None = None
+        # Every process the stack starts (the API's execution environments, the scheduled functions'), whoever
+        # starts it: what stop() ends, and after which nothing starts.
+        self._processes = ChildProcesses()
         self.endpoint_url = ""
         self.payout_api_base_url = ""
         self.jwt_issuer = ""
@@ -281,6 +287,7 @@ class LocalStack:
         self._schedules = schedules.start(
             period_seconds=config.schedule_seconds,
             function_names={name: local_function_name(name) for name in schedules.functions},
+            processes=self._processes,
         )
         self._control = LocalControl(schedules, config.control_port).start()
         self._api = api.start(
@@ -292,6 +299,7 @@ class LocalStack:
             jwt_issuer=self.jwt_issuer,
             jwt_audiences=config.jwt_audiences,
             integration_timeout=config.integration_timeout_seconds,
+            processes=self._processes,
         )
         self.config.port = api.port
 
@@ -320,26 +328,44 @@ class LocalStack:
         return self._api.pids if self._api else []
 
     def stop(self) -> None:
+        """Stop everything, whatever the functions are doing, in about STOP_GRACE_SECONDS and a second more: from the
+        first step on no process starts (not even a replacement for one killed meanwhile); the control API and the
+        API's port stop taking requests; every execution environment ends, the API's and the scheduled functions'
+        together: idle ones at once, busy ones once their event is done or the grace is over (killed then); the
+        emulator and moto last, since a function finishing its event may need them until then."""
+        self._processes.close()
         if self._control:
             self._control.stop()
             self._control = None
-        if self._schedules:
-            self._schedules.stop()
-            self._schedules = None
-        if self._api:
-            self._api.stop()
-            self._api = None
-        if self._emulator:
-            self._emulator.stop()
-            self._emulator = None
-        if self._moto:
-            self._moto.stop()
-            self._moto = None
-        if self._issuer:
-            self._issuer.stop()
-            self._issuer = None
+        _together(
+            *(
+                component.stop
+                for component in (self._schedules, self._api)  # each its timers or its port first, then its processes
+                if component is not None
+            )
+        )
+        self._schedules = self._api = None
+        self._processes.stop(grace=0)  # anything a component did not end: killed now
+        _together(*(server.stop for server in (self._emulator, self._moto, self._issuer) if server is not None))
+        self._emulator = self._moto = None
+        self._issuer = None
 
     @property
     def local_issuer(self) -> LocalIssuer | None:
         """The issuer the stack started, None when JWT_ISSUER names another."""
         return self._issuer
+
+    def kill_processes(self) -> None:
+        """Kill every process the stack started, at once: for a stop that overran."""
+        self._processes.kill()
+
+
+def _together(*steps: Callable[[], object]) -> None:
+    """Run `steps` at the same time, each in a thread, and return once all are over, or after twice the grace and a
+    second more (what overruns is left to `kill_processes` and the process's end)."""
+    threads = [threading.Thread(target=step, name="local-stack-stop", daemon=True) for step in steps]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 2 * STOP_GRACE_SECONDS + 1
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))

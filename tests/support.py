@@ -253,6 +253,8 @@ FUNCTION_METRICS = {
     "PayoutLinksListed": "Count",
     "LinkOwnershipRefused": "Count",
     "WebhookRefused": "Count",
+    # Partners refused because their webhook secret is another partner's too, once per read of the secret.
+    "PartnerSecretShared": "Count",
     # With the refusing limit as a second dimension (limits.record_refusal), never the caller.
     "LimitExceeded": "Count",
     "ColdStart": "Count",
@@ -542,3 +544,85 @@ def locked_layer_requirements(path: Path = LAYER_REQUIREMENTS) -> dict[str, tupl
 
 def locked_layer_packages() -> dict[str, str]:
     return {name: version for name, (version, _) in locked_layer_requirements().items()}
+
+
+# --- a client that retries as the design says ----------------------------------------------------------------------
+# docs/api.md ("After a failed create: the safe recipe"): a create answered with no answer at all, a 409
+# request-in-progress, a 429 with Retry-After, or a 5xx whose key is not spent (bound, released, or a 5xx without
+# key_state: API Gateway's own 500 and 503, an internal error) is sent again with the same key and the same body,
+# after Retry-After where there is one; the retry gets the link. Under load such answers are normal (a request that
+# waited for an environment past the integration timeout, a dependency slow to answer): a test that sends creates
+# while others run takes a create's answer once it is settled, never its first answer, unless that answer is what
+# it tests.
+RETRY_PAUSE_SECONDS = 0.5  # before a retry when the answer named no Retry-After
+
+
+def retry_pause(response: httpx.Response, *, cap: float) -> float | None:
+    """How long a client waits before sending this create again with the same key and body (Retry-After, at most
+    `cap` seconds); None when the answer is final."""
+    status = response.status_code
+    problem: dict[str, Any] = {}
+    if response.headers.get("content-type") == "application/problem+json":
+        problem = response.json()
+    retry_after = response.headers.get("retry-after", "")
+    pause = min(cap, float(retry_after)) if retry_after.isdigit() else min(cap, RETRY_PAUSE_SECONDS)
+    if status == 409:
+        return pause if problem.get("type", "").endswith(":request-in-progress") else None
+    if status == 429:
+        return pause if retry_after else None
+    if status >= 500:
+        return None if problem.get("key_state") == "spent" else pause
+    return None
+
+
+def send_until_settled(
+    send: Callable[[], httpx.Response],
+    *,
+    attempts: int = 10,
+    retry_on: set[int] | None = None,
+    cap: float = 3.0,
+) -> tuple[httpx.Response, list[int | str]]:
+    """`send()`, sent again as a client would (`retry_pause`) until its answer is final, at most `attempts` times:
+    the last answer, and every answer on the way (each status, or the name of the error when none came). A test
+    that is about one retryable answer keeps it: `retry_on` names the statuses that are retried (by default every
+    retryable one). When the last attempt got no answer at all, its error is raised."""
+    answers: list[int | str] = []
+    for attempt in range(1, attempts + 1):
+        try:
+            response = send()
+        except httpx.TransportError as exc:  # no answer: as unknown as a bound key
+            answers.append(type(exc).__name__)
+            if attempt == attempts:
+                raise
+            time.sleep(min(cap, RETRY_PAUSE_SECONDS))
+            continue
+        answers.append(response.status_code)
+        pause = retry_pause(response, cap=cap)
+        if pause is None or attempt == attempts or (retry_on is not None and response.status_code not in retry_on):
+            return response, answers
+        time.sleep(pause)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def create_until_settled(
+    client: httpx.Client,
+    body: dict[str, Any] | None = None,
+    *,
+    key: str,
+    headers: dict[str, str] | None = None,
+    sub: str = "user-1",
+    attempts: int = 10,
+    retry_on: set[int] | None = None,
+    cap: float = 3.0,
+) -> tuple[httpx.Response, list[int | str]]:
+    """POST /payout-links through `client` as frontend `sub` with `key` (`frontend_headers`; `headers` adds or
+    overrides), sent again as a client would until settled (`send_until_settled`): the last answer, and all of
+    them."""
+    all_headers = frontend_headers(key=key, sub=sub, headers=headers)
+    body = payout_body() if body is None else body
+    return send_until_settled(
+        lambda: client.post("/payout-links", json=body, headers=all_headers),
+        attempts=attempts,
+        retry_on=retry_on,
+        cap=cap,
+    )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from botocore.exceptions import BotoCoreError, ClientError
 
 from payout_links.observability import logger
@@ -22,6 +23,8 @@ from payout_links.problems import DependencyUnavailable
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 # A partner's name is a path segment and a log field: kept short and plain.
 PARTNER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# The partners refused because their secret is another partner's too, counted once per read of the secret.
+SHARED_SECRET_METRIC = "PartnerSecretShared"  # noqa: S105 - a metric name, not a secret
 
 
 class MalformedSecret(ValueError):
@@ -155,7 +158,8 @@ def decode_webhook_secret(secret: str) -> bytes:
 def _partner_keys(value: object) -> dict[str, tuple[bytes, ...]]:
     """`{"partner": "whsec_..."}` or `{"partner": ["whsec_new", "whsec_old"]}` → each partner's HMAC keys.
 
-    A partner whose entry is unusable is left out (and logged by name) rather than failing every partner."""
+    A partner whose entry is unusable is left out (and logged by name) rather than failing every partner; so is
+    each partner whose key another partner also has (`_without_shared_keys`)."""
     if not isinstance(value, dict):
         raise MalformedSecret("the partner secrets must be a JSON object of partner name to secrets")
     partners: dict[str, tuple[bytes, ...]] = {}
@@ -169,7 +173,33 @@ def _partner_keys(value: object) -> dict[str, tuple[bytes, ...]]:
             partners[partner] = tuple(decode_webhook_secret(secret) for secret in listed)
         except MalformedSecret as exc:
             logger.error("partner entry ignored", extra={"partner": partner[:64], "secret_problem": str(exc)})
-    return partners
+    return _without_shared_keys(partners)
+
+
+def _without_shared_keys(partners: dict[str, tuple[bytes, ...]]) -> dict[str, tuple[bytes, ...]]:
+    """`partners` without those that share a key (the decoded bytes, however the secrets are spelled) with another.
+
+    A signature covers the body and the webhook-id, not the partner name in the URL: with one secret configured for
+    two partners, one signed delivery could be sent under each name, and each name is a caller of its own, with a
+    link of its own. That is a configuration error, and no delivery can tell which of the partners signed: each of
+    them is refused (answered as a name that does not exist), every other partner keeps working. Reported once per
+    read of the secret: one ERROR line naming the partners (never a secret) and `PartnerSecretShared`, the count
+    of partners refused, which an alarm watches."""
+    holders: dict[bytes, set[str]] = {}
+    for partner, keys in partners.items():
+        for key in keys:
+            holders.setdefault(key, set()).add(partner)
+    shared = sorted({partner for names in holders.values() if len(names) > 1 for partner in names})
+    if not shared:
+        return partners
+    logger.error(
+        "partner secret shared by several partners",
+        extra={"partners": [partner[:64] for partner in shared], "partners_refused": len(shared)},
+    )
+    # Printed now, in a document of its own, whichever invocation (if any) this read belongs to.
+    with single_metric(name=SHARED_SECRET_METRIC, unit=MetricUnit.Count, value=len(shared)):
+        pass  # printed as the block closes
+    return {partner: keys for partner, keys in partners.items() if partner not in shared}
 
 
 class PartnerSecrets:
@@ -203,7 +233,8 @@ class PartnerSecrets:
         self._secret.forget()
 
     def keys_for(self, partner: str) -> tuple[bytes, ...]:
-        """The partner's keys in the stored order; empty for a partner that does not exist."""
+        """The partner's keys in the stored order; empty for a partner that does not exist, and for one whose secret
+        another partner has too (refused, and so answered exactly as a name that does not exist)."""
         if not PARTNER_NAME.fullmatch(partner):
             return ()
         partners = self._secret.get()

@@ -21,7 +21,10 @@ from typing import IO, Self
 from local_stack.core.gateway import INTEGRATION_TIMEOUT_SECONDS, Cors, LocalHttpApi, Route, routes_from_template
 from local_stack.core.jwt_authorizer import JwtAuthorizer, JwtConfiguration
 from local_stack.core.template import function_settings, load_template
-from local_stack.core.workers import WorkerPool, execution_environment
+from local_stack.core.workers import ChildProcesses, WorkerPool, execution_environment
+
+# serve_forever() notices shutdown() between polls: a short poll keeps stop() quick.
+_POLL_INTERVAL_SECONDS = 0.05
 
 
 class LocalApi:
@@ -64,6 +67,7 @@ class LocalApi:
         jwt_audiences: Sequence[str] | None = None,
         integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
         log: IO[str] | None = None,
+        processes: ChildProcesses | None = None,
     ) -> Self:
         """Start `concurrency` execution environments, then listen on 127.0.0.1:`port` (0: any free port) once they
         are ready. Each environment gets our environment, the function's variables over it, and the variables
@@ -71,7 +75,8 @@ class LocalApi:
         unless `timeout_seconds` is given. CORS is the function's API's, with `cors_allowed_origins` instead of the
         configured origins when given. Routes behind the API's JWT authorizer are checked as it checks them, with
         `jwt_issuer` and `jwt_audiences` instead of its configured issuer and audiences when given (one that does
-        not resolve locally must be given). `log` receives the function's logs (by default, our stderr)."""
+        not resolve locally must be given). `log` receives the function's logs (by default, our stderr). The
+        environments are started through `processes` when given."""
         if self._gateway is not None:
             raise RuntimeError("already started")
         env = execution_environment(
@@ -88,7 +93,13 @@ class LocalApi:
             authorizer = JwtAuthorizer(configuration)
         try:
             self._pool = WorkerPool(
-                concurrency, self.handler, env, timeout_seconds or self.timeout_seconds, code_dir=self.code_dir, log=log
+                concurrency,
+                self.handler,
+                env,
+                timeout_seconds or self.timeout_seconds,
+                code_dir=self.code_dir,
+                log=log,
+                processes=processes,
             )
             cors = (
                 Cors.from_template(self.template, api=min(apis), allow_origins=cors_allowed_origins) if apis else None
@@ -104,7 +115,12 @@ class LocalApi:
         except BaseException:
             self.stop()
             raise
-        threading.Thread(target=self._gateway.serve_forever, name="local-http-api", daemon=True).start()
+        threading.Thread(
+            target=self._gateway.serve_forever,
+            kwargs={"poll_interval": _POLL_INTERVAL_SECONDS},
+            name="local-http-api",
+            daemon=True,
+        ).start()
         return self
 
     @property

@@ -44,6 +44,7 @@ from local_stack.core.lambda_worker import LOCAL_ACCOUNT_ID
 from local_stack.core.template import function_settings, load_template, resolve
 from local_stack.core.workers import (
     STOP_GRACE_SECONDS,
+    ChildProcesses,
     InvocationFailed,
     LambdaWorker,
     execution_environment,
@@ -204,11 +205,13 @@ class ScheduledFunction:
         self._worker: LambdaWorker | None = None
         self._worker_env: dict[str, str] = {}
         self._log: IO[str] | None = None
+        self._processes: ChildProcesses | None = None
         self._stopped = False
 
-    def prepare(self, name: str, log: IO[str] | None) -> None:
+    def prepare(self, name: str, log: IO[str] | None, processes: ChildProcesses | None = None) -> None:
         self.name = name
         self._log = log
+        self._processes = processes
         self._worker_env = execution_environment(self.environment, function_name=name, memory_mb=self.memory_mb)
 
     @property
@@ -235,6 +238,7 @@ class ScheduledFunction:
                     code_dir=self.code_dir,
                     log=self._log,
                     wait=False,
+                    processes=self._processes,
                 )
         assert worker is not None
         if fresh:
@@ -286,12 +290,14 @@ class LocalSchedules:
         period_seconds: float | None = None,
         function_names: Mapping[str, str] | None = None,
         log: IO[str] | None = None,
+        processes: ChildProcesses | None = None,
     ) -> Self:
         """Start a timer for every enabled event: every `period_seconds` when given (0: no timers, runs only by
         `run_now`), else at the event's rate. Each function's environment is ours, its variables over it, and those
         Lambda sets (its name, from `function_names` or its logical id, and its memory). `log` receives the
-        functions' logs and one line per run (by default, our stderr). ValueError, before anything starts, for an
-        expression that has no local timer (cron, without a period)."""
+        functions' logs and one line per run (by default, our stderr). The environments are started through
+        `processes` when given. ValueError, before anything starts, for an expression that has no local timer (cron,
+        without a period)."""
         if self._started:
             raise RuntimeError("already started")
         if period_seconds is not None and not period_seconds >= 0:
@@ -310,7 +316,7 @@ class LocalSchedules:
         self._log = log
         self._started = True
         for function in self.functions.values():
-            function.prepare((function_names or {}).get(function.function, function.function), log)
+            function.prepare((function_names or {}).get(function.function, function.function), log, processes)
             for schedule in function.schedules:
                 period = periods[(function.function, schedule.event)]
                 if period is not None:

@@ -42,6 +42,76 @@ class InvocationFailed(Exception):
     """The function raised, crashed or timed out; API Gateway answers such an invocation with a 500."""
 
 
+class Stopping(InvocationFailed):
+    """A process was to start after its `ChildProcesses` closed: it never started."""
+
+
+class ChildProcesses:
+    """Every process a stack starts, each through `popen`, so that stopping ends them all whoever started them.
+
+    `close` (the first thing `stop` does) makes starting impossible: a process is started and recorded under one
+    lock, and once closed `popen` raises `Stopping` instead, so that a replacement started for a killed environment
+    while the stack stops is never left running. `stop` then ends every process within one grace, whatever each is
+    doing."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._processes: list[subprocess.Popen[str]] = []
+        self._closed = False
+
+    def popen(self, args: list[str], **options: Any) -> subprocess.Popen[str]:
+        """`subprocess.Popen(args, **options)`, recorded before anyone else can stop the stack; `Stopping` once
+        closed."""
+        with self._lock:
+            if self._closed:
+                raise Stopping("the stack is stopping: no process starts any more")
+            process: subprocess.Popen[str] = subprocess.Popen(args, **options)
+            self._processes = [*(known for known in self._processes if known.returncode is None), process]
+            return process
+
+    @property
+    def pids(self) -> list[int]:
+        """The processes started and not yet seen to end."""
+        with self._lock:
+            return [process.pid for process in self._processes if process.returncode is None]
+
+    def close(self) -> None:
+        """No process starts any more."""
+        with self._lock:
+            self._closed = True
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Close, then end every process: each one's input is closed (an idle function process ends at once, a busy
+        one once its event is done), and what still runs when `grace` seconds are over is killed."""
+        with self._lock:
+            self._closed = True
+            processes = list(self._processes)
+        for process in processes:
+            if process.stdin is not None:
+                with contextlib.suppress(OSError, ValueError):  # already closed, or its end of the pipe is gone
+                    process.stdin.close()
+        deadline = time.monotonic() + grace
+        for process in processes:
+            _wait_or_kill(process, deadline)
+
+    def kill(self) -> None:
+        """Kill every process now, waiting for nothing and taking no lock: the last resort of a stop that overran."""
+        for process in list(self._processes):
+            if process.returncode is None:
+                with contextlib.suppress(OSError):
+                    os.kill(process.pid, signal.SIGKILL)
+
+
+def _wait_or_kill(process: subprocess.Popen[str], deadline: float) -> None:
+    """Wait for `process` to end until `deadline` (a `time.monotonic()` time), then kill it."""
+    try:
+        process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
 class LambdaWorker:
     def __init__(
         self,
@@ -52,13 +122,16 @@ class LambdaWorker:
         code_dir: Path | None = None,
         log: IO[str] | None = None,
         wait: bool = True,
+        processes: ChildProcesses | None = None,
     ) -> None:
         """A process that imports `handler` ("module.function") from `code_dir` (first on its path, as Lambda's
         /var/task; by default our working directory) with `env` as its whole environment. `log` receives the
         function's logs (its stdout and stderr); by default they go to our stderr. Returns once it is ready, or
-        at once without `wait` (then `wait_ready()` before the first `invoke`)."""
+        at once without `wait` (then `wait_ready()` before the first `invoke`). Started through `processes` when
+        given (`Stopping` when that is closed)."""
         self.timeout_seconds = timeout_seconds
-        self.process = subprocess.Popen(
+        spawn = processes.popen if processes is not None else subprocess.Popen
+        self.process = spawn(
             [sys.executable, "-m", "local_stack.core.lambda_worker", handler, str(timeout_seconds)],
             cwd=code_dir,
             env=dict(env),
@@ -117,10 +190,7 @@ class LambdaWorker:
 
     def wait_or_kill(self, deadline: float) -> None:
         """Wait for the process to end until `deadline` (a `time.monotonic()` time), then kill it."""
-        try:
-            self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self.kill()
+        _wait_or_kill(self.process, deadline)
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """End the process: at once when idle; when busy, it has `grace` seconds to finish its event."""
@@ -145,12 +215,14 @@ class WorkerPool:
         *,
         code_dir: Path | None = None,
         log: IO[str] | None = None,
+        processes: ChildProcesses | None = None,
     ) -> None:
         self._handler = handler
         self._env = dict(env)
         self._timeout = timeout_seconds
         self._code_dir = code_dir
         self._log = log
+        self._processes = processes
         self._idle: queue.Queue[LambdaWorker] = queue.Queue()
         self._all: list[LambdaWorker] = []  # started or starting, until stopped
         self._lock = threading.Lock()
@@ -165,12 +237,21 @@ class WorkerPool:
             raise RuntimeError("the function could not start; see the errors above")
 
     def _add_worker(self) -> None:
-        worker = LambdaWorker(
-            self._handler, self._env, self._timeout, code_dir=self._code_dir, log=self._log, wait=False
-        )
-        with self._lock:  # known before it is ready, so that stop() ends a starting one too
+        # Started and known under one lock, so that stop() ends a starting one too, and none starts after it.
+        with self._lock:
             if self._stopped:
-                worker.kill()
+                return
+            try:
+                worker = LambdaWorker(
+                    self._handler,
+                    self._env,
+                    self._timeout,
+                    code_dir=self._code_dir,
+                    log=self._log,
+                    wait=False,
+                    processes=self._processes,
+                )
+            except Stopping:
                 return
             self._all.append(worker)
         try:

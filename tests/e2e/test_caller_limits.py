@@ -34,6 +34,7 @@ from tests.support import (
     new_webhook_id,
     partner_event,
     payout_body,
+    send_until_settled,
     signed_webhook,
     webhook_secret,
 )
@@ -52,7 +53,7 @@ LIMITS = {
 PARTNER = f"limited-{uuid.uuid4().hex[:12]}"
 PARTNER_SECRET = webhook_secret(f"{PARTNER}-test-secret-not-real")
 LIMIT_EXCEEDED = "urn:payout-link-proxy:problem:limit-exceeded"
-RETRYABLE = (409, 503)
+RETRYABLE = {409, 503}
 
 
 @pytest.fixture(scope="module")
@@ -92,15 +93,17 @@ class Answer(HttpResult):
 
 def as_a_client(send) -> Answer:
     """`send()` (an httpx.Response), sent again while the answer is 409 (the key is in flight) or 503 (the gateway
-    or a dependency was too slow): what a client does with the same key and body. Any other answer is final."""
-    deadline = time.monotonic() + 90
-    while True:
+    or a dependency was too slow), for up to about 90 s: what a client does with the same key and body
+    (tests/support.py `send_until_settled`). Any other answer is final: the 429s and the 502 these tests are about."""
+    sent_at = 0.0
+
+    def timed() -> httpx.Response:
+        nonlocal sent_at
         sent_at = time.time()
-        response = send()
-        result = Answer(response.status_code, dict(response.headers), response.content, sent_at=sent_at)
-        if result.status not in RETRYABLE or time.monotonic() > deadline:
-            return result
-        time.sleep(min(0.5, float(result.headers.get("retry-after", "0.5"))))
+        return send()
+
+    response, _ = send_until_settled(timed, attempts=180, retry_on=RETRYABLE, cap=0.5)
+    return Answer(response.status_code, dict(response.headers), response.content, sent_at=sent_at)
 
 
 def create(api: httpx.Client, sub: str, amount: int, *, key: str | None = None) -> Answer:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import start_stack
 from tests.faults.aws_fault_proxy import SERVICE_UNAVAILABLE, AwsFaultProxy
-from tests.support import HttpResult, frontend_headers, new_key, payout_body, wait_until
+from tests.support import HttpResult, create_until_settled, frontend_headers, new_key, payout_body, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -56,11 +56,12 @@ def test_request_in_flight_gets_409_with_retry_after(api, upstream):
     key = new_key()
     upstream.inject({"delay_seconds": 1.5})
     with ThreadPoolExecutor(max_workers=1) as pool:
-        first = pool.submit(post, api, key=key)
+        # The first request's answer once settled, as its client would take it: it runs while another one is sent.
+        first = pool.submit(create_until_settled, api, payout_body(), key=key)
         # The first request holds the key once the upstream has it (and holds it there for 1.5 s).
         wait_until(lambda: upstream.stats()["creates"] == 1, timeout=20)
         second = post(api, key=key)
-        assert first.result().status == 201
+        assert first.result()[0].status_code == 201
     assert second.status == 409 and second.is_problem()
     assert second.json()["type"] == "urn:payout-link-proxy:problem:request-in-progress"
     assert second.headers["retry-after"] == "2"

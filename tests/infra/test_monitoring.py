@@ -27,6 +27,7 @@ ALARMS = {
     "FunctionThrottlesAlarm": {("AWS/Lambda", "Throttles")},
     "TableThrottlesAlarm": {("AWS/DynamoDB", "ReadThrottleEvents"), ("AWS/DynamoDB", "WriteThrottleEvents")},
     "WebhookRefusalsAlarm": {("PayoutLinkProxy", "WebhookRefused")},
+    "PartnerSecretSharedAlarm": {("PayoutLinkProxy", "PartnerSecretShared")},
     "LimitRefusalsAlarm": {("PayoutLinkProxy", "LimitExceeded")},
     "StrandedIntentsAlarm": {("PayoutLinkProxy", "StrandedIntents")},
     "OldestDueIntentAlarm": {("PayoutLinkProxy", "OldestDueIntentAge")},
@@ -264,6 +265,15 @@ def test_the_webhook_refusals_alarm_fires_on_a_flood_well_below_what_the_route_l
     assert 0 < parameter["Default"] <= let_through / 5, (parameter["Default"], let_through)
     assert (properties["Statistic"], properties["Period"], properties["EvaluationPeriods"]) == ("Sum", 300, 1)
     assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_a_partner_secret_configured_for_several_partners_pages_at_once(template):
+    """PartnerSecretShared counts the partners refused, once per read of the partner secrets: any sample is a
+    misconfiguration that keeps partners out (docs/operations.md), and no sample is no news."""
+    properties = template["Resources"]["PartnerSecretSharedAlarm"]["Properties"]
+    assert (properties["Statistic"], properties["Period"], properties["EvaluationPeriods"]) == ("Maximum", 300, 1)
+    assert (properties["ComparisonOperator"], properties["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+    assert properties["TreatMissingData"] == "notBreaching"
 
 
 def test_there_is_one_alarm_per_failure_and_an_optional_email(template):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,9 +17,13 @@ from tests.support import (
     OTHER_PARTNER_SECRET,
     PARTNER,
     TEST_PARTNERS,
+    HttpResult,
+    emitted_metrics,
+    function_logs,
     new_webhook_id,
     partner_event,
     payout_body,
+    signed_webhook,
     webhook_secret,
 )
 
@@ -160,3 +165,73 @@ def test_a_data_idempotency_key_other_than_the_webhook_id_is_a_400(function, ups
 
     assert result.status == 400 and result.json()["type"].endswith(":invalid-idempotency-key")
     assert "webhook-id" in result.json()["detail"]
+
+
+# --- a secret belongs to one partner --------------------------------------------------------------------------------
+# The signature covers the body and the webhook-id, never the partner name in the URL: a secret configured for two
+# partners would let one signed delivery be sent under each name, and each name is a caller of its own, with its own
+# link. Such a secret is refused for every partner it is configured for; the others keep working.
+
+SHARED_SECRET = webhook_secret("shared-by-two-partners-not-real")
+SHARING = {"alpha": SHARED_SECRET, "beta": [webhook_secret("beta-new-not-real"), SHARED_SECRET.rstrip("=")]}
+GAMMA_SECRET = webhook_secret("gamma-test-secret-not-real")
+
+
+@pytest.fixture
+def sharing_partners(function, aws_clients) -> Iterator[None]:
+    """The function reads a partner secret of its own, in which alpha and beta share a key and gamma has its own."""
+    _, secrets = aws_clients
+    name = f"payout-link-proxy/test/partners-{uuid.uuid4().hex[:12]}"
+    secrets.create_secret(Name=name, SecretString=json.dumps({**SHARING, "gamma": GAMMA_SECRET}))
+    function.set_env(PARTNER_WEBHOOK_SECRETS_ID=name)
+    yield
+    secrets.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+
+
+def post(function, partner: str, request) -> HttpResult:
+    """The one signed request `request`, sent to `partner`'s URL: only the path changes, never a signed byte."""
+    return function.request("POST", f"/webhooks/{partner}/payout-links", body=request.body, headers=request.headers)
+
+
+def test_one_delivery_sent_to_each_partner_sharing_its_secret_makes_no_link(function, upstream, sharing_partners):
+    request = signed_webhook(secret=SHARED_SECRET)
+
+    answers = [post(function, partner, request) for partner in ("alpha", "beta")]
+
+    assert links_created(upstream) == 0, [answer.status for answer in answers]
+    for answer in answers:
+        assert_unauthenticated(answer, upstream)
+
+
+def test_a_partner_sharing_its_secret_is_answered_as_a_name_that_does_not_exist(function, upstream, sharing_partners):
+    """The same status, headers and body but for the request's own id: no oracle of which names are configured."""
+    request = signed_webhook(secret=SHARED_SECRET)
+
+    shared, unknown = post(function, "alpha", request), post(function, "no-such-partner", request)
+
+    assert shared.status == unknown.status == 401
+    assert shared.body_but_request_id() == unknown.body_but_request_id()
+    assert shared.headers == unknown.headers
+    assert upstream.stats()["requests"] == 0
+
+
+def test_partners_sharing_a_secret_are_refused_logged_and_counted_once_while_another_works(
+    function, upstream, sharing_partners
+):
+    """One read of the secret (the first request's; the refused names are within the unknown-partner interval):
+    one ERROR line naming both partners and no secret, one PartnerSecretShared of 2."""
+    with function_logs() as logs, emitted_metrics() as documents:
+        alpha = function.webhook(partner="alpha", secret=SHARED_SECRET)
+        gamma = function.webhook(partner="gamma", secret=GAMMA_SECRET)
+        beta = function.webhook(partner="beta", secret=SHARING["beta"][0])  # its own key does not help
+
+    assert gamma.status == 201
+    assert alpha.status == beta.status == 401
+    assert links_created(upstream) == 1
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    (shared,) = [line for line in lines if line["message"] == "partner secret shared by several partners"]
+    assert shared["level"] == "ERROR" and shared["partners"] == ["alpha", "beta"]
+    for secret in (SHARED_SECRET, SHARED_SECRET.removeprefix("whsec_").rstrip("="), GAMMA_SECRET):
+        assert secret not in logs.getvalue()
+    counted = [document["PartnerSecretShared"] for document in documents if "PartnerSecretShared" in document]
+    assert counted in ([2.0], [[2.0]])

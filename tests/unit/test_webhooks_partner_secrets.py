@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from payout_links.credentials import PartnerSecrets, decode_webhook_secret
 from payout_links.problems import DependencyUnavailable
-from tests.support import function_logs, webhook_secret
+from tests.support import FUNCTION_METRICS, emitted_metrics, function_logs, webhook_secret
 
 pytestmark = pytest.mark.unit
 
@@ -161,3 +161,83 @@ def test_a_secret_that_is_not_a_json_object_is_a_503_that_never_shows_its_value(
     assert caught.value.status == 503 and caught.value.headers() == {"Retry-After": "2"}
     assert "secret is malformed" in logs.getvalue()
     assert "c2VjcmV0" not in logs.getvalue() + json.dumps(caught.value.to_dict())
+
+
+# --- a secret belongs to one partner ----------------------------------------------------------------------------
+# The signature covers the body and the webhook-id, not the partner name in the URL: a secret two partners share
+# would let one signed delivery be sent under each name, each its own caller with its own link.
+
+SHARED = webhook_secret("shared-secret-not-real")
+# The same key spelled without its base64 padding: the same secret, whatever the string says.
+SHARED_UNPADDED = SHARED.rstrip("=")
+
+
+def shared_secret_lines(logs: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in logs.splitlines()]
+    return [line for line in lines if line["message"] == "partner secret shared by several partners"]
+
+
+def test_a_secret_configured_for_two_partners_is_refused_for_both_and_the_others_keep_working(clock: Clock) -> None:
+    assert SHARED_UNPADDED != SHARED
+    secrets = FakeSecrets(
+        {"acme": [ACME_NEW, SHARED], "initech": SHARED_UNPADDED, "globex": GLOBEX, "hooli": [ACME_OLD, ACME_OLD]}
+    )
+    partners = store(secrets, clock)
+
+    with function_logs() as logs, emitted_metrics() as documents:
+        assert partners.keys_for("globex") == keys(GLOBEX)
+        assert partners.keys_for("acme") == ()  # even its key no one shares: the partner is misconfigured
+        assert partners.keys_for("initech") == ()
+        assert partners.keys_for("hooli") == keys(ACME_OLD, ACME_OLD)  # a key listed twice by one partner is its own
+
+    assert secrets.calls == 1
+    (line,) = shared_secret_lines(logs.getvalue())
+    assert line["level"] == "ERROR"
+    assert line["partners"] == ["acme", "initech"]
+    for value in (SHARED, SHARED_UNPADDED, SHARED.removeprefix("whsec_"), SHARED_UNPADDED.removeprefix("whsec_")):
+        assert value not in logs.getvalue()
+    (document,) = documents
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Metrics"] == [{"Name": "PartnerSecretShared", "Unit": "Count"}]
+    assert FUNCTION_METRICS["PartnerSecretShared"] == "Count"
+    assert directive["Dimensions"] == [["service"]]
+    assert document["PartnerSecretShared"] in (2.0, [2.0])  # the partners refused
+
+
+def test_a_shared_secret_is_reported_once_per_read_of_the_secret_not_per_request(clock: Clock) -> None:
+    secrets = FakeSecrets({"acme": SHARED, "initech": SHARED, "globex": GLOBEX, "umbrella": SHARED})
+    partners = store(secrets, clock)
+
+    with function_logs() as logs, emitted_metrics() as documents:
+        for _ in range(20):
+            clock.now += 1
+            assert partners.keys_for("globex") == keys(GLOBEX)
+            assert partners.keys_for("acme") == ()
+        assert secrets.calls == 1  # the refused partners re-read the secret as an unknown name does: once a while
+        clock.now += UNKNOWN_REFRESH
+        assert partners.keys_for("umbrella") == ()
+        assert secrets.calls == 2
+
+    lines = shared_secret_lines(logs.getvalue())
+    assert [line["partners"] for line in lines] == [["acme", "initech", "umbrella"]] * 2
+    assert [document["PartnerSecretShared"] for document in documents] in ([3.0, 3.0], [[3.0], [3.0]])
+
+
+def test_a_secret_no_partner_shares_logs_and_counts_nothing(clock: Clock) -> None:
+    partners = store(FakeSecrets({"acme": [ACME_NEW, ACME_OLD], "globex": GLOBEX}), clock)
+
+    with function_logs() as logs, emitted_metrics() as documents:
+        assert partners.keys_for("acme") == keys(ACME_NEW, ACME_OLD)
+
+    assert shared_secret_lines(logs.getvalue()) == [] and documents == []
+
+
+def test_the_partners_named_in_the_log_line_are_bounded(clock: Clock) -> None:
+    names = ["a" * 64, "b" * 64]
+    partners = store(FakeSecrets(dict.fromkeys(names, SHARED)), clock)
+
+    with function_logs() as logs, emitted_metrics():
+        assert partners.keys_for(names[0]) == ()
+
+    (line,) = shared_secret_lines(logs.getvalue())
+    assert line["partners"] == names and all(len(name) <= 64 for name in line["partners"])
