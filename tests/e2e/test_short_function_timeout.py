@@ -10,12 +10,11 @@ import httpx
 import pytest
 
 from tests.conftest import start_stack
-from tests.support import frontend_headers, new_key, payout_body
+from tests.support import create_until_settled, frontend_headers, new_key, payout_body
 
 pytestmark = pytest.mark.e2e
 
 TIMEOUT = 6.0
-RETRYABLE = {409, 429, 502, 503, 504}
 
 
 @pytest.fixture
@@ -38,13 +37,8 @@ def post(api: httpx.Client, key: str, body: dict | None = None) -> tuple[httpx.R
 
 
 def retried_until_created(api: httpx.Client, key: str) -> httpx.Response:
-    """What a client does with a retryable answer: the same key and body again, a few times."""
-    for _ in range(6):
-        answer, _ = post(api, key)
-        if answer.status_code not in RETRYABLE:
-            return answer
-        time.sleep(min(2.0, float(answer.headers.get("retry-after", "0.5"))))
-    return answer
+    """What a client does with a retryable answer: the same key and body again, until a final answer."""
+    return create_until_settled(api, key=key)[0]
 
 
 def test_a_six_second_function_creates_links(six_second_stack, upstream):
