@@ -3,6 +3,9 @@ partner added since (without a cold start), and never turned into one Secrets Ma
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -241,3 +244,35 @@ def test_the_partners_named_in_the_log_line_are_bounded(clock: Clock) -> None:
 
     (line,) = shared_secret_lines(logs.getvalue())
     assert line["partners"] == names and all(len(name) <= 64 for name in line["partners"])
+
+
+# HMAC pads a key shorter than its block (64 bytes for SHA-256) with zero bytes, and hashes a longer one first: keys
+# whose bytes differ can still sign every delivery alike. Such a pair is one secret held by two partners.
+_SHORT = b"shared-secret-not-real"
+_LONG = b"a-long-shared-secret-not-real-".ljust(80, b"x")
+_HMAC_EQUIVALENT_PAIRS = {
+    "zero padded": (_SHORT, _SHORT + b"\x00\x00"),
+    "long key and its digest": (_LONG, hashlib.sha256(_LONG).digest()),
+}
+
+
+@pytest.mark.parametrize("pair", list(_HMAC_EQUIVALENT_PAIRS.values()), ids=list(_HMAC_EQUIVALENT_PAIRS))
+def test_keys_that_hmac_makes_one_key_are_a_shared_secret_and_refused_for_both(clock: Clock, pair) -> None:
+    first, second = pair
+    assert first != second
+    # Whatever one partner signs, the other's key verifies: one secret, two names.
+    signed = b"msg_2a.1700000000.{}"
+    assert hmac.new(first, signed, hashlib.sha256).digest() == hmac.new(second, signed, hashlib.sha256).digest()
+    secrets = FakeSecrets(
+        {
+            "acme": "whsec_" + base64.b64encode(first).decode(),
+            "initech": "whsec_" + base64.b64encode(second).decode(),
+            "globex": GLOBEX,
+        }
+    )
+    partners = store(secrets, clock)
+
+    with function_logs(), emitted_metrics():
+        assert partners.keys_for("globex") == keys(GLOBEX)
+        assert partners.keys_for("acme") == ()
+        assert partners.keys_for("initech") == ()
