@@ -515,3 +515,21 @@ def test_the_issuer_refuses_a_request_it_cannot_mint(idp, asked):
 def test_two_issuers_have_two_keys(idp):
     with LocalIssuer(audience=AUDIENCE) as other:
         assert other.kid != idp.kid and other.jwks() != idp.jwks()
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"exp": float("inf")},
+        {"exp": float("nan")},
+        {"nbf": float("nan")},
+        {"iat": float("-inf")},
+        {"sub": float("inf")},
+    ],
+    ids=["exp Infinity", "exp NaN", "nbf NaN", "iat -Infinity", "sub Infinity"],
+)
+def test_a_token_whose_json_has_nan_or_infinity_is_malformed_as_api_gateway_reads_it(gateway, idp, claims):
+    """`NaN` and `Infinity` are not JSON (RFC 8259): API Gateway's parser refuses such a token. Python's `json` takes
+    them, and then an `exp` of Infinity (or NaN, which no comparison finds expired) never expires, and a `sub` of
+    1e999 reaches the function as the string "Infinity", the caller `user:Infinity` of another token."""
+    assert_refused(gateway.post(mint(idp, **claims)), gateway, invalid("token is malformed"))
