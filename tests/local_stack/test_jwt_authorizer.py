@@ -533,3 +533,20 @@ def test_a_token_whose_json_has_nan_or_infinity_is_malformed_as_api_gateway_read
     them, and then an `exp` of Infinity (or NaN, which no comparison finds expired) never expires, and a `sub` of
     1e999 reaches the function as the string "Infinity", the caller `user:Infinity` of another token."""
     assert_refused(gateway.post(mint(idp, **claims)), gateway, invalid("token is malformed"))
+
+
+def test_the_issuer_mints_for_its_own_host_only_not_for_a_rebound_name(idp):
+    """A web page can rebind its own name to 127.0.0.1 and then read `POST /token`'s answer as same-origin: the
+    loopback check sees the browser's own address. The issuer must refuse a request whose Host is not its own."""
+    answer = httpx.post(
+        idp.url + TOKEN_PATH,
+        content=b'{"sub": "ada", "scope": "payouts:write"}',
+        headers={
+            "host": f"rebind.attacker.example:{idp.port}",
+            "origin": f"http://rebind.attacker.example:{idp.port}",
+            "content-type": "text/plain",
+        },
+    )
+
+    assert answer.status_code in (403, 421), answer.text
+    assert "access_token" not in answer.text
