@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from typing import Any
 
 import pytest
@@ -276,3 +277,31 @@ def test_keys_that_hmac_makes_one_key_are_a_shared_secret_and_refused_for_both(c
         assert partners.keys_for("globex") == keys(GLOBEX)
         assert partners.keys_for("acme") == ()
         assert partners.keys_for("initech") == ()
+
+
+class SlowSecrets(FakeSecrets):
+    """Secrets Manager at a realistic round trip, slowed to be seen: each read takes `delay` seconds."""
+
+    delay = 0.2
+
+    def get_secret_value(self, **kwargs: Any) -> dict[str, Any]:
+        time.sleep(self.delay)
+        return super().get_secret_value(**kwargs)
+
+
+def test_a_made_up_partner_name_takes_as_long_as_a_real_ones_once_per_refresh_interval_too(clock: Clock) -> None:
+    """A refusal must not tell a stranger which partner names exist. Once the refresh interval has passed, the first
+    request naming an unknown partner waits for a Secrets Manager read that a real partner's never makes: one probe
+    per interval (30 s) tells a real name from a made-up one by its time alone."""
+    partners = store(SlowSecrets({"globex": GLOBEX}), clock)
+    partners.keys_for("globex")  # the cold read, paid by whoever comes first
+
+    def took(name: str) -> float:
+        clock.now += UNKNOWN_REFRESH  # a prober waits out the interval before each probe
+        started = time.perf_counter()
+        partners.keys_for(name)
+        return time.perf_counter() - started
+
+    real, made_up = took("globex"), took("not-a-partner")
+
+    assert abs(made_up - real) < SlowSecrets.delay / 2, (real, made_up)
