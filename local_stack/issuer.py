@@ -6,7 +6,8 @@ It publishes what API Gateway's JWT authorizer reads of an issuer, and mints tok
   (`http://127.0.0.1:PORT`) and whose `jwks_uri` names its key set;
 - `GET {jwks_path}` (`/.well-known/jwks.json` unless given): its one public key, RSA, `kid` its RFC 7638
   thumbprint;
-- `POST /token`, from loopback only: a token, signed RS256, for `{"sub", "scope", "aud", "client_id", "ttl",
+- `POST /token`, from loopback only, addressed to the issuer by its loopback name, as JSON and from no web page
+  (no `Origin`): a token, signed RS256, for `{"sub", "scope", "aud", "client_id", "ttl",
   "claims"}` (each optional: `aud` defaults to the issuer's audience, `ttl` to an hour, `claims` adds any), answered
   as `{"access_token", "token_type": "Bearer", "expires_in"}`. This is how `make token` gets one.
 
@@ -164,6 +165,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not ip_address(self.client_address[0]).is_loopback:
             self._json(403, {"error": "access_denied", "error_description": "tokens are minted for loopback only"})
+            return
+        # A browser page is loopback too, once it has rebound its own name to 127.0.0.1: it then reads the answer as
+        # same-origin. Only a request addressed to this issuer by its loopback name, sent by no page (no Origin) and
+        # as JSON (which a page cannot send without a preflight), gets a token.
+        own_hosts = {f"127.0.0.1:{issuer.port}", f"localhost:{issuer.port}"}
+        if (
+            self.headers.get("host", "").lower() not in own_hosts
+            or "origin" in self.headers
+            or self.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json"
+        ):
+            self._json(403, {"error": "access_denied", "error_description": "tokens are minted for make token only"})
             return
         try:
             length = int(self.headers.get("content-length") or 0)

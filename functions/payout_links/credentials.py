@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
 import json
 import math
 import re
@@ -22,6 +23,7 @@ from payout_links.problems import DependencyUnavailable
 
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 # A partner's name is a path segment and a log field: kept short and plain.
+_HMAC_BLOCK_BYTES = 64  # SHA-256's block size
 PARTNER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # The partners refused because their secret is another partner's too, counted once per read of the secret.
 SHARED_SECRET_METRIC = "PartnerSecretShared"  # noqa: S105 - a metric name, not a secret
@@ -177,7 +179,8 @@ def _partner_keys(value: object) -> dict[str, tuple[bytes, ...]]:
 
 
 def _without_shared_keys(partners: dict[str, tuple[bytes, ...]]) -> dict[str, tuple[bytes, ...]]:
-    """`partners` without those that share a key (the decoded bytes, however the secrets are spelled) with another.
+    """`partners` without those that share a key with another: the same key as HMAC uses it (`_as_hmac_uses_it`),
+    however the secrets are spelled.
 
     A signature covers the body and the webhook-id, not the partner name in the URL: with one secret configured for
     two partners, one signed delivery could be sent under each name, and each name is a caller of its own, with a
@@ -188,7 +191,7 @@ def _without_shared_keys(partners: dict[str, tuple[bytes, ...]]) -> dict[str, tu
     holders: dict[bytes, set[str]] = {}
     for partner, keys in partners.items():
         for key in keys:
-            holders.setdefault(key, set()).add(partner)
+            holders.setdefault(_as_hmac_uses_it(key), set()).add(partner)
     shared = sorted({partner for names in holders.values() if len(names) > 1 for partner in names})
     if not shared:
         return partners
@@ -202,12 +205,22 @@ def _without_shared_keys(partners: dict[str, tuple[bytes, ...]]) -> dict[str, tu
     return {partner: keys for partner, keys in partners.items() if partner not in shared}
 
 
+def _as_hmac_uses_it(key: bytes) -> bytes:
+    """The key HMAC-SHA256 signs with: one longer than the hash's 64-byte block is hashed first, and a shorter one is
+    padded with zero bytes; so a key and its digest, or a key and the same key with zero bytes after it, sign alike
+    and are one key."""
+    if len(key) > _HMAC_BLOCK_BYTES:
+        key = hashlib.sha256(key).digest()
+    return key.ljust(_HMAC_BLOCK_BYTES, b"\0")
+
+
 class PartnerSecrets:
     """Each partner's webhook signing keys (several during a rotation), from one secret.
 
-    An unknown partner re-reads the secret, so that a partner added by an operator works without a cold start;
-    at most once per `unknown_partner_refresh_seconds`, so that requests naming made-up partners cannot turn
-    into one Secrets Manager call each."""
+    A signature that does not verify re-reads the secret (`keys_for(..., refresh=True)`), so that a partner added
+    by an operator, or a rotated secret, works without a cold start; at most once per
+    `unknown_partner_refresh_seconds`, so that requests naming made-up partners cannot turn into one Secrets Manager
+    call each, and whatever the name, so that the time a refusal takes tells no one which names are real."""
 
     def __init__(
         self,
@@ -232,13 +245,17 @@ class PartnerSecrets:
     def forget(self) -> None:
         self._secret.forget()
 
-    def keys_for(self, partner: str) -> tuple[bytes, ...]:
+    def keys_for(self, partner: str, *, refresh: bool = False) -> tuple[bytes, ...]:
         """The partner's keys in the stored order; empty for a partner that does not exist, and for one whose secret
-        another partner has too (refused, and so answered exactly as a name that does not exist)."""
+        another partner has too (refused, and so answered exactly as a name that does not exist).
+
+        With `refresh` (after a signature did not verify), the secret is read again first, at most once per
+        `unknown_partner_refresh_seconds` whatever the name: a partner an operator just added, or a rotated
+        secret, then works without a cold start, and a made-up name costs what a real one does."""
         if not PARTNER_NAME.fullmatch(partner):
             return ()
         partners = self._secret.get()
-        if partner not in partners and self._clock() - self._secret.last_attempt >= self._refresh_interval:
+        if refresh and self._clock() - self._secret.last_attempt >= self._refresh_interval:
             # A failed re-read must not answer differently from a name that does not exist: a 503 here, where a
             # real partner with a bad signature gets 401, would tell a stranger which names are real.
             with contextlib.suppress(DependencyUnavailable):

@@ -78,7 +78,13 @@ def verified_delivery(
     keys = partners.keys_for(partner)
     try:
         body = _decoded_body(event)
-        webhook_id = verify(body, event.headers, keys or _NOBODYS_KEYS, now=now())
+        try:
+            webhook_id = verify(body, event.headers, keys or _NOBODYS_KEYS, now=now())
+        except SignatureRejected:
+            # Any name, real or not, whose signature did not verify: the secret may have changed since it was read
+            # (a partner added, a secret rotated); it is read again, at most once per interval, and checked again.
+            keys = partners.keys_for(partner, refresh=True)
+            webhook_id = verify(body, event.headers, keys or _NOBODYS_KEYS, now=now())
     except SignatureRejected as refusal:
         raise _rejected(refusal.reason if keys else "unknown-partner") from None
     if not keys:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import threading
 import time
@@ -369,7 +370,8 @@ def _base64url(segment: str) -> bytes:
 
 def _json_object(segment: str) -> dict[str, Any]:
     try:
-        value = json.loads(_base64url(segment))
+        # JSON has no NaN or Infinity (nor does the parser API Gateway uses), though Python's parser reads them.
+        value = json.loads(_base64url(segment), parse_constant=_not_json)
     except (UnicodeDecodeError, ValueError):
         raise _Invalid("malformed") from None
     if not isinstance(value, dict):
@@ -377,11 +379,15 @@ def _json_object(segment: str) -> dict[str, Any]:
     return value
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None and name not in claims:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise _Invalid("malformed")
     return float(value)
 

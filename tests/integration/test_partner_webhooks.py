@@ -16,6 +16,7 @@ from tests.support import (
     OTHER_PARTNER,
     OTHER_PARTNER_SECRET,
     PARTNER,
+    PARTNER_SECRET,
     TEST_PARTNERS,
     HttpResult,
     emitted_metrics,
@@ -119,6 +120,24 @@ def test_a_partner_added_to_the_secret_works_without_a_cold_start(function, upst
     )
     try:
         result = function.webhook(partner="initech", secret=newcomer_secret)
+    finally:
+        secrets.put_secret_value(SecretId=PARTNER_SECRETS_NAME, SecretString=json.dumps(TEST_PARTNERS))
+
+    assert result.status == 201
+
+
+def test_a_partners_secret_rotated_in_secrets_manager_works_without_a_cold_start(function, upstream, aws_clients):
+    """The partner signs with a secret added to its entry after this container read the secret: the signature first
+    fails against the cached keys, the secret is read again, and the delivery is verified."""
+    _, secrets = aws_clients
+    function.set_env(UNKNOWN_PARTNER_REFRESH_SECONDS="0")
+    assert function.webhook().status == 201  # this container now caches the partner secrets
+    rotated = webhook_secret("acme-rotated-test-secret-not-real")
+    secrets.put_secret_value(
+        SecretId=PARTNER_SECRETS_NAME, SecretString=json.dumps({**TEST_PARTNERS, PARTNER: [rotated, PARTNER_SECRET]})
+    )
+    try:
+        result = function.webhook(secret=rotated)
     finally:
         secrets.put_secret_value(SecretId=PARTNER_SECRETS_NAME, SecretString=json.dumps(TEST_PARTNERS))
 
