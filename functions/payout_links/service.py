@@ -141,16 +141,33 @@ class PayoutLinkService:
             problem: Problem = RequestInProgress("A retry of this request is recording the payout link; retry later.")
             raise CreateFailed(problem.bound_to(KeyState.BOUND), Outcome.UNKNOWN) from None
         except StoreUnavailable:
-            # The link exists: the same body gets the same link again, and records it. The lock is dropped if a
-            # second write still fits before the answer is due; otherwise it expires with this invocation, and the
-            # settler finds the intent all the same.
-            if self._write_fits(deadline):
-                self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None)
+            # The link exists: the same body gets the same link again, and records it.
+            self._drop_lock_until(lock, deadline + self.budget.aws_call, settle_in=settle_in)
             problem = DependencyUnavailable("The idempotency store is unavailable; retry with the same key.")
             raise CreateFailed(problem.bound_to(KeyState.BOUND), Outcome.UNKNOWN) from None
         return Created(link=link)
 
-    def _write_fits(self, deadline: float, *, after_calls: int = 0) -> bool:
+    def _drop_lock_until(self, lock: Lock, answer_by: float, *, settle_in: float | None) -> None:
+        """Drop the lock (`mark_unknown`) after the write that was to record the outcome failed, waiting for it at
+        most until `answer_by`. The reserve held that first write, not a second one: a dependency that was slow
+        once may be slow again, and the answer must still come in time. A drop that is not done by then goes on
+        while the answer is sent (in Lambda: until the environment is frozen, then when it thaws); its condition on
+        the lock token keeps a late one from touching anyone else's lock. Until the drop lands, a retry meets the
+        lock (409) until it expires with this invocation, and the settler finds the intent either way, so that
+        the immediate retry of the same body gets the link whenever the store answers as it usually does."""
+        done = threading.Event()
+
+        def drop() -> None:
+            try:
+                self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None)
+            finally:
+                done.set()
+
+        threading.Thread(target=drop, name="drop-lock", daemon=True).start()
+        if not done.wait(timeout=max(0.0, answer_by - time.monotonic())):
+            logger.warning("the lock is still being dropped as the answer goes: it expires with this invocation")
+
+    def _write_fits(self, deadline: float, *, after_calls: int) -> bool:
         """Whether `after_calls` AWS calls and then one write, started now, end before the answer is due: the reserve
         after the upstream `deadline` holds one write and the answer, so they fit while the calls before the write
         end by the `deadline`."""
