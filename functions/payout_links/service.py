@@ -38,9 +38,9 @@ import httpx
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from payout_links import api_docs, aws
+from payout_links.bounded_transport import deadline_client
 from payout_links.budget import ANSWER_SECONDS, MIN_FUNCTION_TIMEOUT_SECONDS, TimeBudget
 from payout_links.credentials import CredentialsStore, PartnerSecrets
-from payout_links.deadlines import deadline_client
 from payout_links.intent import Intent
 from payout_links.limits import CallerLimits
 from payout_links.models import CreatePayoutLinkRequest
