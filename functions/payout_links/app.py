@@ -12,12 +12,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from payout_links import api_docs, inbound, snapstart, webhooks
-from payout_links.http import Request, Response, Router
 from payout_links.models import parse_create_request, parse_list_query, parse_partner_event
 from payout_links.observability import MetricUnit, logger, metrics
 from payout_links.outcomes import CreateFailed
 from payout_links.owners import LINK_ID
 from payout_links.problems import NotFound, Problem
+from payout_links.router import Request, Response, Router
 from payout_links.service import get_partner_secrets, get_service
 from payout_links.settings import get_settings
 from payout_links.store import Created

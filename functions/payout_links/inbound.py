@@ -8,7 +8,6 @@ import binascii
 import re
 import uuid
 
-from payout_links.http import Request
 from payout_links.problems import (
     InvalidIdempotencyKey,
     MalformedJson,
@@ -16,6 +15,7 @@ from payout_links.problems import (
     Unauthenticated,
     UnsupportedMediaType,
 )
+from payout_links.router import Request
 
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,255}")
 # A UUID as people write it: hyphenated or as 32 hex digits, braced or not, as a `urn:uuid:` or not, in any case.

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 from payout_links import inbound
 from payout_links.credentials import PartnerSecrets
-from payout_links.http import Request
 from payout_links.observability import logger
 from payout_links.problems import MalformedJson, Unauthenticated
+from payout_links.router import Request
 
 TOLERANCE_SECONDS = 300
 SIGNATURE_VERSION = "v1"

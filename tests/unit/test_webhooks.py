@@ -15,8 +15,8 @@ from standardwebhooks import Webhook
 
 from payout_links import webhooks
 from payout_links.credentials import MalformedSecret, PartnerSecrets, decode_webhook_secret
-from payout_links.http import Request
 from payout_links.problems import PayloadTooLarge, Problem, UnsupportedMediaType
+from payout_links.router import Request
 from payout_links.webhooks import TOLERANCE_SECONDS, Delivery, SignatureRejected, verified_delivery, verify
 from tests.support import http_event, webhook_secret
 

@@ -1,11 +1,11 @@
-"""The router at the HTTP edge (payout_links/http.py): routes by method and path, errors by class, payload 2.0."""
+"""The router at the HTTP edge (payout_links/router.py): routes by method and path, errors by class, payload 2.0."""
 
 from __future__ import annotations
 
 import pytest
 
 from local_stack.core.gateway import Route
-from payout_links.http import Request, Response, Router
+from payout_links.router import Request, Response, Router
 from tests.support import http_event, template_routes, token
 
 pytestmark = pytest.mark.unit
