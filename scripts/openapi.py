@@ -387,14 +387,15 @@ def _error_response(status: int, classes: list[type[problems.Problem]], *, gatew
 
 
 def problem_classes() -> list[type[problems.Problem]]:
-    """The problems the function raises: `Problem` (a 500) and its subclasses in `payout_links.problems`
-    (refinements elsewhere, like a webhook's `SignatureRejected`, share their parent's status and slug)."""
+    """The problems the function raises: `Problem` (a 500) and its subclasses in `payout_links.problems`, each
+    kind once. A refinement that declares no slug of its own (a webhook's `SignatureRejected`, a `LinkNotFound`)
+    is answered as its parent, whose status and slug it shares: it is not another kind."""
     found, pending = [problems.Problem], [problems.Problem]
     while pending:
         for subclass in pending.pop().__subclasses__():
-            if subclass.__module__ == problems.__name__:
+            if subclass.__module__ == problems.__name__ and "slug" in vars(subclass):
                 found.append(subclass)
-                pending.append(subclass)
+            pending.append(subclass)
     return found
 
 

@@ -20,8 +20,8 @@ from payout_links.credentials import CredentialsStore
 from payout_links.normalize import echoed_user_id, mismatches, normalize_payout_link
 from payout_links.observability import MetricUnit, logger, metrics
 from payout_links.outcomes import CreateFailed, Outcome, answer_outcome, combined, transport_outcome
-from payout_links.owners import LinkLostUpstream
 from payout_links.problems import (
+    LinkLostUpstream,
     NotCancelable,
     Problem,
     UpstreamFailed,
