@@ -1,5 +1,6 @@
-"""What a route needs from the HTTP API event before any work: who calls, a JSON body within bounds, and the
-idempotency key in its one spelling."""
+"""What a route needs from the HTTP API event before any work: who calls, a body, and the idempotency key.
+
+The body is JSON within bounds; the key has one spelling, however the request wrote it."""
 
 from __future__ import annotations
 

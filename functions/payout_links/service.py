@@ -1,5 +1,7 @@
-"""What the routes do once the caller is known: create a payout link for an intent, exactly once; read, cancel
-or list a caller's links, for that caller only; and settle the intents whose callers never came back.
+"""What the routes do once the caller is known, and what the settler does: the payout links' service.
+
+It creates a payout link for an intent, exactly once; reads, cancels or lists a caller's links, for that caller
+only; and settles the intents whose callers never came back.
 
 A create, from the route to the upstream and back, each step named for what it does:
 

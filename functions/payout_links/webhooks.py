@@ -1,4 +1,4 @@
-"""Partner webhooks, signed per the Standard Webhooks spec (https://www.standardwebhooks.com).
+"""Verifies partner webhooks, signed per the Standard Webhooks spec (https://www.standardwebhooks.com).
 
 The signature is checked on the raw body before anything in it is parsed: an HMAC-SHA256, keyed with the
 partner's secret, of `"{webhook-id}.{webhook-timestamp}." + body`, sent base64 as `v1,<signature>` in the
