@@ -1,10 +1,14 @@
-"""The router at the HTTP edge (payout_links/router.py): routes by method and path, errors by class, payload 2.0."""
+"""The router at the HTTP edge (payout_links/router.py): routes by the event's route key, errors by class, payload
+2.0; and the app's route table, which is the template's."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
 from local_stack.core.gateway import Route
+from payout_links import app
 from payout_links.router import Request, Response, Router
 from tests.support import http_event, template_routes, token
 
@@ -21,19 +25,22 @@ class Specific(Base):
 
 @pytest.fixture
 def router() -> Router:
-    router = Router()
+    def read(request: Request) -> Response:
+        return Response(200, f"read {request.path_parameters['id']} by {request.claims['sub']}")
 
-    @router.get("/payout-links/<link_id>")
-    def read(request: Request, link_id: str) -> Response:
-        return Response(200, f"read {link_id} by {request.claims['sub']}")
+    def cancel(request: Request) -> Response:
+        raise Specific(request.path_parameters["id"])
 
-    @router.delete("/payout-links/<link_id>")
-    def cancel(request: Request, link_id: str) -> Response:
-        raise Specific(link_id)
+    def webhook(request: Request) -> Response:
+        raise Base(request.path_parameters["partner"])
 
-    @router.post("/webhooks/<partner>/payout-links")
-    def webhook(request: Request, partner: str) -> Response:
-        raise Base(partner)
+    router = Router(
+        {
+            "GET /payout-links/{id}": read,
+            "DELETE /payout-links/{id}": cancel,
+            "POST /webhooks/{partner}/payout-links": webhook,
+        }
+    )
 
     @router.error_handler(Base)
     def base(error: Base, request: Request) -> Response:
@@ -82,6 +89,68 @@ def test_no_route_is_the_not_found_answer(router, method, path):
     assert (answer["statusCode"], answer["body"]) == (404, f"no {method} {path}")
 
 
+def test_the_route_is_the_events_route_key_not_its_path(router):
+    """API Gateway has matched the route: its key decides, whatever the raw path says, and the path's values come
+    from pathParameters."""
+    event = http_event("GET", "/payout-links/abc-1", headers={"authorization": f"Bearer {token('ada')}"})
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/webhooks/acme/payout-links"
+
+    assert router.resolve(event, None)["body"] == "read abc-1 by ada"
+
+    event = http_event("GET", "/payout-links/abc-1")
+    event["routeKey"] = "GET /payout-links"  # a route the router has no handler for; the path still looks like one
+
+    assert router.resolve(event, None)["statusCode"] == 404
+
+
+@pytest.mark.parametrize(
+    "route_key",
+    [
+        "GET /Payout-Links/{id}",
+        "get /payout-links/{id}",
+        "GET /payout-links/{ID}",
+        "GET /payout-links/{id}/",
+        "$default",
+    ],
+)
+def test_a_route_key_is_matched_exactly_case_included(router, route_key):
+    """The route key is the template's as written: any other spelling, or `$default` (the template has none), is no
+    route of the function's."""
+    event = http_event("GET", "/payout-links/abc-1", headers={"authorization": f"Bearer {token('ada')}"})
+    event["routeKey"] = route_key
+
+    assert router.resolve(event, None)["statusCode"] == 404
+
+
+@pytest.mark.parametrize("link_id", ["li%20nk", "%2e%2e", "abc%2Fdef", "é", "a.b"])
+def test_a_path_value_reaches_the_route_as_the_gateway_passed_it(router, link_id):
+    """The router decodes nothing: the id is `pathParameters`' value, as the gateway matched it in the raw path."""
+    event = http_event("GET", f"/payout-links/{link_id}", headers={"authorization": f"Bearer {token('ada')}"})
+
+    assert event["pathParameters"] == {"id": link_id}
+    assert router.resolve(event, None)["body"] == f"read {link_id} by ada"
+
+
+@pytest.mark.parametrize("route", template_routes(), ids=lambda route: route.route_key)
+def test_each_event_names_its_route_and_carries_its_path_values(route):
+    """The events every test tier builds (tests.support.http_event, the local gateway's build_event) carry what the
+    router reads: the template's route key, and a value for each name in the route's braces."""
+    path = route.path.replace("{id}", "abc-1").replace("{partner}", "acme")
+    event = http_event(route.method, path)
+    names = set(re.findall(r"\{(\w+)\}", route.path))
+
+    assert event["routeKey"] == event["requestContext"]["routeKey"] == route.route_key
+    assert set(event.get("pathParameters", {})) == names
+    request = Request.from_event(event)
+    assert (request.route_key, set(request.path_parameters)) == (route.route_key, names)
+
+
+def test_the_app_routes_exactly_the_templates_routes_of_the_function():
+    """One route table: every route template.yaml gives the function has a handler in app.ROUTES, and every
+    handler a route, by the same key API Gateway puts in the event."""
+    assert app.app.route_keys == set(app.ROUTES) == {route.route_key for route in template_routes()}
+
+
 def test_the_most_specific_error_handler_answers(router):
     specific = resolve(router, "DELETE", "/payout-links/xyz")
     base = resolve(router, "POST", "/webhooks/acme/payout-links")
@@ -92,11 +161,10 @@ def test_the_most_specific_error_handler_answers(router):
 
 
 def test_an_error_no_handler_takes_is_raised():
-    router = Router()
-
-    @router.get("/boom")
     def boom(request: Request) -> Response:
         raise KeyError("boom")
+
+    router = Router({"GET /boom": boom})
 
     with pytest.raises(KeyError):
         router.resolve(http_event("GET", "/boom", route=Route("GET", "/boom", jwt_protected=False)), None)
