@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from standardwebhooks import Webhook
 
+from local_stack import dots_emulator
 from local_stack.core.template import load_template
 from local_stack.stack import TEMPLATE_PATH
 from payout_links import inbound, problems, webhooks
@@ -143,12 +144,17 @@ def test_the_performance_figures_are_the_benchmarks_own():
 
 
 def section(markdown: str, heading: str) -> str:
-    """The text under `heading`, up to the next heading of the same or a higher level."""
-    start = markdown.index(heading + "\n")
+    """The text under `heading`, up to the next heading of the same or a higher level (a `#` line inside a fenced
+    code block is a shell comment, not a heading)."""
     level = len(heading) - len(heading.lstrip("#"))
-    rest = markdown[start + len(heading) + 1 :]
-    found = re.search(rf"^#{{1,{level}}} ", rest, re.MULTILINE)
-    return rest[: found.start()] if found else rest
+    lines = markdown[markdown.index(heading + "\n") :].splitlines(keepends=True)[1:]
+    fenced = False
+    for number, line in enumerate(lines):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(rf"#{{1,{level}}} ", line):
+            return "".join(lines[:number])
+    return "".join(lines)
 
 
 def prose(markdown: str) -> str:
@@ -235,3 +241,42 @@ def test_the_partners_rotation_advice_holds_at_every_step():
         assert webhooks.verify(body, both, step, now=now.timestamp()) == msg_id
     with pytest.raises(problems.SignatureRejected):
         webhooks.verify(body, old_alone, keys(new_secret), now=now.timestamp())
+
+
+EMULATOR = "## The Dots emulator"
+
+
+def test_the_local_stack_page_names_every_fault_field_the_emulator_takes():
+    """Every field `POST /_emulator/faults` accepts is a row of the page's fault table, and no row names a field
+    the emulator would refuse."""
+    faults = section(section(text("local-stack.md"), EMULATOR), "### Faults")
+    assert table_column(faults, "| field |") == set(dots_emulator._FAULT_KEYS)
+
+
+def test_the_local_stack_page_names_every_control_of_the_emulator():
+    """Each request the emulator's control API answers (its `_control` cases) has its row, as `METHOD /_emulator/...`
+    with `{id}` for a link's id."""
+    source = (ROOT / "local_stack" / "dots_emulator.py").read_text(encoding="utf-8")
+    cases = re.findall(r'case \("([A-Z]+)", \[([^\]]*)\]\)', source)
+    controls = {
+        f"{method} /_emulator/"
+        + "/".join(part.strip('"') if part.startswith('"') else "{id}" for part in map(str.strip, parts.split(",")))
+        for method, parts in cases
+    }
+    assert len(controls) == 9, controls
+    assert controls == table_column(section(text("local-stack.md"), EMULATOR), "| request |")
+
+
+def test_the_local_stack_page_shows_how_to_see_each_upstream_error_a_frontend_handles():
+    recipe = section(section(text("local-stack.md"), EMULATOR), "### Each error a frontend must handle")
+    for status, slug in (
+        (409, "request-in-progress"),
+        (429, "upstream-rate-limited"),
+        (502, "upstream-failed"),
+        (504, "upstream-timeout"),
+    ):
+        assert f"# {status} {slug}:" in recipe and f"| `{status}` `{slug}` |" in recipe, slug
+    faults = re.findall(r"^fault '(\{.*?\})'", recipe, re.MULTILINE)
+    assert len(faults) == 4, faults
+    for fault in faults:
+        dots_emulator._Fault.parse(json.loads(fault))  # every fault the recipe queues is one the emulator takes
