@@ -280,3 +280,14 @@ def test_the_local_stack_page_shows_how_to_see_each_upstream_error_a_frontend_ha
     assert len(faults) == 4, faults
     for fault in faults:
         dots_emulator._Fault.parse(json.loads(fault))  # every fault the recipe queues is one the emulator takes
+
+
+def test_the_committed_figures_met_every_target():
+    """`make bench` writes its table even when a figure misses its target, then exits 1: a table with a `MISS` is
+    a failed run, never the one committed."""
+    page = text("performance.md")
+    figures = page[page.index("<!-- figures: written by make bench -->") : page.index("<!-- end of figures -->")]
+    rows = [line.split("|")[1:-1] for line in figures.splitlines() if line.startswith("| ") and "---" not in line]
+    judged = {cells[0].strip(): cells[3].strip() for cells in rows[1:] if cells[2].strip()}
+    assert judged and all(verdict == "ok" for verdict in judged.values()), judged
+    assert "MISS" not in figures
