@@ -291,3 +291,15 @@ def test_the_committed_figures_met_every_target():
     judged = {cells[0].strip(): cells[3].strip() for cells in rows[1:] if cells[2].strip()}
     assert judged and all(verdict == "ok" for verdict in judged.values()), judged
     assert "MISS" not in figures
+
+
+def test_the_idempotency_page_speaks_of_deploying_only_in_its_upgrade_notes():
+    """What a deploy means for retries in flight belongs to the version it is about: a sentence on deploying
+    outside an `Upgrading ...` section has lost its context."""
+    stray, heading = [], ""
+    for line in text("idempotency.md").splitlines():
+        if line.startswith("#"):
+            heading = line
+        elif re.search(r"\bdeploy", line, re.IGNORECASE) and not heading.startswith("## Upgrading"):
+            stray.append(line)
+    assert not stray
