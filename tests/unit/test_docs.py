@@ -6,6 +6,7 @@ source it comes from, so that adding one without writing it down fails here; lin
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import uuid
@@ -303,3 +304,26 @@ def test_the_idempotency_page_speaks_of_deploying_only_in_its_upgrade_notes():
         elif re.search(r"\bdeploy", line, re.IGNORECASE) and not heading.startswith("## Upgrading"):
             stray.append(line)
     assert not stray
+
+
+def readme() -> str:
+    return (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_readme_names_every_file_of_bench():
+    """The README's tree says what bench/ holds: every file in it, by name."""
+    tree = readme()[readme().index("\nbench/") :]
+    entry = tree[: tree.index("\n```")]
+    files = sorted(path.name for path in (ROOT / "bench").iterdir() if path.is_file())
+    assert files and [name for name in files if name not in entry] == []
+
+
+def test_the_create_path_is_told_once_in_the_service_docstring():
+    """service.py's docstring tells the create path step by step; the README links to it instead of telling it
+    again (no numbered steps, none of the service's step names)."""
+    service = ast.get_docstring(ast.parse((ROOT / "functions/payout_links/service.py").read_text(encoding="utf-8")))
+    assert service and all(step in service for step in ("create_once", "_drive", "settle_due", "get_service()"))
+    page = readme()
+    assert "](functions/payout_links/service.py)" in page
+    assert not re.search(r"^\d+\. ", page, re.MULTILINE)
+    assert not any(step in page for step in ("create_once", "_drive", "settle_due"))
