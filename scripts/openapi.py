@@ -39,6 +39,23 @@ PROBLEM_JSON = "application/problem+json"
 SCHEMAS = "#/components/schemas/"
 RESPONSES = "#/components/responses/"
 
+# Where the API answers. First the API that serves this document, relative to it: what the OpenAPI default is
+# without `servers`, so that the /docs page's "Try it out" and a fuzzer that reads the document from a stack keep
+# calling that stack. Then `make run`'s local stack, at its default port, and a deployed stack, as its `ApiUrl`
+# output names it (tests/unit/test_openapi.py holds both to the local stack and the template).
+SERVERS = [
+    {"url": "/", "description": "The API that serves this document (`GET /openapi.json`)."},
+    {"url": "http://127.0.0.1:3000", "description": "`make run`: the local stack, at its default `PORT`."},
+    {
+        "url": "https://{apiId}.execute-api.{region}.amazonaws.com",
+        "description": "A deployed stack: its `ApiUrl` output.",
+        "variables": {
+            "apiId": {"default": "abc123", "description": "The stack's HTTP API id, the first label of `ApiUrl`."},
+            "region": {"default": "us-east-1", "description": "The AWS region the stack is deployed in."},
+        },
+    },
+]
+
 # Answers API Gateway gives itself, before or instead of the function, as `{"message": "..."}`.
 GATEWAY_ANSWERS = {
     401: "API Gateway: no valid bearer token (`Unauthorized`).",
@@ -88,6 +105,9 @@ def build_document() -> dict[str, Any]:
         ],
         ref_template=SCHEMAS + "{model}",
     )
+    definitions["$defs"]["ProblemDetails"]["properties"]["type"] = _problem_type_schema(
+        definitions["$defs"]["ProblemDetails"]["properties"]["type"]
+    )
     schemas = {
         **definitions["$defs"],
         "GatewayMessage": {
@@ -132,6 +152,7 @@ def build_document() -> dict[str, Any]:
                 "Webhooks signatures). Every error the function answers is RFC 9457 `application/problem+json`."
             ),
         },
+        "servers": SERVERS,
         "paths": paths,
         "components": {
             "schemas": dict(sorted(schemas.items())),
@@ -314,6 +335,18 @@ def _docs_operation(operation_id: str, summary: str, media_type: str, components
     }
 
 
+def problem_types() -> list[str]:
+    """The `type` of every problem the function can answer, one per kind (`problem_classes`), sorted."""
+    return sorted(problems.PROBLEM_TYPE_PREFIX + problem.slug for problem in problem_classes())
+
+
+def _problem_type_schema(generated: dict[str, Any]) -> dict[str, Any]:
+    """The problem's `type` as an enum of every type the function answers, in place of the model's pattern (which
+    validates the same values at run time): a generated client gets the list, not a bare string."""
+    schema = {name: value for name, value in generated.items() if name != "pattern"}
+    return {**schema, "enum": problem_types()}
+
+
 def _json_body(schema: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": {"$ref": SCHEMAS + schema}}}}
 
@@ -387,14 +420,15 @@ def _error_response(status: int, classes: list[type[problems.Problem]], *, gatew
 
 
 def problem_classes() -> list[type[problems.Problem]]:
-    """The problems the function raises: `Problem` (a 500) and its subclasses in `payout_links.problems`
-    (refinements elsewhere, like a webhook's `SignatureRejected`, share their parent's status and slug)."""
+    """The problems the function raises: `Problem` (a 500) and its subclasses in `payout_links.problems`, each
+    kind once. A refinement that declares no slug of its own (a webhook's `SignatureRejected`, a `LinkNotFound`)
+    is answered as its parent, whose status and slug it shares: it is not another kind."""
     found, pending = [problems.Problem], [problems.Problem]
     while pending:
         for subclass in pending.pop().__subclasses__():
-            if subclass.__module__ == problems.__name__:
+            if subclass.__module__ == problems.__name__ and "slug" in vars(subclass):
                 found.append(subclass)
-                pending.append(subclass)
+            pending.append(subclass)
     return found
 
 

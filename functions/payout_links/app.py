@@ -12,12 +12,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from payout_links import api_docs, inbound, snapstart, webhooks
-from payout_links.http import Request, Response, Router
 from payout_links.models import parse_create_request, parse_list_query, parse_partner_event
 from payout_links.observability import MetricUnit, logger, metrics
 from payout_links.outcomes import CreateFailed
 from payout_links.owners import LINK_ID
 from payout_links.problems import NotFound, Problem
+from payout_links.router import Request, Response, RouteHandler, Router
 from payout_links.service import get_partner_secrets, get_service
 from payout_links.settings import get_settings
 from payout_links.store import Created
@@ -26,11 +26,9 @@ snapstart.register()  # no-op outside Lambda; see snapstart.py
 
 # Validation is done by the models in `parse_create_request`, so that unreadable JSON (400) and invalid fields
 # (422) stay distinct.
-app = Router()
 _NO_SUCH_ROUTE = "No such route."
 
 
-@app.post("/payout-links")
 def post_payout_link(request: Request) -> Response:
     """A frontend's create: its key is the Idempotency-Key header or the body's idempotency_key."""
     caller = _frontend_caller(request)
@@ -43,7 +41,6 @@ def post_payout_link(request: Request) -> Response:
     return _created_answer(created)
 
 
-@app.get("/payout-links")
 def list_payout_links(request: Request) -> Response:
     """A page of the links the caller created, newest first, from the owner records alone (the upstream is not
     asked); `cursor` is the `next_cursor` of the page before."""
@@ -60,16 +57,16 @@ def list_payout_links(request: Request) -> Response:
     )
 
 
-@app.get("/payout-links/<link_id>")
-def read_payout_link(request: Request, link_id: str) -> Response:
+def read_payout_link(request: Request) -> Response:
     caller = _frontend_caller(request)
+    link_id = request.path_parameters["id"]
     link = get_service().read_payout_link(caller, link_id, remaining_millis=request.remaining_millis())
     return _lifecycle_answer(link, "read", metric="PayoutLinkRead")
 
 
-@app.delete("/payout-links/<link_id>")
-def cancel_payout_link(request: Request, link_id: str) -> Response:
+def cancel_payout_link(request: Request) -> Response:
     caller = _frontend_caller(request)
+    link_id = request.path_parameters["id"]
     link = get_service().cancel_payout_link(caller, link_id, remaining_millis=request.remaining_millis())
     return _lifecycle_answer(link, "canceled", metric="PayoutLinkCanceled")
 
@@ -87,9 +84,9 @@ def _frontend_caller(request: Request) -> str:
     return caller
 
 
-@app.post("/webhooks/<partner>/payout-links")
-def receive_partner_event(request: Request, partner: str) -> Response:
+def receive_partner_event(request: Request) -> Response:
     """A partner's create: a signed event whose `data` is a create's body; its key is the event's webhook-id."""
+    partner = request.path_parameters["partner"]
     # The name a request claims, until the signature proves it (the outcome says whether it did).
     caller = f"partner:{partner}"
     logger.append_keys(caller=caller)
@@ -103,13 +100,11 @@ def receive_partner_event(request: Request, partner: str) -> Response:
     return _created_answer(created)
 
 
-@app.get("/openapi.json")
 def openapi_document(request: Request) -> Response:
     _require_api_docs()
     return Response(200, api_docs.openapi_document(), "application/json")
 
 
-@app.get("/docs")
 def docs_page(request: Request) -> Response:
     _require_api_docs()
     return Response(200, api_docs.PAGE, "text/html; charset=utf-8")
@@ -144,6 +139,21 @@ def _link_response(status: int, link: dict[str, Any], headers: dict[str, str] | 
         # A link's status changes as the payee acts: never cached, by a browser or anything in between.
         headers={"Cache-Control": "no-store", **(headers or {})},
     )
+
+
+# The routes, keyed as template.yaml declares them: API Gateway names the route it matched in the event's `routeKey`
+# and passes the path's values in `pathParameters` (router.py). A unit test holds these keys equal to the
+# template's routes of the function, so that every route has a handler and every handler a route.
+ROUTES: dict[str, RouteHandler] = {
+    "POST /payout-links": post_payout_link,
+    "GET /payout-links": list_payout_links,
+    "GET /payout-links/{id}": read_payout_link,
+    "DELETE /payout-links/{id}": cancel_payout_link,
+    "POST /webhooks/{partner}/payout-links": receive_partner_event,
+    "GET /openapi.json": openapi_document,
+    "GET /docs": docs_page,
+}
+app = Router(ROUTES)
 
 
 @app.error_handler(Problem)

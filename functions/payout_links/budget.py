@@ -1,5 +1,6 @@
-"""The function's time budget: how long one AWS call may take, and what a request keeps back to answer, both
-derived from the function's timeout, so that every answer is sent before the function's time runs out.
+"""The function's time budget: how long one AWS call may take, and what a request keeps back to answer.
+
+Both are derived from the function's timeout, so that every answer is sent before the function's time runs out.
 
 A create spends its time in this order (service.py):
 

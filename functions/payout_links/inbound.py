@@ -1,5 +1,6 @@
-"""What a route needs from the HTTP API event before any work: who calls, a JSON body within bounds, and the
-idempotency key in its one spelling."""
+"""What a route needs from the HTTP API event before any work: who calls, a body, and the idempotency key.
+
+The body is JSON within bounds; the key has one spelling, however the request wrote it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import binascii
 import re
 import uuid
 
-from payout_links.http import Request
 from payout_links.problems import (
     InvalidIdempotencyKey,
     MalformedJson,
@@ -16,6 +16,7 @@ from payout_links.problems import (
     Unauthenticated,
     UnsupportedMediaType,
 )
+from payout_links.router import Request
 
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,255}")
 # A UUID as people write it: hyphenated or as 32 hex digits, braced or not, as a `urn:uuid:` or not, in any case.

@@ -35,12 +35,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from payout_links.observability import logger
-from payout_links.problems import DependencyUnavailable, InvalidCursor, NotFound
+from payout_links.problems import DependencyUnavailable, InvalidCursor, LinkNotFound
 
 # What a link id may look like in a URL path: one segment of unreserved URL characters (RFC 3986), never `.` or
 # `..`, which a client or a proxy would resolve as a path step.
 LINK_ID = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._~-]{1,128}")
-LINK_NOT_FOUND = "No payout link with this id was created by this caller."
 
 OWNER_LINKS_INDEX = "owner-links"
 # When a link was created, as the owner records keep it: RFC 3339 in UTC to the millisecond, always this wide, so
@@ -55,22 +54,6 @@ _CURSOR_CHECK = re.compile(r"[0-9a-f]{32}")
 # Fixed: changing it invalidates every cursor handed out (callers then get 400 and start again).
 _CURSOR_CONTEXT = b"payout-link-proxy/list-cursor/v1"
 INVALID_CURSOR = "The cursor is not one this caller was given for this list; start again without it."
-
-
-class LinkNotFound(NotFound):
-    """The one answer for every link a caller may not see, whatever the reason (which only the logs say)."""
-
-    metric: str | None = "LinkOwnershipRefused"
-
-    def __init__(self) -> None:
-        super().__init__(LINK_NOT_FOUND)
-
-
-class LinkLostUpstream(LinkNotFound):
-    """The same answer for a link its caller owns but the upstream no longer knows: not a refused caller, so not
-    counted as one (the upstream's 404 is counted with its errors, and logged with the link's id)."""
-
-    metric = None
 
 
 class LinkOwners:

@@ -115,8 +115,40 @@ class Unauthenticated(Problem):
     status, slug, title = 401, "unauthenticated", "Authentication required"
 
 
+class SignatureRejected(Unauthenticated):
+    """Every webhook refusal tells the caller the same thing; `reason` (logged, never sent) tells operators.
+
+    Each refused delivery also counts once in `WebhookRefused`, with the service as its only dimension: never the
+    partner name in the URL, which whoever sends the request chooses (nor the reason, which the log has)."""
+
+    metric = "WebhookRefused"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("The webhook signature could not be verified.")
+        self.reason = reason
+
+
 class NotFound(Problem):
     status, slug, title = 404, "not-found", "Not found"
+
+
+LINK_NOT_FOUND = "No payout link with this id was created by this caller."
+
+
+class LinkNotFound(NotFound):
+    """The one answer for every link a caller may not see, whatever the reason (which only the logs say)."""
+
+    metric: str | None = "LinkOwnershipRefused"
+
+    def __init__(self) -> None:
+        super().__init__(LINK_NOT_FOUND)
+
+
+class LinkLostUpstream(LinkNotFound):
+    """The same answer for a link its caller owns but the upstream no longer knows: not a refused caller, so not
+    counted as one (the upstream's 404 is counted with its errors, and logged with the link's id)."""
+
+    metric = None
 
 
 class RequestInProgress(Problem):

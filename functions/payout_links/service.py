@@ -1,5 +1,7 @@
-"""What the routes do once the caller is known: create a payout link for an intent, exactly once; read, cancel
-or list a caller's links, for that caller only; and settle the intents whose callers never came back.
+"""What the routes do once the caller is known, and what the settler does: the payout links' service.
+
+It creates a payout link for an intent, exactly once; reads, cancels or lists a caller's links, for that caller
+only; and settles the intents whose callers never came back.
 
 A create, from the route to the upstream and back, each step named for what it does:
 
@@ -38,9 +40,9 @@ import httpx
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from payout_links import api_docs, aws
+from payout_links.bounded_transport import deadline_client
 from payout_links.budget import ANSWER_SECONDS, MIN_FUNCTION_TIMEOUT_SECONDS, TimeBudget
 from payout_links.credentials import CredentialsStore, PartnerSecrets
-from payout_links.deadlines import deadline_client
 from payout_links.intent import Intent
 from payout_links.limits import CallerLimits
 from payout_links.models import CreatePayoutLinkRequest

@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from payout_links import aws, deadlines
+from payout_links import aws, bounded_transport
 from payout_links.models import parse_create_request
 from payout_links.service import get_partner_secrets, get_service
 from payout_links.settings import get_settings
@@ -40,7 +40,7 @@ def before_snapshot() -> None:
 def after_restore() -> None:
     random.seed()  # from os.urandom: each restored environment its own jitter
     service = get_service()
-    deadlines.drop_connections(service.payout_api.http)
+    bounded_transport.drop_connections(service.payout_api.http)
     service.payout_api.credentials.forget()
     if get_settings().partner_webhook_secrets_id is not None:
         get_partner_secrets().forget()

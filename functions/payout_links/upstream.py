@@ -15,13 +15,13 @@ from urllib.parse import quote
 
 import httpx
 
-from payout_links import deadlines
+from payout_links import bounded_transport
 from payout_links.credentials import CredentialsStore
 from payout_links.normalize import echoed_user_id, mismatches, normalize_payout_link
 from payout_links.observability import MetricUnit, logger, metrics
 from payout_links.outcomes import CreateFailed, Outcome, answer_outcome, combined, transport_outcome
-from payout_links.owners import LinkLostUpstream
 from payout_links.problems import (
+    LinkLostUpstream,
     NotCancelable,
     Problem,
     UpstreamFailed,
@@ -146,7 +146,7 @@ class PayoutApiClient:
         back. `retry` ends the problem's detail: what the caller should do next."""
         started = self._clock()
         try:
-            with deadlines.within(seconds):
+            with bounded_transport.within(seconds):
                 return self._http.request(
                     method, url, json=payload, headers={"Authorization": authorization}, timeout=seconds
                 )

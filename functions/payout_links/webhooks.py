@@ -1,4 +1,4 @@
-"""Partner webhooks, signed per the Standard Webhooks spec (https://www.standardwebhooks.com).
+"""Verifies partner webhooks, signed per the Standard Webhooks spec (https://www.standardwebhooks.com).
 
 The signature is checked on the raw body before anything in it is parsed: an HMAC-SHA256, keyed with the
 partner's secret, of `"{webhook-id}.{webhook-timestamp}." + body`, sent base64 as `v1,<signature>` in the
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 from payout_links import inbound
 from payout_links.credentials import PartnerSecrets
-from payout_links.http import Request
 from payout_links.observability import logger
-from payout_links.problems import MalformedJson, Unauthenticated
+from payout_links.problems import MalformedJson, SignatureRejected
+from payout_links.router import Request
 
 TOLERANCE_SECONDS = 300
 SIGNATURE_VERSION = "v1"
@@ -43,19 +43,6 @@ class Delivery:
 
     webhook_id: str
     body: bytes
-
-
-class SignatureRejected(Unauthenticated):
-    """Every webhook refusal tells the caller the same thing; `reason` (logged, never sent) tells operators.
-
-    Each refused delivery also counts once in `WebhookRefused`, with the service as its only dimension: never the
-    partner name in the URL, which whoever sends the request chooses (nor the reason, which the log has)."""
-
-    metric = "WebhookRefused"
-
-    def __init__(self, reason: str) -> None:
-        super().__init__("The webhook signature could not be verified.")
-        self.reason = reason
 
 
 def verified_delivery(

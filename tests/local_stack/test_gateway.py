@@ -14,9 +14,9 @@ from local_stack.core.gateway import Cors, Route, build_event, routes_from_templ
 from local_stack.core.jwt_authorizer import Authorized, granted_scopes
 from local_stack.core.template import load_template
 from local_stack.stack import FUNCTION, TEMPLATE_PATH
-from payout_links.http import Request
 from payout_links.inbound import frontend_caller
 from payout_links.problems import Unauthenticated
+from payout_links.router import Request
 from tests.support import CORS_ALLOW_HEADERS
 
 pytestmark = pytest.mark.unit

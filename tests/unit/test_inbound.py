@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from payout_links.http import Request
 from payout_links.inbound import decoded_body, frontend_caller, json_body, within_limit
 from payout_links.problems import MalformedJson, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
+from payout_links.router import Request
 from tests.support import http_event, token_claims
 
 pytestmark = pytest.mark.unit

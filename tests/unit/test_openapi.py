@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from openapi_spec_validator import validate
 
 from local_stack.core.gateway import routes_from_template
 from local_stack.core.template import load_template
-from local_stack.stack import FUNCTION, TEMPLATE_PATH
+from local_stack.stack import FUNCTION, TEMPLATE_PATH, StackConfig
 from payout_links import api_docs, problems
 from payout_links.models import ProblemDetails, parse_create_request, parse_partner_event
 from payout_links.problems import FieldError
@@ -135,3 +136,36 @@ def _resolve(document: dict, item: dict) -> dict:
     for part in item["$ref"].removeprefix("#/").split("/"):
         node = node[part]
     return node
+
+
+def test_the_problem_type_is_an_enum_of_every_type_problems_py_defines():
+    """A generated client gets the list of problem types, not a string: every kind of problem problems.py defines
+    (a refinement without a slug of its own is its parent's kind) and nothing else."""
+    defined = {
+        problems.PROBLEM_TYPE_PREFIX + kind.slug
+        for kind in vars(problems).values()
+        if isinstance(kind, type) and issubclass(kind, problems.Problem)
+    }
+    schema = build_document()["components"]["schemas"]["ProblemDetails"]["properties"]["type"]
+
+    assert set(schema["enum"]) == defined and len(schema["enum"]) == len(defined)
+    assert schema["type"] == "string" and "pattern" not in schema
+    assert set(schema["examples"]) <= defined
+
+
+def test_the_document_names_where_the_api_answers():
+    """First the API that serves the document (relative: what the OpenAPI default is, so the /docs page keeps calling
+    its own stack), then make run's at its default port, then a deployed stack as the template's ApiUrl output."""
+    servers = build_document()["servers"]
+    relative, local, deployed = servers
+
+    assert relative["url"] == "/"
+    assert local["url"] == f"http://127.0.0.1:{StackConfig.from_env({}).port}"
+    api_url = load_template(TEMPLATE_PATH)["Outputs"]["ApiUrl"]["Value"]["Fn::Sub"]
+    templated = api_url.replace("${HttpApi}", "{apiId}").replace("${AWS::Region}", "{region}")
+    assert deployed["url"] == templated.replace("${AWS::URLSuffix}", "amazonaws.com").rstrip("/")
+    for server in servers:
+        variables = set(re.findall(r"\{(\w+)\}", server["url"]))
+        assert variables == set(server.get("variables", {})), server
+        assert all(server["variables"][name]["default"] for name in variables), server
+        assert server["description"]

@@ -14,15 +14,13 @@ from botocore.exceptions import ClientError
 
 from payout_links import owners as owners_module
 from payout_links.owners import (
-    LINK_NOT_FOUND,
     SORTABLE_CREATED,
-    LinkNotFound,
     LinkOwners,
     decode_cursor,
     encode_cursor,
     sortable_created,
 )
-from payout_links.problems import DependencyUnavailable, InvalidCursor, NotFound
+from payout_links.problems import LINK_NOT_FOUND, DependencyUnavailable, InvalidCursor, LinkNotFound, NotFound
 
 pytestmark = pytest.mark.unit
 

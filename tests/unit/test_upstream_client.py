@@ -20,8 +20,8 @@ import pytest
 from payout_links.credentials import PayoutApiCredentials
 from payout_links.observability import metrics
 from payout_links.outcomes import CreateFailed, Outcome
-from payout_links.owners import LinkLostUpstream
 from payout_links.problems import (
+    LinkLostUpstream,
     NotCancelable,
     Problem,
     UpstreamFailed,

@@ -15,9 +15,9 @@ from standardwebhooks import Webhook
 
 from payout_links import webhooks
 from payout_links.credentials import MalformedSecret, PartnerSecrets, decode_webhook_secret
-from payout_links.http import Request
-from payout_links.problems import PayloadTooLarge, Problem, UnsupportedMediaType
-from payout_links.webhooks import TOLERANCE_SECONDS, Delivery, SignatureRejected, verified_delivery, verify
+from payout_links.problems import PayloadTooLarge, Problem, SignatureRejected, UnsupportedMediaType
+from payout_links.router import Request
+from payout_links.webhooks import TOLERANCE_SECONDS, Delivery, verified_delivery, verify
 from tests.support import http_event, webhook_secret
 
 pytestmark = pytest.mark.unit

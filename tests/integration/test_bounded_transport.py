@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from payout_links import deadlines
-from payout_links.deadlines import BoundedBackend, deadline_client
+from payout_links import bounded_transport
+from payout_links.bounded_transport import BoundedBackend, deadline_client
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def test_a_dribbled_answer_is_cut_at_the_deadline_though_no_single_read_times_ou
     url = f"{upstream.base_url}/v2/payout-links"
 
     started = time.monotonic()
-    with pytest.raises(httpx.ReadTimeout), deadlines.within(0.8):
+    with pytest.raises(httpx.ReadTimeout), bounded_transport.within(0.8):
         client.post(url, json=BODY, auth=("demo-client-id", "demo-api-key-not-a-secret"), timeout=1.0)
     elapsed = time.monotonic() - started
 
@@ -47,7 +47,7 @@ def test_without_a_deadline_the_same_client_reads_a_slow_answer_whole(upstream, 
 
 
 def test_no_connection_is_opened_once_the_deadline_has_passed(upstream, client):
-    with pytest.raises(httpx.ConnectTimeout), deadlines.within(0.0):
+    with pytest.raises(httpx.ConnectTimeout), bounded_transport.within(0.0):
         client.post(f"{upstream.base_url}/v2/payout-links", json=BODY, timeout=1.0)
 
     assert upstream.stats()["requests"] == 0
@@ -67,7 +67,7 @@ def test_a_name_that_takes_long_to_resolve_is_a_connect_timeout_at_the_deadline(
     monkeypatch.setattr(socket, "getaddrinfo", slow_lookup)
 
     started = time.monotonic()
-    with pytest.raises(httpx.ConnectTimeout), deadlines.within(0.5):
+    with pytest.raises(httpx.ConnectTimeout), bounded_transport.within(0.5):
         client.post("http://dots.invalid/api/v2/payout-links", json=BODY, timeout=5.0)
 
     assert time.monotonic() - started < 0.8  # a timeout before connecting: nothing was sent

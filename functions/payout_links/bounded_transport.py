@@ -6,6 +6,9 @@ waits at most until the end of the current `within(seconds)` block, so an attemp
 upstream dribbles, and so does resolving the upstream's name. Past the deadline the operation fails as the
 matching httpx timeout (`ConnectTimeout`, `ReadTimeout`, `WriteTimeout`).
 
+It enforces the deadline it is given and sets none: the request's time budget is budget.py's (service.py derives
+the upstream deadline from it, and upstream.py bounds each attempt by what is left).
+
 The bound sits in httpcore's network backend, the layer that owns the sockets; httpx has no public way to pass
 one in, so `deadline_client` builds its transport's connection pool itself (a test checks that it is used).
 """

@@ -1,13 +1,20 @@
-"""The HTTP edge: an API Gateway HTTP API (payload 2.0) event in, a route's answer out.
+"""The router at the HTTP edge: an API Gateway HTTP API (payload 2.0) event in, its route's answer out.
 
-Routes are declared with a decorator and errors are turned into answers by handlers registered in one place, as
-with Powertools' `APIGatewayHttpResolver`; this router does only that, which keeps Powertools' event-handler
-package (every resolver it has: AppSync, Bedrock, VPC Lattice, ...) off the cold start.
+API Gateway has matched the request to one of the template's routes before the function runs, and names it in the
+event: `routeKey` ("GET /payout-links/{id}") and the path's values in `pathParameters` ({"id": "..."}). The
+router looks the route key up in its table and hands the handler the request, path values included; it never
+matches the path again. So the table's keys are the template's route keys, as the template writes them (a test
+holds them equal), compared exactly, case included; and a path value is what API Gateway put in `pathParameters`,
+which the router does not decode. An event whose route key the table lacks (one API Gateway does not send, such as
+`$default`, which the template does not declare) gets the not-found answer.
+
+Errors are turned into answers by handlers registered in one place, as with Powertools' `APIGatewayHttpResolver`;
+this router does only that, which keeps Powertools' event-handler package (every resolver it has: AppSync,
+Bedrock, VPC Lattice, ...) off the cold start.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +39,10 @@ class Request:
     # The query string's parameters, decoded; a parameter sent more than once has its values joined by commas, as
     # API Gateway joins them in `queryStringParameters`.
     query: Mapping[str, str] = field(default_factory=dict)
+    # The route API Gateway matched, as the template declares it ("GET /payout-links/{id}"), and the path's values
+    # by the names in its braces, as API Gateway passes them.
+    route_key: str = ""
+    path_parameters: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any], context: LambdaContext | None = None) -> Request:
@@ -47,6 +58,8 @@ class Request:
             context=context,
             request_id=request_context.get("requestId") or "",
             query=dict(event.get("queryStringParameters") or {}),
+            route_key=event.get("routeKey") or "",
+            path_parameters=dict(event.get("pathParameters") or {}),
         )
 
     @property
@@ -76,36 +89,22 @@ class Response:
         }
 
 
-type RouteHandler = Callable[..., Response]
+type RouteHandler = Callable[[Request], Response]
 type ErrorHandler = Callable[[Any, Request], Response]
 
 
 class Router:
-    """Routes by method and path (`/payout-links/<link_id>`: one segment per parameter, passed by name), and
-    error handlers by exception class (the most specific registered class wins)."""
+    """Routes by the event's route key, through a table of route key → handler, and errors by exception class
+    (the most specific registered class wins)."""
 
-    def __init__(self) -> None:
-        self._routes: list[tuple[str, re.Pattern[str], RouteHandler]] = []
+    def __init__(self, routes: Mapping[str, RouteHandler]) -> None:
+        self._routes = dict(routes)
         self._error_handlers: dict[type[BaseException], ErrorHandler] = {}
         self._not_found: Callable[[Request], Response] | None = None
 
-    def route(self, method: str, path: str) -> Callable[[RouteHandler], RouteHandler]:
-        pattern = re.compile(re.sub(r"<(\w+)>", r"(?P<\1>[^/]+)", re.escape(path)))
-
-        def register(handler: RouteHandler) -> RouteHandler:
-            self._routes.append((method, pattern, handler))
-            return handler
-
-        return register
-
-    def get(self, path: str) -> Callable[[RouteHandler], RouteHandler]:
-        return self.route("GET", path)
-
-    def post(self, path: str) -> Callable[[RouteHandler], RouteHandler]:
-        return self.route("POST", path)
-
-    def delete(self, path: str) -> Callable[[RouteHandler], RouteHandler]:
-        return self.route("DELETE", path)
+    @property
+    def route_keys(self) -> frozenset[str]:
+        return frozenset(self._routes)
 
     def error_handler[E: BaseException](
         self, exception: type[E]
@@ -128,11 +127,10 @@ class Router:
             return self._answer_error(exc, request).to_payload()
 
     def _dispatch(self, request: Request) -> Response:
-        for method, pattern, handler in self._routes:
-            if method == request.method and (found := pattern.fullmatch(request.path)):
-                return handler(request, **found.groupdict())
+        if handler := self._routes.get(request.route_key):
+            return handler(request)
         if self._not_found is None:
-            raise LookupError(f"no route for {request.method} {request.path}")
+            raise LookupError(f"no route {request.route_key!r} for {request.method} {request.path}")
         return self._not_found(request)
 
     def _answer_error(self, error: Exception, request: Request) -> Response:
