@@ -18,16 +18,30 @@ TIMEOUT = 6.0
 
 
 @pytest.fixture
-def six_second_stack(tmp_path, aws_endpoint, aws_resources, upstream):
-    running = start_stack(
-        tmp_path,
-        AWS_ENDPOINT_URL=aws_endpoint,
-        PAYOUT_API_BASE_URL=upstream.base_url,
-        LOCAL_CONCURRENCY="2",
-        LAMBDA_TIMEOUT_SECONDS=f"{TIMEOUT:g}",
-    )
-    yield running
-    running.stop()
+def stack_with_timeout(tmp_path, aws_endpoint, aws_resources, upstream):
+    """`make run` with LAMBDA_TIMEOUT_SECONDS, against the session's moto server and emulator; stopped at the end."""
+    started = []
+
+    def start(seconds: float, *, concurrency: int):
+        started.append(
+            start_stack(
+                tmp_path,
+                AWS_ENDPOINT_URL=aws_endpoint,
+                PAYOUT_API_BASE_URL=upstream.base_url,
+                LOCAL_CONCURRENCY=str(concurrency),
+                LAMBDA_TIMEOUT_SECONDS=f"{seconds:g}",
+            )
+        )
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def six_second_stack(stack_with_timeout):
+    return stack_with_timeout(TIMEOUT, concurrency=2)
 
 
 def post(api: httpx.Client, key: str, body: dict | None = None) -> tuple[httpx.Response, float]:
@@ -82,16 +96,8 @@ def test_upstream_faults_end_before_the_function_timeout_with_the_key_bound(
     assert len(made_under_key) == 2  # the warm-up's, and this key's one link
 
 
-def test_a_timeout_below_the_minimum_is_named_once_at_start_up(tmp_path, aws_endpoint, aws_resources, upstream):
-    running = start_stack(
-        tmp_path,
-        AWS_ENDPOINT_URL=aws_endpoint,
-        PAYOUT_API_BASE_URL=upstream.base_url,
-        LOCAL_CONCURRENCY="1",
-        LAMBDA_TIMEOUT_SECONDS="4",
-    )
-    try:
-        assert running.banner.count("WARNING") == 1
-        assert "below 5 s" in running.banner
-    finally:
-        running.stop()
+def test_a_timeout_below_the_minimum_is_named_once_at_start_up(stack_with_timeout):
+    running = stack_with_timeout(4, concurrency=1)
+
+    assert running.banner.count("WARNING") == 1
+    assert "below 5 s" in running.banner
