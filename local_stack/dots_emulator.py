@@ -481,6 +481,13 @@ class DotsEmulator:
             self._faults.extend(parsed)
             return len(self._faults)
 
+    def clear_faults(self) -> int:
+        """Drop every queued fault (links and counts stay); the number of answers they still held."""
+        with self._lock:
+            dropped = sum(fault.remaining for fault in self._faults)
+            self._faults.clear()
+            return dropped
+
     def set_shape(self, shape: str) -> None:
         if shape not in SHAPES:
             raise ValueError(f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
@@ -697,6 +704,8 @@ class DotsEmulator:
                 return _json_reply(200, {})
             case ("POST", ["faults"]):
                 return self._control_faults(body)
+            case ("DELETE", ["faults"]):
+                return _json_reply(200, {"dropped": self.clear_faults()})
             case ("POST", ["shape"]):
                 return self._control_shape(body)
             case ("POST", ["credentials"]):

@@ -264,7 +264,7 @@ def test_the_local_stack_page_names_every_control_of_the_emulator():
         + "/".join(part.strip('"') if part.startswith('"') else "{id}" for part in map(str.strip, parts.split(",")))
         for method, parts in cases
     }
-    assert len(controls) == 9, controls
+    assert len(controls) == 10, controls
     assert controls == table_column(section(text("local-stack.md"), EMULATOR), "| request |")
 
 
