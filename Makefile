@@ -93,8 +93,11 @@ token: dev  ## print a token from make run's local issuer: SUB=ada SCOPE="payout
 	@$(PY) -m local_stack.token --scope "$(SCOPE)" $(if $(SUB),--sub "$(SUB)") $(if $(AUD),--aud "$(AUD)") \
 		$(if $(CLIENT_ID),--client-id "$(CLIENT_ID)") $(if $(TTL),--ttl "$(TTL)")
 
+# The fast loop's workers: it spends most of its time waiting (sockets, lock expiries), so three keep two cores busy.
+CHECK_WORKERS ?= 3
+
 check: lint  ## the one-minute loop: style and types, then the unit and integration tests (needs only .venv)
-	$(PY) -m pytest -q -m "unit or integration" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "unit or integration" -n $(CHECK_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test: lint $(TEST_ENVIRONMENTS)  ## the whole truth: style and types, then every test tier
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -20,14 +20,14 @@ def counted(function, upstream):
     from payout_links import aws
 
     aws_calls: list[str] = []
-    hooked: set[int] = set()
+    hooked: list = []  # the clients themselves: a freed client's id() can be a new client's
 
     def request(send, expected: int = 201):
         for service in ("dynamodb", "secretsmanager"):
             client = aws.client(service)
-            if id(client) not in hooked:  # a cold container builds new clients: hook each once
+            if not any(client is seen for seen in hooked):  # a cold container builds new clients: hook each once
                 client.meta.events.register("before-call", lambda model, **_: aws_calls.append(model.name))
-                hooked.add(id(client))
+                hooked.append(client)
         aws_calls.clear()
         before = upstream.stats()
         result = send()
