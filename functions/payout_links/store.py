@@ -23,6 +23,22 @@ them. A new intent's lock also reserves its amount and one link against its call
 same transaction; releasing gives the reservation back in the same write.
 
 Every method costs one DynamoDB call unless it says otherwise; the create path is lock + complete: two.
+
+Powertools: the store was once a subclass of Powertools idempotency's DynamoDB layer. It overrode five members
+(three private hooks), called five private helpers and read nine attributes, and settling and limits would have
+needed more (a lock that is a transaction with counters, a take-over outside Powertools' call flow, a state its
+model has no place for); it now subclasses and calls nothing of it. What it still shares is the record format, so
+that a rollback to a deploy that used Powertools replays the store's records, and the store reads theirs:
+
+    shared with Powertools                              where Powertools defines it            documented
+    attribute names (A.ID ... A.VALIDATION, A.LOCK_EXPIRY)  DynamoDBPersistenceLayer defaults      yes
+    INPROGRESS, COMPLETED                               STATUS_CONSTANTS                       yes
+    record id and fingerprint digests (intent.py)       _get_hashed_idempotency_key/_payload   no
+    a COMPLETED item read back as its link              _item_to_data_record                   no
+
+tests/unit/test_powertools_contract.py checks each line against the installed Powertools (and reports each when
+a monkeypatched Powertools changes it); tests/integration/test_stored_records.py reads a completed record through
+Powertools' own `get_record`.
 """
 
 from __future__ import annotations
