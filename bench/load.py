@@ -48,7 +48,6 @@ import argparse
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -66,11 +65,13 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from local_stack.core.aws_resources import free_port  # noqa: E402
 from local_stack.core.gateway import routes_from_template  # noqa: E402
 from local_stack.core.template import function_settings, load_template  # noqa: E402
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator  # noqa: E402
 from local_stack.issuer import LocalIssuer  # noqa: E402
-from local_stack.stack import DEFAULT_AUDIENCE, FUNCTION, LOCAL_NAMES, TEMPLATE_PATH  # noqa: E402
+from local_stack.spawn import StackDidNotStart, spawn_stack, without_aws_endpoint  # noqa: E402
+from local_stack.stack import DEFAULT_AUDIENCE, FUNCTION, LOCAL_NAMES, TEMPLATE_PATH, local_variables  # noqa: E402
 from payout_links.budget import TimeBudget  # noqa: E402
 from payout_links.settings import Settings  # noqa: E402
 from payout_links.upstream import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, MIN_ATTEMPT_SECONDS  # noqa: E402
@@ -169,8 +170,8 @@ class FunctionLimits:
         """As the local stack configures the function: the template's values, overridden by our environment
         (which `start_stack` passes on)."""
         settings = function_settings(load_template(TEMPLATE_PATH), FUNCTION, LOCAL_NAMES)
-        env, timeout = settings.environment, settings.timeout_seconds
-        env.update({name: os.environ[name] for name in env if name in os.environ})
+        # The upstream URL (the third argument) plays no part in the attempts.
+        env, timeout = local_variables(settings.environment, os.environ, ""), settings.timeout_seconds
         fields = Settings.model_fields
         return cls(
             lambda_timeout=float(os.environ.get("LAMBDA_TIMEOUT_SECONDS") or timeout),
@@ -362,38 +363,21 @@ class Links:
             return self._ids.get(intent)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_stack(upstream_url: str, issuer_url: str, concurrency: int, log_path: Path) -> tuple[subprocess.Popen, str]:
     """`python -m local_stack` against this run's emulator, trusting this run's issuer (JWT_ISSUER)."""
-    port = free_port()
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_ENDPOINT_URL")}
+    env = without_aws_endpoint(os.environ)
     env.update(
-        PORT=str(port),
         PAYOUT_API_BASE_URL=upstream_url,
         JWT_ISSUER=issuer_url,
         JWT_AUDIENCE=DEFAULT_AUDIENCE,
         LOCAL_CONCURRENCY=str(concurrency),
         POWERTOOLS_LOG_LEVEL="WARNING",
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "local_stack"],
-        cwd=ROOT,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=log_path.open("w"),
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("Ctrl-C"):
-            return process, f"http://127.0.0.1:{port}"
-    process.wait(timeout=30)
-    raise SystemExit(f"the local stack did not start; see {log_path}")
+    try:
+        spawned = spawn_stack(env, port=free_port(), log_path=log_path)
+    except StackDidNotStart as exc:
+        raise SystemExit(str(exc)) from None
+    return spawned.process, spawned.url
 
 
 def route_scope() -> str:
