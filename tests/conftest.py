@@ -10,10 +10,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,6 +64,7 @@ from local_stack.core.aws_resources import (  # noqa: E402
 from local_stack.core.template import function_settings, load_template  # noqa: E402
 from local_stack.dots_emulator import DEMO_API_KEY, DEMO_CLIENT_ID, DotsEmulator  # noqa: E402
 from local_stack.issuer import LocalIssuer  # noqa: E402
+from local_stack.spawn import StackDidNotStart, spawn_stack, without_aws_endpoint  # noqa: E402
 from local_stack.stack import (  # noqa: E402
     CREDENTIALS_SECRET_NAME,
     FUNCTION,
@@ -209,11 +206,6 @@ def stack(aws_resources, aws_endpoint: str, dots: DotsEmulator, tmp_path_factory
     running.stop()
 
 
-def without_aws_endpoint(env: dict[str, str] | os._Environ) -> dict[str, str]:
-    """The environment without the session's moto endpoint: a stack given no endpoint starts its own."""
-    return {name: value for name, value in env.items() if not name.startswith("AWS_ENDPOINT_URL")}
-
-
 def stack_env(**env: str) -> dict[str, str]:
     """The environment `start_stack` gives a stack: ours without the session's moto endpoint, limits off, the
     settler run only when a test asks (RunningStack.run_schedule), the session issuer trusted; `env` over it."""
@@ -231,24 +223,8 @@ def start_stack(log_dir: Path, **env: str) -> RunningStack:
     """`python -m local_stack` in its own process (with `stack_env(**env)`); returns once it says it listens."""
     port = free_port()
     log_path = log_dir / f"stack-{port}.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "local_stack"],
-        cwd=ROOT,
-        env=stack_env(PORT=str(port), **env),
-        stdout=subprocess.PIPE,
-        stderr=log_path.open("w"),
-        text=True,
-    )
-    assert process.stdout is not None
-    banner = []
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        banner.append(line)
-        if line.startswith("Ctrl-C"):
-            return RunningStack(process, f"http://127.0.0.1:{port}", log_path, "".join(banner))
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    raise AssertionError(f"the local stack did not start:\n{''.join(banner)}\n{log_path.read_text()[-3000:]}")
+    try:
+        spawned = spawn_stack(stack_env(**env), port=port, log_path=log_path)
+    except StackDidNotStart as exc:
+        raise AssertionError(f"the local stack did not start:\n{exc.banner}\n{log_path.read_text()[-3000:]}") from None
+    return RunningStack(spawned.process, spawned.url, log_path, spawned.banner)

@@ -5,18 +5,21 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import importlib
 import io
 import json
 import logging
 import re
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -626,3 +629,14 @@ def create_until_settled(
         retry_on=retry_on,
         cap=cap,
     )
+
+
+def bench_modules(*names: str) -> list[ModuleType]:
+    """Modules of bench/ by name, imported as its scripts import each other: as top-level modules of that folder
+    (it is no package). The folder is on sys.path only while they import."""
+    folder = str(ROOT / "bench")
+    sys.path.insert(0, folder)
+    try:
+        return [importlib.import_module(name) for name in names]
+    finally:
+        sys.path.remove(folder)
