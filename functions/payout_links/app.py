@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from payout_links import api_docs, inbound, snapstart, webhooks
 from payout_links.models import parse_create_request, parse_list_query, parse_partner_event
-from payout_links.observability import MetricUnit, loggable, loggable_caller, logger, metrics
+from payout_links.observability import MetricUnit, leave_out_context_keys, loggable, loggable_caller, logger, metrics
 from payout_links.outcomes import CreateFailed
 from payout_links.owners import LINK_ID
 from payout_links.problems import NotFound, Problem
@@ -199,5 +199,6 @@ def _unexpected(_: Exception, request: Request) -> Response:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.thread_safe_clear_keys()  # what the service added about the last invocation's intent (clear_state keeps it)
+    leave_out_context_keys()
     logger.append_keys(caller="anonymous")  # until a route knows better
     return app.resolve(event, context)

@@ -31,6 +31,16 @@ _CALLER_KINDS = ("user:", "client:", "partner:")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._=-]{1,128}")
 
 
+# What Powertools adds to every line from the Lambda context that a function's own log group says already: its ARN
+# (which names the account) and its memory size. `function_name` and `function_request_id` stay.
+_CONTEXT_KEYS_LEFT_OUT = ("function_arn", "function_memory_size")
+
+
+def leave_out_context_keys() -> None:
+    """Drop the context keys no line needs (`inject_lambda_context` adds them again each invocation)."""
+    logger.remove_keys(_CONTEXT_KEYS_LEFT_OUT)
+
+
 def loggable(value: str) -> str:
     """`value` as a log line may carry it: itself when short and plain, its short hash otherwise."""
     if _PLAIN.fullmatch(value):
@@ -53,4 +63,4 @@ def request_id() -> str | None:
     return value if isinstance(value, str) and _REQUEST_ID.fullmatch(value) else None
 
 
-__all__ = ["MetricUnit", "loggable", "loggable_caller", "logger", "metrics", "request_id"]
+__all__ = ["MetricUnit", "leave_out_context_keys", "loggable", "loggable_caller", "logger", "metrics", "request_id"]

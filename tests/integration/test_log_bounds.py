@@ -41,6 +41,8 @@ def test_a_long_partner_name_from_the_url_is_logged_as_a_short_hash(function, up
     lines = logged(text)
     assert lines and {line["caller"] for line in lines} == {f"partner:{hashed(name)}"}
     assert max(len(line.encode()) for line in text.splitlines()) < MAX_LINE_BYTES
+    # Nor what the log group says already: the function's ARN (which names the account) and memory size.
+    assert not [line for line in lines if {"function_arn", "function_memory_size"} & line.keys()]
 
 
 def test_a_real_partner_name_is_logged_as_it_is(function, upstream):
