@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from payout_links import api_docs, inbound, snapstart, webhooks
 from payout_links.models import parse_create_request, parse_list_query, parse_partner_event
-from payout_links.observability import MetricUnit, logger, metrics
+from payout_links.observability import MetricUnit, leave_out_context_keys, loggable, loggable_caller, logger, metrics
 from payout_links.outcomes import CreateFailed
 from payout_links.owners import LINK_ID
 from payout_links.problems import NotFound, Problem
@@ -73,14 +73,14 @@ def cancel_payout_link(request: Request) -> Response:
 
 def _lifecycle_answer(link: dict[str, Any], done: str, *, metric: str) -> Response:
     """The owner's 200 for a read or a cancel: one log line and one count, as a create has."""
-    logger.info(f"payout link {done}", extra={"link_id": link["id"], "link_status": link["status"]})
+    logger.info(f"payout link {done}", extra={"link_id": loggable(link["id"]), "link_status": link["status"]})
     metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
     return _link_response(200, link)
 
 
 def _frontend_caller(request: Request) -> str:
     caller = inbound.frontend_caller(request)
-    logger.append_keys(caller=caller)
+    logger.append_keys(caller=loggable_caller(caller))
     return caller
 
 
@@ -89,10 +89,10 @@ def receive_partner_event(request: Request) -> Response:
     partner = request.path_parameters["partner"]
     # The name a request claims, until the signature proves it (the outcome says whether it did).
     caller = f"partner:{partner}"
-    logger.append_keys(caller=caller)
+    logger.append_keys(caller=loggable_caller(caller))  # whoever sends the request chooses the name: bounded
     settings = get_settings()
     delivery = webhooks.verified_delivery(request, partner, get_partner_secrets(), max_bytes=settings.max_body_bytes)
-    logger.append_keys(webhook_id=delivery.webhook_id)
+    logger.append_keys(webhook_id=loggable(delivery.webhook_id))
     payout_request = parse_partner_event(delivery.body, max_amount_cents=settings.max_amount_cents).data
     logger.append_keys(amount=payout_request.amount)
     key = inbound.webhook_key(delivery.webhook_id, payout_request.idempotency_key)
@@ -122,9 +122,9 @@ def _created_answer(created: Created) -> Response:
     link_id = created.link["id"]
     if not LINK_ID.fullmatch(link_id):
         # Created, and answered as such; but no URL can name it, so its owner will not be able to read it.
-        logger.warning("the upstream's link id cannot be read or canceled", extra={"link_id": link_id})
+        logger.warning("the upstream's link id cannot be read or canceled", extra={"link_id": loggable(link_id)})
     outcome = "replayed" if created.replayed else "created"
-    logger.info("payout link " + outcome, extra={"link_id": link_id, "outcome": outcome})
+    logger.info("payout link " + outcome, extra={"link_id": loggable(link_id), "outcome": outcome})
     metrics.add_metric(
         name="IdempotentReplay" if created.replayed else "PayoutLinkCreated", unit=MetricUnit.Count, value=1
     )
@@ -160,7 +160,10 @@ app = Router(ROUTES)
 def _problem(problem: Problem, request: Request) -> Response:
     if problem.metric:
         metrics.add_metric(name=problem.metric, unit=MetricUnit.Count, value=1)
-    log = logger.error if problem.status >= 500 else logger.info
+    # One failure, one ERROR: a refusal is expected (INFO); a 5xx whose cause was logged where it happened (a
+    # dependency's failure, a mismatched link, a bug: `unexpected error`) is a WARNING here; any other 5xx (the
+    # upstream failed or timed out, after its attempts' WARNINGs) is the ERROR.
+    log = logger.info if problem.status < 500 else logger.warning if problem.logged_at_source else logger.error
     log("request refused", extra={"outcome": problem.slug, "status": problem.status})
     return Response(
         problem.status,
@@ -185,12 +188,17 @@ def _not_found(request: Request) -> Response:
 
 @app.error_handler(Exception)
 def _unexpected(_: Exception, request: Request) -> Response:
+    # A bug, and only a bug: the one message the runbook's bug query looks for (with its stack trace).
     logger.exception("unexpected error")
-    return _problem(Problem("The request could not be completed; retry with the same key."), request)
+    problem = Problem("The request could not be completed; retry with the same key.")
+    problem.logged_at_source = True
+    return _problem(problem, request)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.thread_safe_clear_keys()  # what the service added about the last invocation's intent (clear_state keeps it)
+    leave_out_context_keys()
     logger.append_keys(caller="anonymous")  # until a route knows better
     return app.resolve(event, context)

@@ -7,6 +7,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from payout_links.budget import TimeBudget
 from payout_links.settings import get_settings
@@ -37,6 +38,15 @@ def _session() -> boto3.session.Session:
 @cache
 def client(service: str) -> Any:
     return _session().client(service, config=_client_config(get_settings().budget))
+
+
+def error_code(error: Exception) -> str:
+    """What a failed AWS call is logged as: the service's error code (`ResourceNotFoundException`), or botocore's
+    exception class for a call that got no answer (`EndpointConnectionError`, `ReadTimeoutError`). Never the error's
+    text, which can name the account, the role and the resource."""
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "")) or type(error).__name__
+    return type(error).__name__
 
 
 def renewed_credentials() -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from botocore.exceptions import BotoCoreError, ClientError
 
+from payout_links.aws import error_code
 from payout_links.observability import logger
 from payout_links.problems import DependencyUnavailable
 
@@ -91,8 +92,7 @@ class CachedJsonSecret[T]:
         try:
             secret = self._client.get_secret_value(SecretId=self._secret_id)
         except (ClientError, BotoCoreError) as exc:
-            code = exc.response["Error"]["Code"] if isinstance(exc, ClientError) else type(exc).__name__
-            logger.error(f"{self._label} could not be read", extra={"secrets_error": code})
+            logger.error(f"{self._label} could not be read", extra={"secrets_error": error_code(exc)})
             raise unavailable from None
         try:
             return self._parse(json.loads(secret["SecretString"]))

@@ -43,6 +43,7 @@ from typing import Any, ClassVar, NamedTuple
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from botocore.exceptions import BotoCoreError, ClientError
 
+from payout_links.aws import error_code
 from payout_links.observability import logger
 from payout_links.problems import Limit, LimitExceeded
 
@@ -310,11 +311,11 @@ class CallerLimits:
             # Never a reason to refuse a create: a replay or a retry reserves nothing, and a new intent's lock
             # write meets the same table anyway. The last copy read stands in; with none, the defaults do (not
             # kept: the next create reads again).
-            code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else type(exc).__name__
-            logger.error(
+            # A WARNING: nothing is refused for it (when the table is down, the lock write's ERROR says so).
+            logger.warning(
                 "the caller limit overrides could not be read; "
                 + ("the last copy read applies" if self._overrides is not None else "the defaults apply"),
-                extra={"store_error": code},
+                extra={"store_error": error_code(exc)},
             )
             return self._overrides if self._overrides is not None else {}
         self._overrides, self._read_at = parse_overrides(item), now
@@ -360,10 +361,11 @@ def _whole_number(value: Any) -> int | None:
 
 def record_refusal(caller: str, problem: LimitExceeded) -> None:
     """Count a refusal (`LimitExceeded`, with the refusing limit as its one dimension beside the service, never
-    the caller) and log it once at WARNING, with the caller hashed as in its counters' ids."""
+    the caller) and log it once at INFO (a refusal the caller's own limit makes, expected), with the caller hashed as
+    in its counters' ids."""
     with single_metric(name=METRIC, unit=MetricUnit.Count, value=1) as metric:
         metric.add_dimension(name="limit", value=problem.limit.value)
-    logger.warning(
+    logger.info(
         "caller limit exceeded",
         extra={
             "limit": problem.limit.value,

@@ -34,6 +34,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from payout_links.aws import error_code
 from payout_links.observability import logger
 from payout_links.problems import DependencyUnavailable, InvalidCursor, LinkNotFound
 
@@ -125,7 +126,7 @@ class LinkOwners:
                 ExpressionAttributeNames={"#link_id": self.KEY_ATTR},
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
-            logger.error("the link owners table could not be read", extra={"store_error": str(exc)})
+            logger.error("the link owners table could not be read", extra={"store_error": error_code(exc)})
             raise DependencyUnavailable("The link owners store is unavailable; retry later.") from None
         return item is not None
 
@@ -143,7 +144,7 @@ class LinkOwners:
                 ExpressionAttributeNames={"#owner": self.OWNER_ATTR, "#expires_at": self.EXPIRY_ATTR},
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
-            logger.error("the link owners table could not be read", extra={"store_error": str(exc)})
+            logger.error("the link owners table could not be read", extra={"store_error": error_code(exc)})
             raise DependencyUnavailable("The link owners store is unavailable; retry later.") from None
         if item is None or int(item[self.EXPIRY_ATTR]["N"]) < time.time():  # TTL deletes lag behind
             self._refuse("no-owner-record")
@@ -183,7 +184,7 @@ class LinkOwners:
         try:
             page = self._client.query(**request)
         except (ClientError, BotoCoreError) as exc:
-            logger.error("the link owners index could not be read", extra={"store_error": str(exc)})
+            logger.error("the link owners index could not be read", extra={"store_error": error_code(exc)})
             raise DependencyUnavailable("The link owners store is unavailable; retry later.") from None
         now = time.time()
         items = [self._listed(item) for item in page.get("Items", []) if int(item[self.EXPIRY_ATTR]["N"]) >= now]

@@ -30,6 +30,9 @@ class Problem(Exception):
     retry_after: int | None = None
     # The metric (a Count) that tells the dashboard why requests are refused; upstream failures have their own.
     metric: str | None = None
+    # Whether the failure behind this problem was logged where it happened, at ERROR (a dependency's failure, a
+    # link that does not match, a bug): the answer's own line is then a WARNING, so that one failure is one ERROR.
+    logged_at_source: bool = False
     # Members of this kind of problem beyond the standard ones, by name (say, `limit` of a `limit-exceeded`, or
     # `key_state` of a create that reached its key's lock).
     extensions: Mapping[str, Any] = MappingProxyType({})
@@ -90,6 +93,7 @@ class Problem(Exception):
         problem.status = int(body.get("status", 500))
         problem.slug = str(body.get("type", "")).removeprefix(PROBLEM_TYPE_PREFIX) or Problem.slug
         problem.title = str(body.get("title", Problem.title))
+        problem.logged_at_source = True  # when the key was spent; answering it again is no new failure
         return problem
 
     def headers(self) -> dict[str, str]:
@@ -214,15 +218,18 @@ class UpstreamFailed(Problem):
 class UpstreamMismatch(Problem):
     status, slug, title = 502, "upstream-mismatch", "The payout provider's answer does not match the request"
     metric = "UpstreamMismatch"
+    logged_at_source = True  # "upstream link does not match the request", or "... about another link"
 
 
 class UpstreamLinkConflict(Problem):
     status, slug, title = 502, "upstream-link-conflict", "The payout provider answered with another caller's link"
     metric = "UpstreamLinkConflict"
+    logged_at_source = True  # "the upstream's link is already recorded for another owner"
 
 
 class DependencyUnavailable(Problem):
     status, slug, title, retry_after = 503, "dependency-unavailable", "A dependency is unavailable", 2
+    logged_at_source = True  # by the store, the secret or the table that failed, with its error code
 
 
 class UpstreamTimedOut(Problem):

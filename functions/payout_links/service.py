@@ -29,6 +29,7 @@ container, on first use, so that importing the handler does no I/O and a warm re
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +47,7 @@ from payout_links.credentials import CredentialsStore, PartnerSecrets
 from payout_links.intent import Intent
 from payout_links.limits import CallerLimits
 from payout_links.models import CreatePayoutLinkRequest
-from payout_links.observability import MetricUnit, logger, metrics
+from payout_links.observability import MetricUnit, loggable, loggable_caller, logger, metrics
 from payout_links.outcomes import CreateFailed, Outcome
 from payout_links.owners import LinkOwners
 from payout_links.problems import (
@@ -119,6 +120,9 @@ class PayoutLinkService:
         remaining = context.get_remaining_time_in_millis() / 1000
         deadline = time.monotonic() + remaining - self.budget.response_reserve
         intent = Intent.of(caller, key, request.upstream_payload())
+        # On every line from here on: the key the upstream knows the intent by (a UUID), and the caller's own
+        # (bounded: the caller chose it). Keys of this thread (the settler runs several intents at once).
+        logger.thread_safe_append_keys(upstream_key=intent.upstream_key, idempotency_key=loggable(key))
         held = self._intents.lock(intent, lock_seconds=remaining)  # the lock expires with this invocation
         if isinstance(held, Created):
             return held
@@ -129,11 +133,14 @@ class PayoutLinkService:
         try:
             link = self.payout_api.create_payout_link(lock.intent.upstream_payload, deadline=deadline)
         except CreateFailed as failure:
+            if failure.mismatched_link_id is not None:
+                logger.thread_safe_append_keys(link_id=loggable(failure.mismatched_link_id))
             self._settle_failure(lock, failure, deadline, settle_in=settle_in)
             raise
         except BaseException:
             self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None)
             raise
+        logger.thread_safe_append_keys(link_id=loggable(link["id"]))
         try:
             self._intents.complete(lock, link)
         except OwnedByAnother:
@@ -142,8 +149,9 @@ class PayoutLinkService:
             # Another request of the same intent took over after this one's lock expired: it records the link.
             problem: Problem = RequestInProgress("A retry of this request is recording the payout link; retry later.")
             raise CreateFailed(problem.bound_to(KeyState.BOUND), Outcome.UNKNOWN) from None
-        except StoreUnavailable:
+        except StoreUnavailable as failed:
             # The link exists: the same body gets the same link again, and records it.
+            logger.error("idempotency store failed", extra={"store_error": failed.code})
             self._drop_lock_until(lock, deadline + self.budget.aws_call, settle_in=settle_in)
             problem = DependencyUnavailable("The idempotency store is unavailable; retry with the same key.")
             raise CreateFailed(problem.bound_to(KeyState.BOUND), Outcome.UNKNOWN) from None
@@ -161,11 +169,15 @@ class PayoutLinkService:
 
         def drop() -> None:
             try:
-                self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None)
+                self._intents.mark_unknown(
+                    lock, settle_in=settle_in, resent=settle_in is not None, after_store_failure=True
+                )
             finally:
                 done.set()
 
-        threading.Thread(target=drop, name="drop-lock", daemon=True).start()
+        # In this thread's logging context: its lines name the intent as this thread's do.
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(drop,), name="drop-lock", daemon=True).start()
         if not done.wait(timeout=max(0.0, answer_by - time.monotonic())):
             logger.warning("the lock is still being dropped as the answer goes: it expires with this invocation")
 
@@ -305,8 +317,13 @@ class PayoutLinkService:
         if lock is None:
             return "skipped"
         backoff = min(SETTLE_BACKOFF_CAP_SECONDS, settle_after * 2 ** (lock.attempts + 1))
-        # Every line this intent's resend logs names its caller, as a request's lines do (this thread's alone).
-        logger.thread_safe_append_keys(caller=lock.intent.caller)
+        # Every line this intent's resend logs names its caller and its keys, as a request's lines do (this thread's
+        # alone).
+        logger.thread_safe_append_keys(
+            caller=loggable_caller(lock.intent.caller),
+            upstream_key=lock.intent.upstream_key,
+            idempotency_key=loggable(lock.intent.key),
+        )
         try:
             created = self._drive(lock, deadline, settle_in=backoff)
         except CreateFailed as failure:
@@ -322,9 +339,14 @@ class PayoutLinkService:
             halt.set()  # the store failed: the next run tries again
             return "unknown"
         finally:
-            logger.thread_safe_remove_keys(["caller"])
+            logger.thread_safe_remove_keys(["caller", "upstream_key", "idempotency_key", "link_id"])
         logger.info(
-            "intent settled: payout link recorded", extra={"link_id": created.link["id"], "caller": lock.intent.caller}
+            "intent settled: payout link recorded",
+            extra={
+                "link_id": loggable(created.link["id"]),
+                "caller": loggable_caller(lock.intent.caller),
+                "upstream_key": lock.intent.upstream_key,
+            },
         )
         return "settled"
 
@@ -334,12 +356,14 @@ class PayoutLinkService:
         """The link as the upstream has it now, for its owner only (`LinkNotFound` for anyone else)."""
         deadline = _lifecycle_deadline(remaining_millis)  # before the owner check: its time counts too
         self._owners.require_owner(caller, link_id)
+        _name_the_link(link_id)
         return self.payout_api.retrieve_payout_link(link_id, deadline=deadline)
 
     def cancel_payout_link(self, caller: str, link_id: str, *, remaining_millis: int) -> dict[str, Any]:
         """Cancel the link at the upstream and return it, canceled; for its owner only."""
         deadline = _lifecycle_deadline(remaining_millis)
         self._owners.require_owner(caller, link_id)
+        _name_the_link(link_id)
         return self.payout_api.cancel_payout_link(link_id, deadline=deadline)
 
     def list_payout_links(
@@ -348,6 +372,12 @@ class PayoutLinkService:
         """A page of the links `caller` created, newest first, and the cursor to the next page (None on the last):
         from the owner records alone, never from the upstream."""
         return self._owners.list_links(caller, limit=limit, cursor=cursor)
+
+
+def _name_the_link(link_id: str) -> None:
+    """Every line from here on names the link: the caller's own, now that the owner check passed. A refused id is
+    never logged (it is whatever a prober tried)."""
+    logger.thread_safe_append_keys(link_id=loggable(link_id))
 
 
 def _lifecycle_deadline(remaining_millis: int) -> float:

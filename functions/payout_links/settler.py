@@ -12,7 +12,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from payout_links.observability import MetricUnit, logger, metrics
+from payout_links.observability import MetricUnit, leave_out_context_keys, logger, metrics
 from payout_links.service import get_service
 from payout_links.settings import get_settings
 
@@ -20,6 +20,10 @@ from payout_links.settings import get_settings
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # The run's id on each of its lines, as a request's API Gateway id is on the API function's; and what the
+    # upstream gets as `X-Request-Id` with each resend.
+    logger.set_correlation_id(context.aws_request_id)
+    leave_out_context_keys()
     settings = get_settings()
     report = get_service().settle_due(
         remaining_seconds=context.get_remaining_time_in_millis() / 1000,

@@ -336,9 +336,10 @@ class IntentStore:
     def _unavailable(self, error: StoreUnavailable, held: Lock) -> Problem:
         """The lock write failed. If it may have landed, drop that lock at once, keeping the fingerprint: the same
         body may retry at once, and the settler finds it if nobody does."""
+        problem = _store_problem(error, KeyState.BOUND if error.landed else KeyState.RELEASED)
         if error.landed:
-            self.mark_unknown(held)
-        return _store_problem(error, KeyState.BOUND if error.landed else KeyState.RELEASED)
+            self.mark_unknown(held, after_store_failure=True)
+        return problem
 
     # --- after the upstream answered ------------------------------------------------------------------------------
 
@@ -386,10 +387,14 @@ class IntentStore:
         logger.info("idempotency key released", extra={"intent_state": "released"})
         return KeyState.RELEASED
 
-    def mark_unknown(self, lock: Lock, *, settle_in: float | None = None, resent: bool = False) -> KeyState:
+    def mark_unknown(
+        self, lock: Lock, *, settle_in: float | None = None, resent: bool = False, after_store_failure: bool = False
+    ) -> KeyState:
         """A link may exist: drop the lock, keep the fingerprint, and queue the intent for the settler in
         `settle_in` seconds (SETTLE_AFTER_SECONDS unless given). Once that would pass the record's expiry the
-        intent is stranded instead: out of the settler's queue, kept for operators (STRANDED_RETENTION_SECONDS)."""
+        intent is stranded instead: out of the settler's queue, kept for operators (STRANDED_RETENTION_SECONDS).
+        `after_store_failure`: the write before this one failed and was logged (at ERROR): this one failing too is
+        the same failure, a WARNING."""
         now = time.time()
         settle_at = int(now + (self._settle_after_seconds if settle_in is None else settle_in))
         stranded = settle_at + STRAND_MARGIN_SECONDS >= lock.expires_at
@@ -417,7 +422,7 @@ class IntentStore:
         try:
             self._client.update_item(**update)
         except (ClientError, BotoCoreError) as exc:
-            _log_failed_write("the lock could not be dropped", exc)
+            _log_failed_write("the lock could not be dropped", exc, again=after_store_failure)
             return KeyState.BOUND
         if stranded:
             logger.error("intent stranded: its outcome is still unknown", extra={"intent_state": "stranded"})
@@ -666,13 +671,15 @@ def _store_problem(error: StoreUnavailable, key_state: KeyState) -> Problem:
     return DependencyUnavailable(f"The idempotency store is unavailable; {retry}.").bound_to(key_state)
 
 
-def _log_failed_write(what: str, error: Exception) -> None:
+def _log_failed_write(what: str, error: Exception, *, again: bool = False) -> None:
+    """A write after the lock that failed: an ERROR, unless the store's failure was logged already (`again`)."""
     if isinstance(error, (LockLost, _Cancelled)) or (
         isinstance(error, ClientError) and _code(error) == "ConditionalCheckFailedException"
     ):
         logger.warning("the record is not this request's lock; it is left as it is")
         return
-    logger.error(f"{what}; the lock expires with the function", extra={"store_error": _store_error(error).code})
+    log = logger.warning if again else logger.error
+    log(f"{what}; the lock expires with the function", extra={"store_error": _store_error(error).code})
 
 
 def _in_progress() -> Problem:

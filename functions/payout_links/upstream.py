@@ -18,7 +18,7 @@ import httpx
 from payout_links import bounded_transport
 from payout_links.credentials import CredentialsStore
 from payout_links.normalize import echoed_user_id, mismatches, normalize_payout_link
-from payout_links.observability import MetricUnit, logger, metrics
+from payout_links.observability import MetricUnit, loggable, logger, metrics, request_id
 from payout_links.outcomes import CreateFailed, Outcome, answer_outcome, combined, transport_outcome
 from payout_links.problems import (
     LinkLostUpstream,
@@ -40,6 +40,10 @@ MAX_RETRY_AFTER_SECONDS = 3600
 # that may already exist. Reads and cancels are safe to repeat as they are.
 _RETRY_SAME_KEY = "retry with the same key"
 _RETRY = "retry"
+# The header that carries the id of the request being served (`observability.request_id`: the `correlation_id` of
+# every log line about it) on each call to the upstream, for the upstream's own logs and support; every attempt of a
+# request carries the same one. The upstream deduplicates by the create's `idempotency_key`, not by this.
+REQUEST_ID_HEADER = "X-Request-Id"
 # A link in one of these states can no longer be canceled: it was paid out, reversed, or it lapsed.
 NOT_CANCELABLE_STATUSES = frozenset({"claimed", "reversed", "expired"})
 
@@ -125,7 +129,10 @@ class PayoutApiClient:
             link, user_id = self._read_link(response, started)
             self._report(started, "2xx", status=status)
             if wrong := mismatches(payload, link, echoed_user_id=user_id):
-                logger.error("upstream link does not match the request", extra={"mismatched_fields": wrong})
+                logger.error(
+                    "upstream link does not match the request",
+                    extra={"mismatched_fields": wrong, "link_id": loggable(link["id"])},
+                )
                 problem = UpstreamMismatch("The payout provider answered with a link that does not match the request.")
                 raise _AttemptFailed(problem, Outcome.UNKNOWN, link_id=link["id"])
             return link
@@ -145,11 +152,12 @@ class PayoutApiClient:
         """One request whose answer is fully read within `seconds`, wall clock; `_AttemptFailed` when none came
         back. `retry` ends the problem's detail: what the caller should do next."""
         started = self._clock()
+        headers = {"Authorization": authorization}
+        if correlation := request_id():
+            headers[REQUEST_ID_HEADER] = correlation
         try:
             with bounded_transport.within(seconds):
-                return self._http.request(
-                    method, url, json=payload, headers={"Authorization": authorization}, timeout=seconds
-                )
+                return self._http.request(method, url, json=payload, headers=headers, timeout=seconds)
         except httpx.TimeoutException as exc:
             self._report(started, "Timeout")
             problem: Problem = _timed_out(retry)
@@ -307,8 +315,14 @@ class PayoutApiClient:
         if outcome not in ("2xx", "Refusal"):
             metrics.add_metric(name=f"UpstreamError{outcome}", unit=MetricUnit.Count, value=1)
         # A failed attempt is worth a warning; a successful one shows in the request's "payout link created"
-        # line and in UpstreamLatency.
-        log = logger.debug if outcome == "2xx" else logger.warning
+        # line and in UpstreamLatency; a refusal of the request itself (400, 422: a payee the upstream will not pay,
+        # a link past canceling) is the caller's to fix, not a failure: INFO.
+        if outcome == "2xx":
+            log = logger.debug
+        elif outcome == "Refusal" or status in (400, 422):
+            log = logger.info
+        else:
+            log = logger.warning
         log(
             "upstream attempt",
             extra={

@@ -328,6 +328,17 @@ def test_access_logs_never_carry_headers_or_bodies(template: dict[str, Any]) -> 
         assert leaky not in settings["Format"]
 
 
+def test_access_logs_lead_from_a_request_id_to_its_invocation(template: dict[str, Any]) -> None:
+    """From the id a user quotes (`requestId`, the `apigw-requestid` header) to the function's invocation: its
+    request id (`integrationRequestId`, the `RequestId` of Lambda's `START`, `REPORT` and `Task timed out` lines),
+    the status the function answered with, and Lambda's own status (a throttle, a crash)."""
+    fields = json.loads(template["Resources"]["HttpApi"]["Properties"]["AccessLogSettings"]["Format"])
+    assert fields["requestId"] == "$context.requestId"
+    assert fields["integrationRequestId"] == "$context.integration.requestId"
+    assert fields["integrationStatus"] == "$context.integration.status"
+    assert fields["lambdaStatus"] == "$context.integration.integrationStatus"
+
+
 def test_iam_grants_only_item_access_and_the_two_secrets(function: dict[str, Any]) -> None:
     """Item actions on the idempotency table; on the owners table, GetItem, Query on its owner-links index alone
     (a caller's list) and a PutItem allowed only inside a transaction (the one that completes a create): an owner

@@ -193,7 +193,9 @@ def test_a_link_that_does_not_match_is_counted_and_logged_at_error_with_the_fiel
     assert mismatch["mismatched_fields"] == ["amount", "payee.phone_number"]
     assert "5550000000" not in logs.getvalue()
     (refused,) = [line for line in lines if line["message"] == "request refused"]
-    assert (refused["level"], refused["create_outcome"]) == ("ERROR", "unknown")
+    # The mismatch is the one ERROR; the answer's line, which names the outcome, is a WARNING.
+    assert (refused["level"], refused["create_outcome"]) == ("WARNING", "unknown")
+    assert [line["message"] for line in lines if line["level"] == "ERROR"] == [mismatch["message"]]
 
 
 SETTLER_METRICS = {
