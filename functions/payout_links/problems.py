@@ -207,6 +207,12 @@ class UpstreamRateLimited(Problem):
     status, slug, title, retry_after = 429, "upstream-rate-limited", "The payout provider is rate limiting", 5
 
 
+# The Retry-After of an upstream failure whose key stays bound (a 502 `upstream-failed` or a 504 `upstream-timeout`
+# with `key_state: "bound"`) when Dots gave none: the proxy settles the intent whether or not the caller retries,
+# and a retry this soon finds the link as soon as Dots answers again (docs/api.md, Errors).
+BOUND_RETRY_AFTER_SECONDS = 5
+
+
 class UpstreamFailed(Problem):
     status, slug, title = 502, "upstream-failed", "The payout provider failed"
 
@@ -221,8 +227,23 @@ class UpstreamLinkConflict(Problem):
     metric = "UpstreamLinkConflict"
 
 
+class Dependency(StrEnum):
+    """The AWS service a `dependency-unavailable` answer could not do without: the `dependency` dimension of the
+    `DependencyUnavailable` metric (never a table's or a secret's name)."""
+
+    DYNAMODB = "dynamodb"  # the idempotency table (intents, limit counters) or the link-owners table
+    SECRETS_MANAGER = "secrets-manager"  # the Dots credentials or the partners' webhook secrets
+
+
 class DependencyUnavailable(Problem):
+    """A 503: `dependency` says which AWS service failed, for the count the dependency-unavailable alarm reads
+    (observability.count_dependency_unavailable); the caller is told only that a dependency is unavailable."""
+
     status, slug, title, retry_after = 503, "dependency-unavailable", "A dependency is unavailable", 2
+
+    def __init__(self, detail: str, *, dependency: Dependency) -> None:
+        super().__init__(detail)
+        self.dependency = Dependency(dependency)
 
 
 class UpstreamTimedOut(Problem):
