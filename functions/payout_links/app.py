@@ -161,7 +161,7 @@ def _problem(problem: Problem, request: Request) -> Response:
     if problem.metric:
         metrics.add_metric(name=problem.metric, unit=MetricUnit.Count, value=1)
     if isinstance(problem, DependencyUnavailable):
-        count_dependency_unavailable(problem.dependency)
+        count_dependency_unavailable(problem.dependency or "unknown")
     log = logger.error if problem.status >= 500 else logger.info
     log("request refused", extra={"outcome": problem.slug, "status": problem.status})
     return Response(

@@ -28,6 +28,9 @@ class Problem(Exception):
     slug: str = "internal-error"
     title: str = "Internal error"
     retry_after: int | None = None
+    # An upstream failure that leaves a create's key bound says when to retry (Retry-After): Dots' own delay where it
+    # gave one, BOUND_RETRY_AFTER_SECONDS otherwise (service.PayoutLinkService._kept_bound).
+    retry_after_when_bound: bool = False
     # The metric (a Count) that tells the dashboard why requests are refused; upstream failures have their own.
     metric: str | None = None
     # Members of this kind of problem beyond the standard ones, by name (say, `limit` of a `limit-exceeded`, or
@@ -215,6 +218,7 @@ BOUND_RETRY_AFTER_SECONDS = 5
 
 class UpstreamFailed(Problem):
     status, slug, title = 502, "upstream-failed", "The payout provider failed"
+    retry_after_when_bound = True
 
 
 class UpstreamMismatch(Problem):
@@ -237,14 +241,16 @@ class Dependency(StrEnum):
 
 class DependencyUnavailable(Problem):
     """A 503: `dependency` says which AWS service failed, for the count the dependency-unavailable alarm reads
-    (observability.count_dependency_unavailable); the caller is told only that a dependency is unavailable."""
+    (observability.count_dependency_unavailable); the caller is told only that a dependency is unavailable. Every
+    raise in the function names it (tests/unit/test_problems.py holds them to it)."""
 
     status, slug, title, retry_after = 503, "dependency-unavailable", "A dependency is unavailable", 2
 
-    def __init__(self, detail: str, *, dependency: Dependency) -> None:
-        super().__init__(detail)
-        self.dependency = Dependency(dependency)
+    def __init__(self, detail: str, *, dependency: Dependency | None = None, **members: Any) -> None:
+        super().__init__(detail, **members)
+        self.dependency = None if dependency is None else Dependency(dependency)
 
 
 class UpstreamTimedOut(Problem):
     status, slug, title = 504, "upstream-timeout", "The payout provider did not answer in time"
+    retry_after_when_bound = True

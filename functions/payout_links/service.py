@@ -194,7 +194,7 @@ class PayoutLinkService:
         settler's resend: its backoff). An upstream failure (502, 504) says when to retry: Dots' own Retry-After
         where it gave one, BOUND_RETRY_AFTER_SECONDS otherwise."""
         problem.bound_to(self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None))
-        if isinstance(problem, (UpstreamFailed, UpstreamTimedOut)) and problem.retry_after is None:
+        if problem.retry_after_when_bound and problem.retry_after is None:
             problem.retry_after = BOUND_RETRY_AFTER_SECONDS
         return problem
 
@@ -322,7 +322,7 @@ class PayoutLinkService:
                 halt.set()
             if isinstance(failure.problem, DependencyUnavailable):
                 # What the API's error handler counts for a caller's 503, counted for the settler's resend.
-                count_dependency_unavailable(failure.problem.dependency)
+                count_dependency_unavailable(failure.problem.dependency or "unknown")
                 return "not-sent"  # the credentials could not be read: nothing reached the upstream
             if isinstance(failure.problem, _ALARMING_PROBLEMS):
                 # What the API's error handler counts for a caller's create, counted for the settler's.
