@@ -406,6 +406,16 @@ def _error_response(status: int, classes: list[type[problems.Problem]], *, gatew
                 "schema": {"type": "string"},
             }
         }
+    if any(problem.retry_after_when_bound for problem in classes):
+        response["headers"] = {
+            "Retry-After": {
+                "description": 'On a create whose key stays bound (`key_state: "bound"`; the proxy settles it): '
+                "seconds to wait before retrying with the same key and body; the payout provider's own delay where "
+                f"it gave one, {problems.BOUND_RETRY_AFTER_SECONDS} otherwise.",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
     if any(problem.retry_after is not None for problem in classes):
         always = status in RETRY_AFTER_REQUIRED
         response["headers"] = {

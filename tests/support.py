@@ -245,7 +245,19 @@ FUNCTION_METRICS = {
     "ValidationRejected": "Count",
     "CredentialsRefreshed": "Count",
     "UpstreamLatency": "Milliseconds",
-    **{f"UpstreamError{outcome}": "Count" for outcome in ("4xx", "5xx", "Timeout", "Connection", "Unreadable")},
+    # A failed attempt by class (upstream.error_metric): a 4xx by what it means, then 5xx and the transport's.
+    **{
+        f"UpstreamError{outcome}": "Count"
+        for outcome in (
+            "CredentialsRejected",
+            "RateLimited",
+            "RequestRefused",
+            "5xx",
+            "Timeout",
+            "Connection",
+            "Unreadable",
+        )
+    },
     "UpstreamMismatch": "Count",
     # A create's mismatched link, canceled at the upstream or no longer cancelable (service.py).
     "MismatchedLinkCanceled": "Count",
@@ -260,6 +272,8 @@ FUNCTION_METRICS = {
     "PartnerSecretShared": "Count",
     # With the refusing limit as a second dimension (limits.record_refusal), never the caller.
     "LimitExceeded": "Count",
+    # A 503 dependency-unavailable, with the failing AWS service as a second dimension (`dependency`).
+    "DependencyUnavailable": "Count",
     "ColdStart": "Count",
     # The settler's, one sample per run (settler.py): what it found due and what became of each resend, how many
     # intents are stranded (all of them, not this run's), and the age of the oldest due intent.

@@ -13,10 +13,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from payout_links import api_docs, inbound, snapstart, webhooks
 from payout_links.models import parse_create_request, parse_list_query, parse_partner_event
-from payout_links.observability import MetricUnit, leave_out_context_keys, loggable, loggable_caller, logger, metrics
+from payout_links.observability import (
+    MetricUnit,
+    count_dependency_unavailable,
+    leave_out_context_keys,
+    loggable,
+    loggable_caller,
+    logger,
+    metrics,
+)
 from payout_links.outcomes import CreateFailed
 from payout_links.owners import LINK_ID
-from payout_links.problems import NotFound, Problem
+from payout_links.problems import DependencyUnavailable, NotFound, Problem
 from payout_links.router import Request, Response, RouteHandler, Router
 from payout_links.service import get_partner_secrets, get_service
 from payout_links.settings import get_settings
@@ -160,6 +168,8 @@ app = Router(ROUTES)
 def _problem(problem: Problem, request: Request) -> Response:
     if problem.metric:
         metrics.add_metric(name=problem.metric, unit=MetricUnit.Count, value=1)
+    if isinstance(problem, DependencyUnavailable):
+        count_dependency_unavailable(problem.dependency or "unknown")
     # One failure, one ERROR: a refusal is expected (INFO); a 5xx whose cause was logged where it happened (a
     # dependency's failure, a mismatched link, a bug: `unexpected error`) is a WARNING here; any other 5xx (the
     # upstream failed or timed out, after its attempts' WARNINGs) is the ERROR.

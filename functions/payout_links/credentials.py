@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from payout_links.aws import error_code
 from payout_links.observability import logger
-from payout_links.problems import DependencyUnavailable
+from payout_links.problems import Dependency, DependencyUnavailable
 
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 # A partner's name is a path segment and a log field: kept short and plain.
@@ -81,14 +81,19 @@ class CachedJsonSecret[T]:
             # The request's own time ran out (a slow lock write, or a timeout below the budget's minimum): the
             # secret was not even asked for.
             logger.error(f"no time left in this request to read the {self._label}")
-            raise DependencyUnavailable(f"The request ran out of time before the {self._label} were read; retry later.")
+            raise DependencyUnavailable(
+                f"The request ran out of time before the {self._label} were read; retry later.",
+                dependency=Dependency.SECRETS_MANAGER,
+            )
         self.last_attempt = self._clock()
         self._cached = self._fetch()
         self._fetched_at = self._clock()
         return self._cached
 
     def _fetch(self) -> T:
-        unavailable = DependencyUnavailable(f"The {self._label} are unavailable; retry later.")
+        unavailable = DependencyUnavailable(
+            f"The {self._label} are unavailable; retry later.", dependency=Dependency.SECRETS_MANAGER
+        )
         try:
             secret = self._client.get_secret_value(SecretId=self._secret_id)
         except (ClientError, BotoCoreError) as exc:

@@ -36,7 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from payout_links.aws import error_code
 from payout_links.observability import logger
-from payout_links.problems import DependencyUnavailable, InvalidCursor, LinkNotFound
+from payout_links.problems import Dependency, DependencyUnavailable, InvalidCursor, LinkNotFound
 
 # What a link id may look like in a URL path: one segment of unreserved URL characters (RFC 3986), never `.` or
 # `..`, which a client or a proxy would resolve as a path step.
@@ -127,7 +127,9 @@ class LinkOwners:
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
             logger.error("the link owners table could not be read", extra={"store_error": error_code(exc)})
-            raise DependencyUnavailable("The link owners store is unavailable; retry later.") from None
+            raise DependencyUnavailable(
+                "The link owners store is unavailable; retry later.", dependency=Dependency.DYNAMODB
+            ) from None
         return item is not None
 
     def require_owner(self, caller: str, link_id: str) -> None:
@@ -145,7 +147,9 @@ class LinkOwners:
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
             logger.error("the link owners table could not be read", extra={"store_error": error_code(exc)})
-            raise DependencyUnavailable("The link owners store is unavailable; retry later.") from None
+            raise DependencyUnavailable(
+                "The link owners store is unavailable; retry later.", dependency=Dependency.DYNAMODB
+            ) from None
         if item is None or int(item[self.EXPIRY_ATTR]["N"]) < time.time():  # TTL deletes lag behind
             self._refuse("no-owner-record")
         if item[self.OWNER_ATTR]["S"] != caller:
@@ -185,7 +189,9 @@ class LinkOwners:
             page = self._client.query(**request)
         except (ClientError, BotoCoreError) as exc:
             logger.error("the link owners index could not be read", extra={"store_error": error_code(exc)})
-            raise DependencyUnavailable("The link owners store is unavailable; retry later.") from None
+            raise DependencyUnavailable(
+                "The link owners store is unavailable; retry later.", dependency=Dependency.DYNAMODB
+            ) from None
         now = time.time()
         items = [self._listed(item) for item in page.get("Items", []) if int(item[self.EXPIRY_ATTR]["N"]) >= now]
         last = page.get("LastEvaluatedKey")

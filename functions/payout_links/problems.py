@@ -28,6 +28,9 @@ class Problem(Exception):
     slug: str = "internal-error"
     title: str = "Internal error"
     retry_after: int | None = None
+    # An upstream failure that leaves a create's key bound says when to retry (Retry-After): Dots' own delay where it
+    # gave one, BOUND_RETRY_AFTER_SECONDS otherwise (service.PayoutLinkService._kept_bound).
+    retry_after_when_bound: bool = False
     # The metric (a Count) that tells the dashboard why requests are refused; upstream failures have their own.
     metric: str | None = None
     # Whether the failure behind this problem was logged where it happened, at ERROR (a dependency's failure, a
@@ -211,8 +214,15 @@ class UpstreamRateLimited(Problem):
     status, slug, title, retry_after = 429, "upstream-rate-limited", "The payout provider is rate limiting", 5
 
 
+# The Retry-After of an upstream failure whose key stays bound (a 502 `upstream-failed` or a 504 `upstream-timeout`
+# with `key_state: "bound"`) when Dots gave none: the proxy settles the intent whether or not the caller retries,
+# and a retry this soon finds the link as soon as Dots answers again (docs/api.md, Errors).
+BOUND_RETRY_AFTER_SECONDS = 5
+
+
 class UpstreamFailed(Problem):
     status, slug, title = 502, "upstream-failed", "The payout provider failed"
+    retry_after_when_bound = True
 
 
 class UpstreamMismatch(Problem):
@@ -227,10 +237,27 @@ class UpstreamLinkConflict(Problem):
     logged_at_source = True  # "the upstream's link is already recorded for another owner"
 
 
+class Dependency(StrEnum):
+    """The AWS service a `dependency-unavailable` answer could not do without: the `dependency` dimension of the
+    `DependencyUnavailable` metric (never a table's or a secret's name)."""
+
+    DYNAMODB = "dynamodb"  # the idempotency table (intents, limit counters) or the link-owners table
+    SECRETS_MANAGER = "secrets-manager"  # the Dots credentials or the partners' webhook secrets
+
+
 class DependencyUnavailable(Problem):
+    """A 503: `dependency` says which AWS service failed, for the count the dependency-unavailable alarm reads
+    (observability.count_dependency_unavailable); the caller is told only that a dependency is unavailable. Every
+    raise in the function names it (tests/unit/test_problems.py holds them to it)."""
+
     status, slug, title, retry_after = 503, "dependency-unavailable", "A dependency is unavailable", 2
     logged_at_source = True  # by the store, the secret or the table that failed, with its error code
+
+    def __init__(self, detail: str, *, dependency: Dependency | None = None, **members: Any) -> None:
+        super().__init__(detail, **members)
+        self.dependency = None if dependency is None else Dependency(dependency)
 
 
 class UpstreamTimedOut(Problem):
     status, slug, title = 504, "upstream-timeout", "The payout provider did not answer in time"
+    retry_after_when_bound = True

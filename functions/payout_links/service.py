@@ -47,10 +47,19 @@ from payout_links.credentials import CredentialsStore, PartnerSecrets
 from payout_links.intent import Intent
 from payout_links.limits import CallerLimits
 from payout_links.models import CreatePayoutLinkRequest
-from payout_links.observability import MetricUnit, loggable, loggable_caller, logger, metrics
+from payout_links.observability import (
+    MetricUnit,
+    count_dependency_unavailable,
+    loggable,
+    loggable_caller,
+    logger,
+    metrics,
+)
 from payout_links.outcomes import CreateFailed, Outcome
 from payout_links.owners import LinkOwners
 from payout_links.problems import (
+    BOUND_RETRY_AFTER_SECONDS,
+    Dependency,
     DependencyUnavailable,
     NotCancelable,
     Problem,
@@ -153,7 +162,9 @@ class PayoutLinkService:
             # The link exists: the same body gets the same link again, and records it.
             logger.error("idempotency store failed", extra={"store_error": failed.code})
             self._drop_lock_until(lock, deadline + self.budget.aws_call, settle_in=settle_in)
-            problem = DependencyUnavailable("The idempotency store is unavailable; retry with the same key.")
+            problem = DependencyUnavailable(
+                "The idempotency store is unavailable; retry with the same key.", dependency=Dependency.DYNAMODB
+            )
             raise CreateFailed(problem.bound_to(KeyState.BOUND), Outcome.UNKNOWN) from None
         return Created(link=link)
 
@@ -199,8 +210,12 @@ class PayoutLinkService:
 
     def _kept_bound(self, lock: Lock, problem: Problem, *, settle_in: float | None) -> Problem:
         """`problem`, its key kept bound: the lock dropped, the intent queued for the settler (`settle_in`, for a
-        settler's resend: its backoff)."""
-        return problem.bound_to(self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None))
+        settler's resend: its backoff). An upstream failure (502, 504) says when to retry: Dots' own Retry-After
+        where it gave one, BOUND_RETRY_AFTER_SECONDS otherwise."""
+        problem.bound_to(self._intents.mark_unknown(lock, settle_in=settle_in, resent=settle_in is not None))
+        if problem.retry_after_when_bound and problem.retry_after is None:
+            problem.retry_after = BOUND_RETRY_AFTER_SECONDS
+        return problem
 
     def _spent(self, lock: Lock, problem: Problem) -> Problem:
         """`problem`, kept as the answer to every retry of a key that will never make a link."""
@@ -330,6 +345,8 @@ class PayoutLinkService:
             if isinstance(failure.problem, _HALTING_PROBLEMS):
                 halt.set()
             if isinstance(failure.problem, DependencyUnavailable):
+                # What the API's error handler counts for a caller's 503, counted for the settler's resend.
+                count_dependency_unavailable(failure.problem.dependency or "unknown")
                 return "not-sent"  # the credentials could not be read: nothing reached the upstream
             if isinstance(failure.problem, _ALARMING_PROBLEMS):
                 # What the API's error handler counts for a caller's create, counted for the settler's.

@@ -58,7 +58,7 @@ from payout_links.intent import Intent
 from payout_links.limits import CallerLimits, Reservation, record_refusal
 from payout_links.observability import logger
 from payout_links.owners import LinkOwners
-from payout_links.problems import DependencyUnavailable, IdempotencyKeyReused, Problem, RequestInProgress
+from payout_links.problems import Dependency, DependencyUnavailable, IdempotencyKeyReused, Problem, RequestInProgress
 
 IN_PROGRESS, COMPLETED, SPENT = "INPROGRESS", "COMPLETED", "SPENT"
 DUE, STRANDED = "due", "stranded"  # the settle-queue index's partitions
@@ -668,7 +668,8 @@ def _store_error(error: Exception) -> StoreUnavailable:
 def _store_problem(error: StoreUnavailable, key_state: KeyState) -> Problem:
     logger.error("idempotency store failed", extra={"store_error": error.code})
     retry = "retry with the same key" if key_state is KeyState.BOUND else "retry"
-    return DependencyUnavailable(f"The idempotency store is unavailable; {retry}.").bound_to(key_state)
+    problem = DependencyUnavailable(f"The idempotency store is unavailable; {retry}.", dependency=Dependency.DYNAMODB)
+    return problem.bound_to(key_state)
 
 
 def _log_failed_write(what: str, error: Exception, *, again: bool = False) -> None:

@@ -287,7 +287,11 @@ class PayoutApiClient:
             )
             return _AttemptFailed(problem, outcome)
         if status >= 500:
-            problem = UpstreamFailed(f"The payout provider failed with status {status}; retry with the same key.")
+            # Dots' own Retry-After, if it sent one, is what the caller is told when the key stays bound.
+            problem = UpstreamFailed(
+                f"The payout provider failed with status {status}; retry with the same key.",
+                retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+            )
             return _AttemptFailed(problem, outcome, retryable=True)
         if status in (400, 422):
             problem = UpstreamRejected("The payout provider rejected the request; check the payee and amount.")
@@ -308,12 +312,12 @@ class PayoutApiClient:
         return True
 
     def _report(self, started: float, outcome: str, *, status: int | None = None, error: str | None = None) -> None:
-        """One latency sample per attempt, and one `UpstreamError<class>` count per failed attempt
-        (4xx, 5xx, Timeout, Connection, Unreadable: an answer that cannot be read, 2xx included)."""
+        """One latency sample per attempt, and one `UpstreamError<class>` count per failed attempt (`error_metric`:
+        a 4xx by what it means, 5xx, Timeout, Connection, Unreadable: an answer that cannot be read, 2xx included)."""
         elapsed_ms = (self._clock() - started) * 1000
         metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=elapsed_ms)
         if outcome not in ("2xx", "Refusal"):
-            metrics.add_metric(name=f"UpstreamError{outcome}", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name=error_metric(outcome, status), unit=MetricUnit.Count, value=1)
         # A failed attempt is worth a warning; a successful one shows in the request's "payout link created"
         # line and in UpstreamLatency; a refusal of the request itself (400, 422: a payee the upstream will not pay,
         # a link past canceling) is the caller's to fix, not a failure: INFO.
@@ -349,6 +353,24 @@ class _AttemptFailed(Exception):
 
 class _CredentialsRejected(_AttemptFailed):
     """A 401: worth one more attempt with the secret read again (it may have been rotated)."""
+
+
+# A failed attempt's 4xx, counted by what it means (the alarms page on the first two).
+CREDENTIALS_REJECTED_STATUSES = frozenset({401, 403})
+RATE_LIMITED_STATUS = 429
+
+
+def error_metric(outcome: str, status: int | None) -> str:
+    """The count a failed attempt adds to: `UpstreamError<outcome>`, but a 4xx by what it means, so that a rate limit
+    or rejected credentials are not lost among refused requests: `UpstreamErrorCredentialsRejected` (401, 403),
+    `UpstreamErrorRateLimited` (429), `UpstreamErrorRequestRefused` (any other 4xx)."""
+    if outcome != "4xx":
+        return f"UpstreamError{outcome}"
+    if status in CREDENTIALS_REJECTED_STATUSES:
+        return "UpstreamErrorCredentialsRejected"
+    if status == RATE_LIMITED_STATUS:
+        return "UpstreamErrorRateLimited"
+    return "UpstreamErrorRequestRefused"
 
 
 def _retry_after_seconds(header: str | None) -> int | None:

@@ -12,13 +12,22 @@ import pytest
 
 from local_stack.core.template import load_template, resolve
 from local_stack.stack import TEMPLATE_PATH
-from payout_links.problems import Limit
+from payout_links import upstream
+from payout_links.observability import DEPENDENCY_UNAVAILABLE_METRIC
+from payout_links.problems import Dependency, Limit
 from tests.support import FUNCTION_METRICS
 
 pytestmark = pytest.mark.infra
 
+# In the order the dashboard's alarm widget lists them.
 ALARMS = {
-    "ApiServerErrorRateAlarm": {("AWS/ApiGateway", "5xx"), ("AWS/ApiGateway", "Count")},
+    "ApiServerErrorsAlarm": {("AWS/ApiGateway", "5xx")},
+    "UpstreamCredentialsRejectedAlarm": {
+        ("PayoutLinkProxy", "UpstreamErrorCredentialsRejected"),
+        ("PayoutLinkProxy", "CredentialsRefreshed"),
+    },
+    "UpstreamRateLimitedAlarm": {("PayoutLinkProxy", "UpstreamErrorRateLimited")},
+    "DependencyUnavailableAlarm": {("PayoutLinkProxy", "DependencyUnavailable")},
     "UpstreamErrorsAlarm": {
         ("PayoutLinkProxy", f"UpstreamError{outcome}") for outcome in ("5xx", "Timeout", "Connection", "Unreadable")
     },
@@ -41,7 +50,19 @@ SETTLER_ALARMS = {"SettlerErrorsAlarm", "SettlerNotRunningAlarm"}
 # The one alarm that fires on missing data: a settler that stopped reporting.
 BREACHING_WHEN_MISSING = {"SettlerNotRunningAlarm"}
 # Function metrics with a dimension of their own beside the service, and the values it takes (limits.py).
-EXTRA_DIMENSIONS = {"LimitExceeded": ("limit", {limit.value for limit in Limit})}
+EXTRA_DIMENSIONS = {
+    "LimitExceeded": ("limit", {limit.value for limit in Limit}),
+    "DependencyUnavailable": ("dependency", {dependency.value for dependency in Dependency}),
+}
+# The incidents that page at any traffic: a handful of events (a Sum) in 5 minutes against a threshold parameter,
+# never a share of the requests. Each alarm's parameter, and the metrics it adds up (or, for rejected credentials,
+# subtracts the cured ones from).
+INCIDENT_ALARMS = {
+    "ApiServerErrorsAlarm": "ApiServerErrorsAlarmThreshold",
+    "UpstreamCredentialsRejectedAlarm": "UpstreamCredentialsRejectedAlarmThreshold",
+    "UpstreamRateLimitedAlarm": "UpstreamRateLimitedAlarmThreshold",
+    "DependencyUnavailableAlarm": "DependencyUnavailableAlarmThreshold",
+}
 # What an operator looks for on the dashboard (docs/operations.md).
 DASHBOARD_METRICS = {
     ("PayoutLinkProxy", name)
@@ -50,7 +71,10 @@ DASHBOARD_METRICS = {
         "IdempotentReplay",
         "IdempotencyConflict",
         "ValidationRejected",
-        "UpstreamError4xx",
+        "UpstreamErrorCredentialsRejected",
+        "UpstreamErrorRateLimited",
+        "UpstreamErrorRequestRefused",
+        "DependencyUnavailable",
         "UpstreamError5xx",
         "UpstreamErrorTimeout",
         "UpstreamErrorConnection",
@@ -242,14 +266,84 @@ def test_the_throttles_alarm_watches_both_tables(template):
     assert {f"FILL({query}, 0)" for query in read} == set(expression.split(" + "))
 
 
-def test_the_5xx_alarm_is_a_rate_with_a_minimum_of_requests(template):
-    properties = template["Resources"]["ApiServerErrorRateAlarm"]["Properties"]
-    (expression,) = [query["Expression"] for query in properties["Metrics"] if "Expression" in query]
+@pytest.mark.parametrize("alarm", INCIDENT_ALARMS)
+def test_each_incident_class_pages_on_a_handful_of_events_whatever_the_traffic(template, alarm):
+    """A Sum over 5 minutes against a parameter whose default is a handful: a few failing requests page even when
+    they are all the traffic there is (a rate of a busy hour paged nobody for six). No data is no news."""
+    properties = template["Resources"][alarm]["Properties"]
+    parameter = template["Parameters"][INCIDENT_ALARMS[alarm]]
 
-    assert expression == "IF(requests >= 20, 100 * FILL(errors, 0) / requests, 0)"
-    assert (properties["ComparisonOperator"], properties["Threshold"]) == ("GreaterThanThreshold", 5)
-    periods = {query["MetricStat"]["Period"] for query in properties["Metrics"] if "MetricStat" in query}
-    assert periods == {300}
+    assert properties["Threshold"] == {"Ref": INCIDENT_ALARMS[alarm]}
+    assert (parameter["Type"], parameter["MinValue"]) == ("Number", 1)
+    assert 1 <= parameter["Default"] <= 5, parameter["Default"]
+    assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert properties["EvaluationPeriods"] == 1 and "DatapointsToAlarm" not in properties
+    assert properties["TreatMissingData"] == "notBreaching"
+    if "MetricName" in properties:
+        stats = [(properties["Statistic"], properties["Period"])]
+    else:
+        stats = [(query["MetricStat"]["Stat"], query["MetricStat"]["Period"]) for query in properties["Metrics"][1:]]
+        assert "MetricStat" not in properties["Metrics"][0]
+    assert stats and set(stats) == {("Sum", 300)}
+    # The description names the threshold by its parameter, so that the page says what it took.
+    assert "${" + INCIDENT_ALARMS[alarm] + "}" in properties["AlarmDescription"]["Fn::Sub"]
+
+
+def test_the_api_5xx_alarm_counts_api_gateways_5xx_of_this_api(template):
+    properties = template["Resources"]["ApiServerErrorsAlarm"]["Properties"]
+    (metric,) = alarm_metrics(template, properties)
+    # HTTP APIs publish `5xx` (not REST APIs' `5XXError`) with the ApiId dimension.
+    assert metric == {"namespace": "AWS/ApiGateway", "name": "5xx", "dimensions": {"ApiId": "<api>"}}
+    # One 5xx alarm: a count; the rate it replaces paged nobody below 20 requests in 5 minutes.
+    assert not any("api-5xx-rate" in str(resource) for resource in template["Resources"].values())
+
+
+def test_the_credentials_alarm_counts_the_rejections_a_re_read_of_the_secret_did_not_cure(template):
+    """A 401 is retried once with the secret read again (CredentialsRefreshed, once per 401 retried): a rotation
+    the secret followed is one rejection and one re-read, nothing to page for; keys Dots refuses are one rejection
+    more per failing request."""
+    properties = template["Resources"]["UpstreamCredentialsRejectedAlarm"]["Properties"]
+    ids = {query["MetricStat"]["Metric"]["MetricName"]: query["Id"] for query in properties["Metrics"][1:]}
+    (expression,) = [query["Expression"] for query in properties["Metrics"] if "Expression" in query]
+    rejected, refreshed = ids["UpstreamErrorCredentialsRejected"], ids["CredentialsRefreshed"]
+    assert expression == f"FILL({rejected}, 0) - FILL({refreshed}, 0)"
+
+
+def test_the_dependency_alarm_adds_up_every_dependency_as_the_function_names_them(template):
+    properties = template["Resources"]["DependencyUnavailableAlarm"]["Properties"]
+    watched = alarm_metrics(template, properties)
+    (expression,) = [query["Expression"] for query in properties["Metrics"] if "Expression" in query]
+    read = {query["Id"] for query in properties["Metrics"] if "MetricStat" in query}
+
+    assert {metric["name"] for metric in watched} == {DEPENDENCY_UNAVAILABLE_METRIC}
+    assert sorted(metric["dimensions"]["dependency"] for metric in watched) == sorted(d.value for d in Dependency)
+    assert {f"FILL({query}, 0)" for query in read} == set(expression.split(" + "))
+
+
+@pytest.mark.parametrize(
+    ("status", "alarm"),
+    [
+        (401, "UpstreamCredentialsRejectedAlarm"),
+        (403, "UpstreamCredentialsRejectedAlarm"),
+        (429, "UpstreamRateLimitedAlarm"),
+    ],
+)
+def test_the_upstream_alarms_read_the_counts_the_client_emits_for_those_statuses(template, status, alarm):
+    """The metric names are the code's (upstream.error_metric), not a copy that could drift from it."""
+    properties = template["Resources"][alarm]["Properties"]
+    assert upstream.error_metric("4xx", status) in {metric["name"] for metric in alarm_metrics(template, properties)}
+    assert upstream.error_metric("4xx", 400) not in {metric["name"] for metric in alarm_metrics(template, properties)}
+
+
+def test_the_dashboard_marks_the_5xx_alarms_threshold(dashboard, template):
+    (widget,) = [
+        widget["properties"]
+        for widget in dashboard["widgets"]
+        if any(metric[:2] == ["AWS/ApiGateway", "5xx"] for metric in widget["properties"].get("metrics", []))
+        and "annotations" in widget["properties"]
+    ]
+    default = template["Parameters"]["ApiServerErrorsAlarmThreshold"]["Default"]
+    assert widget["annotations"]["horizontal"][0]["value"] == default
 
 
 def test_the_webhook_refusals_alarm_fires_on_a_flood_well_below_what_the_route_lets_through(template):

@@ -330,6 +330,6 @@ def test_a_link_the_upstream_lost_is_a_404_logged_with_its_id_and_not_a_refused_
     unknown = read(function, str(uuid.uuid4()))
     assert answer.status == 404 and answer.body_but_request_id() == unknown.body_but_request_id()
     assert "LinkOwnershipRefused" not in counted_metrics(documents)
-    assert "UpstreamError4xx" in counted_metrics(documents)
+    assert "UpstreamErrorRequestRefused" in counted_metrics(documents)
     (lost,) = [json.loads(line) for line in logs.getvalue().splitlines() if "does not know a recorded" in line]
     assert (lost["level"], lost["link_id"]) == ("ERROR", link["id"])

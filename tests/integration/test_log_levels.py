@@ -14,7 +14,7 @@ from tests.support import function_logs
 
 pytestmark = pytest.mark.integration
 
-# The runbook's query for bugs (docs/operations.md, `api-5xx-rate`): `filter message = "unexpected error"`.
+# The runbook's query for bugs (docs/operations.md, `api-5xx`): `filter message = "unexpected error"`.
 BUG = "unexpected error"
 
 

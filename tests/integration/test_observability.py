@@ -161,7 +161,7 @@ def test_a_rotated_credential_is_counted_when_reread(function, upstream):
 
     assert result.status == 201
     assert metrics["CredentialsRefreshed"][:2] == ("Count", [1.0])
-    assert metrics["UpstreamError4xx"][:2] == ("Count", [1.0])
+    assert metrics["UpstreamErrorCredentialsRejected"][:2] == ("Count", [1.0])
 
 
 def test_each_log_line_is_json_with_the_request_id_and_the_cold_start_flag(function, upstream):

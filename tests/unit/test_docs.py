@@ -100,6 +100,51 @@ def test_the_operations_page_explains_every_alarm():
     assert alarms and all(f"`{alarm}`" in page for alarm in alarms), [a for a in alarms if f"`{a}`" not in page]
 
 
+def runbook_entries() -> dict[str, str]:
+    """The runbook: each `- **`alarm`**: ...` entry of docs/operations.md's Alarms section, by alarm, its text up to
+    the next entry."""
+    section = text("operations.md").split("\n## Alarms\n", 1)[1].split("\n## ", 1)[0]
+    parts = re.split(r"^- \*\*`([a-z0-9-]+)`\*\*:", section, flags=re.MULTILINE)
+    names = parts[1::2]
+    assert len(names) == len(set(names)), "an alarm has two runbook entries"
+    return dict(zip(names, parts[2::2], strict=True))
+
+
+def test_the_runbook_has_one_entry_per_alarm_each_with_a_first_query_and_an_end():
+    """One entry for every alarm of the template and none for an alarm it does not have; each says what to query
+    first (CloudWatch Logs Insights: a `filter` or `stats`), and how to know the incident is over. The table above
+    it lists the same alarms, once each."""
+    template = load_template(TEMPLATE_PATH)
+    alarms = {
+        resource["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    entries = runbook_entries()
+    assert set(entries) == alarms, (alarms - set(entries), set(entries) - alarms)
+    for alarm, entry in entries.items():
+        assert re.search(r"`[^`]*\b(filter|stats) [^`]*`", entry), f"{alarm}: no first query"
+        assert "Over when" in " ".join(entry.split()), f"{alarm}: no word on when it is over"
+    table = text("operations.md").split("\n## Alarms\n", 1)[1].split("What to check first", 1)[0]
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \|", table, re.MULTILINE)
+    assert sorted(rows) == sorted(alarms)
+
+
+def test_the_runbook_names_each_alarms_threshold_parameter_with_its_default():
+    """An alarm whose threshold is a parameter: the table names the parameter and its default, as deploy.md does."""
+    template = load_template(TEMPLATE_PATH)
+    table = text("operations.md").split("\n## Alarms\n", 1)[1].split("What to check first", 1)[0]
+    deploy = text("deploy.md")
+    for resource in template["Resources"].values():
+        threshold = resource["Properties"].get("Threshold")
+        if resource["Type"] != "AWS::CloudWatch::Alarm" or not isinstance(threshold, dict):
+            continue
+        parameter = threshold["Ref"]
+        default = template["Parameters"][parameter]["Default"]
+        assert f"`{parameter}` ({default}" in table.replace(",", ""), parameter
+        assert re.search(rf"^\| `{parameter}` \| `{default}`", deploy, re.MULTILINE), parameter
+
+
 def test_the_deploy_page_names_every_parameter_of_the_template():
     page = text("deploy.md")
     missing = [name for name in load_template(TEMPLATE_PATH)["Parameters"] if f"`{name}`" not in page]

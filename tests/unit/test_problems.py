@@ -142,3 +142,23 @@ def test_extension_members_join_the_body_without_replacing_standard_ones() -> No
     with pytest.raises(ValueError, match="status"):
         problem.extend({"status": 200})
     assert problem.to_dict()["status"] == 502
+
+
+def test_every_dependency_unavailable_the_function_raises_names_the_failing_service():
+    """The dependency-unavailable alarm selects DependencyUnavailable by its `dependency` dimension: a 503 raised
+    without one would be counted where no alarm looks."""
+    import ast
+
+    from tests.support import ROOT
+
+    unnamed = []
+    for path in (ROOT / "functions" / "payout_links").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "DependencyUnavailable"
+                and "dependency" not in {keyword.arg for keyword in node.keywords}
+            ):
+                unnamed.append(f"{path.name}:{node.lineno}")
+    assert not unnamed
