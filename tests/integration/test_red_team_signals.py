@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -215,3 +216,35 @@ def test_a_dots_403_on_a_first_create_releases_the_key_as_the_runbook_says(funct
 
     assert result.status == 502
     assert result.json()["key_state"] == "released", result.json()
+
+
+# --- 7. the runbook's stranded-intents query: whose intent? ---------------------------------------------------------
+
+
+def test_an_intent_the_settler_strands_unsent_names_its_caller_and_upstream_key(
+    function, upstream, aws_clients, own_intent_table
+):
+    """docs/operations.md, stranded-intents: `filter message = "intent stranded: its outcome is still unknown" |
+    fields @timestamp, caller`. An intent a run strands without resending it (halted, or no time left:
+    `IntentStore.strand`) is logged before `_settle_one` names the intent on its thread: the line has no `caller`
+    and no `upstream_key`, so the query lists blanks and the operator cannot tell which intent to look up at Dots."""
+    dynamodb, _ = aws_clients
+    function.set_env(SETTLE_AFTER_SECONDS="1", PAYOUT_API_MAX_ATTEMPTS="1")
+    upstream.inject({"status": 500, "after_create": True})
+    assert function.create(sub="strand-me").json()["key_state"] == "bound"
+    time.sleep(1.1)  # SETTLE_AFTER_SECONDS
+    (item,) = dynamodb.scan(TableName=own_intent_table)["Items"]
+    dynamodb.update_item(  # nearly 24 hours old: less than the strand margin left
+        TableName=own_intent_table,
+        Key={"id": item["id"]},
+        UpdateExpression="SET expiration = :expiry",
+        ExpressionAttributeValues={":expiry": {"N": str(int(time.time()) + 60)}},
+    )
+
+    with function_logs() as logs:
+        report = function.settle(timeout_seconds=3)  # too little time for any resend
+
+    assert report["stranded"] == 1, report
+    (stranded,) = [line for line in logged(logs.getvalue()) if line["message"].startswith("intent stranded")]
+    assert stranded.get("caller") == "user:strand-me", stranded
+    assert stranded.get("upstream_key"), stranded
