@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from standardwebhooks import Webhook
 
-from local_stack import dots_emulator
 from local_stack.core.template import load_template
+from local_stack.dots_emulator import faults as emulator_faults
 from local_stack.stack import TEMPLATE_PATH
 from payout_links import inbound, problems, webhooks
 from payout_links.credentials import decode_webhook_secret
@@ -296,13 +296,13 @@ def test_the_local_stack_page_names_every_fault_field_the_emulator_takes():
     """Every field `POST /_emulator/faults` accepts is a row of the page's fault table, and no row names a field
     the emulator would refuse."""
     faults = section(section(text("local-stack.md"), EMULATOR), "### Faults")
-    assert table_column(faults, "| field |") == set(dots_emulator._FAULT_KEYS)
+    assert table_column(faults, "| field |") == set(emulator_faults.FAULT_KEYS)
 
 
 def test_the_local_stack_page_names_every_control_of_the_emulator():
-    """Each request the emulator's control API answers (its `_control` cases) has its row, as `METHOD /_emulator/...`
-    with `{id}` for a link's id."""
-    source = (ROOT / "local_stack" / "dots_emulator.py").read_text(encoding="utf-8")
+    """Each request the emulator's control API answers (the cases of `control.answer`) has its row, as
+    `METHOD /_emulator/...` with `{id}` for a link's id."""
+    source = (ROOT / "local_stack" / "dots_emulator" / "control.py").read_text(encoding="utf-8")
     cases = re.findall(r'case \("([A-Z]+)", \[([^\]]*)\]\)', source)
     controls = {
         f"{method} /_emulator/"
@@ -325,7 +325,7 @@ def test_the_local_stack_page_shows_how_to_see_each_upstream_error_a_frontend_ha
     faults = re.findall(r"^fault '(\{.*?\})'", recipe, re.MULTILINE)
     assert len(faults) == 4, faults
     for fault in faults:
-        dots_emulator._Fault.parse(json.loads(fault))  # every fault the recipe queues is one the emulator takes
+        emulator_faults.Fault.parse(json.loads(fault))  # every fault the recipe queues is one the emulator takes
 
 
 def test_the_committed_figures_met_every_target():

@@ -1,5 +1,6 @@
 """The function's package says what it holds: each module is named for its one job and says that job in its
 docstring's first line, no module takes a standard library module's name, and every problem lives in problems.py.
+The Dots emulator's package (local_stack/dots_emulator/) keeps the same two rules on its modules' names and docstrings.
 
 Read from the sources with `ast`, not by importing them: a module that is never imported is checked all the same.
 """
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.unit
 
 PACKAGE = ROOT / "functions" / "payout_links"
 MODULES = sorted(PACKAGE.glob("*.py"))
+EMULATOR_MODULES = sorted((ROOT / "local_stack" / "dots_emulator").glob("*.py"))
 # Names this package once used for modules whose names said something else: `http` (the router, named like the
 # standard library's package) and `deadlines` (a transport bounded by a deadline, taken for the time budget).
 RETIRED_NAMES = {"http": "router", "deadlines": "bounded_transport"}
@@ -51,8 +53,13 @@ def problem_names() -> set[str]:
     return names
 
 
+def module_id(path: Path) -> str:
+    return path.relative_to(path.parent.parent).as_posix()
+
+
 def test_the_package_is_where_the_tests_look():
     assert (PACKAGE / "app.py").is_file() and (PACKAGE / "problems.py").is_file()
+    assert {"__init__.py", "__main__.py", "control.py", "faults.py"} <= {path.name for path in EMULATOR_MODULES}
 
 
 @pytest.mark.parametrize(("retired", "named"), RETIRED_NAMES.items())
@@ -61,11 +68,11 @@ def test_no_module_takes_a_retired_name(retired, named):
 
 
 def test_no_module_is_named_like_a_standard_library_module():
-    shadowing = [path.name for path in MODULES if path.stem in sys.stdlib_module_names]
+    shadowing = [module_id(path) for path in MODULES + EMULATOR_MODULES if path.stem in sys.stdlib_module_names]
     assert not shadowing
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda path: path.name)
+@pytest.mark.parametrize("path", MODULES + EMULATOR_MODULES, ids=module_id)
 def test_each_module_says_its_job_in_its_first_docstring_line(path: Path):
     """The first line is a sentence of its own (PEP 257's summary line): it ends there, with a full stop, or with
     a colon before the list that details it."""
