@@ -270,6 +270,8 @@ FUNCTION_METRICS = {
     "WebhookRefused": "Count",
     # Partners refused because their webhook secret is another partner's too, once per read of the secret.
     "PartnerSecretShared": "Count",
+    # Partners left out because their entry in the partner secrets cannot be used, once per read of the secret.
+    "PartnerSecretUnusable": "Count",
     # With the refusing limit as a second dimension (limits.record_refusal), never the caller.
     "LimitExceeded": "Count",
     # A 503 dependency-unavailable, with the failing AWS service as a second dimension (`dependency`).

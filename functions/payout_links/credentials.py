@@ -28,6 +28,9 @@ _HMAC_BLOCK_BYTES = 64  # SHA-256's block size
 PARTNER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # The partners refused because their secret is another partner's too, counted once per read of the secret.
 SHARED_SECRET_METRIC = "PartnerSecretShared"  # noqa: S105 - a metric name, not a secret
+# The partners left out because their entry cannot be used (a name or a secret the function cannot read), counted
+# once per read of the secret: each of them is refused as an unknown name until the entry is fixed.
+UNUSABLE_SECRET_METRIC = "PartnerSecretUnusable"  # noqa: S105 - a metric name, not a secret
 
 
 class MalformedSecret(ValueError):
@@ -165,11 +168,13 @@ def decode_webhook_secret(secret: str) -> bytes:
 def _partner_keys(value: object) -> dict[str, tuple[bytes, ...]]:
     """`{"partner": "whsec_..."}` or `{"partner": ["whsec_new", "whsec_old"]}` → each partner's HMAC keys.
 
-    A partner whose entry is unusable is left out (and logged by name) rather than failing every partner; so is
-    each partner whose key another partner also has (`_without_shared_keys`)."""
+    A partner whose entry is unusable is left out rather than failing every partner: logged by name at ERROR, and
+    counted in `PartnerSecretUnusable` (the entries left out, once per read of the secret), which an alarm watches.
+    So is each partner whose key another partner also has (`_without_shared_keys`)."""
     if not isinstance(value, dict):
         raise MalformedSecret("the partner secrets must be a JSON object of partner name to secrets")
     partners: dict[str, tuple[bytes, ...]] = {}
+    unusable = 0
     for partner, secrets in value.items():
         listed = [secrets] if isinstance(secrets, str) else secrets
         try:
@@ -180,6 +185,11 @@ def _partner_keys(value: object) -> dict[str, tuple[bytes, ...]]:
             partners[partner] = tuple(decode_webhook_secret(secret) for secret in listed)
         except MalformedSecret as exc:
             logger.error("partner entry ignored", extra={"partner": partner[:64], "secret_problem": str(exc)})
+            unusable += 1
+    if unusable:
+        # Printed now, in a document of its own, whichever invocation (if any) this read belongs to.
+        with single_metric(name=UNUSABLE_SECRET_METRIC, unit=MetricUnit.Count, value=unusable):
+            pass  # printed as the block closes
     return _without_shared_keys(partners)
 
 

@@ -37,6 +37,7 @@ ALARMS = {
     "TableThrottlesAlarm": {("AWS/DynamoDB", "ReadThrottleEvents"), ("AWS/DynamoDB", "WriteThrottleEvents")},
     "WebhookRefusalsAlarm": {("PayoutLinkProxy", "WebhookRefused")},
     "PartnerSecretSharedAlarm": {("PayoutLinkProxy", "PartnerSecretShared")},
+    "PartnerSecretUnusableAlarm": {("PayoutLinkProxy", "PartnerSecretUnusable")},
     "LimitRefusalsAlarm": {("PayoutLinkProxy", "LimitExceeded")},
     "StrandedIntentsAlarm": {("PayoutLinkProxy", "StrandedIntents")},
     "OldestDueIntentAlarm": {("PayoutLinkProxy", "OldestDueIntentAge")},
@@ -361,10 +362,12 @@ def test_the_webhook_refusals_alarm_fires_on_a_flood_well_below_what_the_route_l
     assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
 
-def test_a_partner_secret_configured_for_several_partners_pages_at_once(template):
-    """PartnerSecretShared counts the partners refused, once per read of the partner secrets: any sample is a
-    misconfiguration that keeps partners out (docs/operations.md), and no sample is no news."""
-    properties = template["Resources"]["PartnerSecretSharedAlarm"]["Properties"]
+@pytest.mark.parametrize("alarm", ["PartnerSecretSharedAlarm", "PartnerSecretUnusableAlarm"])
+def test_a_partner_secret_shared_by_several_partners_or_unusable_pages_at_once(template, alarm):
+    """PartnerSecretShared counts the partners refused for a shared secret, PartnerSecretUnusable those left out for an
+    entry that cannot be used, each once per read of the partner secrets: any sample is a misconfiguration that keeps
+    partners out (docs/operations.md), and no sample is no news."""
+    properties = template["Resources"][alarm]["Properties"]
     assert (properties["Statistic"], properties["Period"], properties["EvaluationPeriods"]) == ("Maximum", 300, 1)
     assert (properties["ComparisonOperator"], properties["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
     assert properties["TreatMissingData"] == "notBreaching"

@@ -143,13 +143,20 @@ def test_an_unusable_entry_leaves_the_other_partners_working(clock: Clock) -> No
     secrets = FakeSecrets({"acme": ACME_NEW, "broken": ["not-a-whsec-value"], "empty": [], "bad name!": GLOBEX})
     partners = store(secrets, clock)
 
-    with function_logs() as logs:
+    with function_logs() as logs, emitted_metrics() as documents:
         assert partners.keys_for("acme") == keys(ACME_NEW)
     assert partners.keys_for("broken") == ()
     assert partners.keys_for("empty") == ()
     logged = logs.getvalue()
     assert '"partner":"broken"' in logged and '"partner":"empty"' in logged
     assert "not-a-whsec-value" not in logged
+    # Counted once for the read, as the entries left out, for the partner-secret-unusable alarm.
+    (document,) = documents
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Metrics"] == [{"Name": "PartnerSecretUnusable", "Unit": "Count"}]
+    assert FUNCTION_METRICS["PartnerSecretUnusable"] == "Count"
+    assert directive["Dimensions"] == [["service"]]
+    assert document["PartnerSecretUnusable"] in (3.0, [3.0])  # broken, empty, bad name!
 
 
 @pytest.mark.parametrize(
