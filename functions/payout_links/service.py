@@ -319,6 +319,20 @@ class PayoutLinkService:
     def _settle_one(self, due: DueIntent, run_deadline: float, halt: threading.Event, settle_after: int) -> str:
         """One due intent: resent, or left for the next run; or, when it is about to expire unsettled and this run
         cannot resend it, stranded for operators."""
+        # Every line about this intent (stranded, taken over, resent) names its caller and its keys, as a request's
+        # lines do (this thread's alone).
+        if (intent := due.intent()) is not None:
+            logger.thread_safe_append_keys(
+                caller=loggable_caller(intent.caller),
+                upstream_key=intent.upstream_key,
+                idempotency_key=loggable(intent.key),
+            )
+        try:
+            return self._settle_named(due, run_deadline, halt, settle_after)
+        finally:
+            logger.thread_safe_remove_keys(["caller", "upstream_key", "idempotency_key", "link_id"])
+
+    def _settle_named(self, due: DueIntent, run_deadline: float, halt: threading.Event, settle_after: int) -> str:
         attempt_seconds = self.payout_api.attempt_timeout + self.budget.aws_call  # a secret read, then one POST
         try:
             if halt.is_set() or time.monotonic() + attempt_seconds > run_deadline:
@@ -326,19 +340,16 @@ class PayoutLinkService:
             deadline = min(run_deadline, time.monotonic() + attempt_seconds)
             lock_seconds = deadline - time.monotonic() + self.budget.response_reserve
             lock = self._intents.take_over_due(due, lock_seconds=lock_seconds)
-        except (Problem, StoreUnavailable):
+        except (Problem, StoreUnavailable) as failed:
+            if isinstance(failed, StoreUnavailable):
+                logger.error("idempotency store failed", extra={"store_error": failed.code})
+            # A resend DynamoDB kept the settler from making, counted as a caller's 503 would be.
+            count_dependency_unavailable(Dependency.DYNAMODB)
             halt.set()  # the store failed: the next run tries again
             return "skipped"
         if lock is None:
             return "skipped"
         backoff = min(SETTLE_BACKOFF_CAP_SECONDS, settle_after * 2 ** (lock.attempts + 1))
-        # Every line this intent's resend logs names its caller and its keys, as a request's lines do (this thread's
-        # alone).
-        logger.thread_safe_append_keys(
-            caller=loggable_caller(lock.intent.caller),
-            upstream_key=lock.intent.upstream_key,
-            idempotency_key=loggable(lock.intent.key),
-        )
         try:
             created = self._drive(lock, deadline, settle_in=backoff)
         except CreateFailed as failure:
@@ -355,8 +366,6 @@ class PayoutLinkService:
         except Problem:
             halt.set()  # the store failed: the next run tries again
             return "unknown"
-        finally:
-            logger.thread_safe_remove_keys(["caller", "upstream_key", "idempotency_key", "link_id"])
         logger.info(
             "intent settled: payout link recorded",
             extra={

@@ -143,6 +143,15 @@ class DueIntent:
     since: int
     item: dict[str, Any]
 
+    def intent(self) -> Intent | None:
+        """The intent the record holds, to name it on log lines before it is taken over; None when it holds none
+        that can be read (`IntentStore.take_over_due` judges that)."""
+        try:
+            unsettled = json.loads(self.item[A.INTENT]["S"])
+            return Intent.of(unsettled["caller"], unsettled["key"], unsettled["request"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
 
 class LockLost(Exception):
     """A write conditioned on this request's lock found it taken over by another request of the same intent."""
