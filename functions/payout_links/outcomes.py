@@ -7,8 +7,8 @@ Every way a create ends is one of four outcomes:
 - REFUSED: the upstream judged the request and refused it (400, 422). It looked the derived key up first, so no
   link exists under it, whatever earlier attempts did: the key is released, even for a retry or a settler run
   that took over an unknown intent.
-- NOT_CREATED: this request's attempts certainly made no link: the upstream rejected our credentials (401), rate
-  limited us (429), or was never reached (no connection, no time left to start an attempt, the credentials could
+- NOT_CREATED: this request's attempts certainly made no link: the upstream rejected our credentials (401, 403),
+  rate limited us (429), or was never reached (no connection, no time left to start an attempt, the credentials could
   not be read). The key is released, unless the request took over an intent an earlier attempt may have created:
   that stays unknown.
 - UNKNOWN: anything else. A 5xx or a timeout after the request was sent, a dropped connection, a 2xx we cannot
@@ -39,7 +39,7 @@ class Outcome(StrEnum):
 # Upstream answers that judged the request: no link exists under its key.
 _REFUSED_STATUSES = frozenset({400, 422})
 # Upstream answers that say for certain that this attempt made no link.
-_NOT_CREATED_STATUSES = frozenset({401, 429})
+_NOT_CREATED_STATUSES = frozenset({401, 403, 429})
 # Transport failures that happen before any byte of the request could reach the upstream.
 _NOT_SENT_ERRORS: tuple[type[httpx.TransportError], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 

@@ -104,7 +104,7 @@ class PayoutApiClient:
         attempt = 0
         while True:
             attempt += 1
-            # The credentials first: reading them (on a cold start, or after a 401) takes from the same deadline.
+            # The credentials first: reading them (on a cold start, or after a 401 or 403) takes from the same deadline.
             authorization = self._credentials.get(deadline=deadline).authorization
             time_left = deadline - self._clock()
             if time_left < MIN_ATTEMPT_SECONDS:
@@ -195,7 +195,7 @@ class PayoutApiClient:
             # A 2xx may carry no readable link (a 204, an empty or a bare `{"success": true}` body): the cancel
             # happened, and the link's state, read once more, says what it is now.
             link = self._lifecycle_link(response, link_id) or self.retrieve_payout_link(link_id, deadline=deadline)
-        elif 400 <= response.status_code < 500 and response.status_code not in (401, 404, 429):
+        elif 400 <= response.status_code < 500 and response.status_code not in (401, 403, 404, 429):
             # Expected when the link is canceled already or past canceling: not counted as an upstream error.
             self._report(started, "Refusal", status=response.status_code)
             link = self.retrieve_payout_link(link_id, deadline=deadline)
@@ -210,7 +210,7 @@ class PayoutApiClient:
 
     def _lifecycle_request(self, method: str, link_id: str, deadline: float) -> tuple[httpx.Response, float]:
         """The answer to one request about `link_id` (and when it started), retried once with the credentials
-        read again after a 401. Failures answer at once: reads and cancels are safe for the caller to repeat."""
+        read again after a 401 or 403. Failures answer at once: reads and cancels are safe for the caller to repeat."""
         url = f"{self._url}/{quote(link_id, safe='')}"
         credentials_refreshed = False
         while True:
@@ -225,9 +225,9 @@ class PayoutApiClient:
                 )
             except _AttemptFailed as failed:
                 raise failed.problem from None
-            if response.status_code != 401 or credentials_refreshed:
+            if response.status_code not in CREDENTIALS_REJECTED_STATUSES or credentials_refreshed:
                 return response, started
-            self._report(started, "4xx", status=401)
+            self._report(started, "4xx", status=response.status_code)
             credentials_refreshed = True
             self._refresh_credentials(deadline)
 
@@ -257,7 +257,7 @@ class PayoutApiClient:
                 "The payout provider is rate limiting requests; retry after the indicated delay.",
                 retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
             )
-        if status == 401:
+        if status in CREDENTIALS_REJECTED_STATUSES:
             return UpstreamFailed("The payout provider rejected the proxy's credentials.")
         if status >= 500:
             return UpstreamFailed(f"The payout provider failed with status {status}; {_RETRY}.")
@@ -277,7 +277,7 @@ class PayoutApiClient:
         """What a non-2xx answer means for the caller, and for the link."""
         status = response.status_code
         outcome = answer_outcome(status)
-        if status == 401:
+        if status in CREDENTIALS_REJECTED_STATUSES:
             problem: Problem = UpstreamFailed("The payout provider rejected the proxy's credentials.")
             return _CredentialsRejected(problem, outcome)
         if status == 429:
@@ -299,7 +299,7 @@ class PayoutApiClient:
         return _AttemptFailed(UpstreamFailed(f"The payout provider answered with unexpected status {status}."), outcome)
 
     def _refresh_credentials(self, deadline: float) -> None:
-        """Read the credentials again after a 401 (they may have been rotated): once per request, counted."""
+        """Read the credentials again after a 401 or 403 (they may have been rotated): once per request, counted."""
         self._credentials.refresh(deadline=deadline)
         metrics.add_metric(name="CredentialsRefreshed", unit=MetricUnit.Count, value=1)
 
@@ -352,7 +352,7 @@ class _AttemptFailed(Exception):
 
 
 class _CredentialsRejected(_AttemptFailed):
-    """A 401: worth one more attempt with the secret read again (it may have been rotated)."""
+    """A 401 or 403: worth one more attempt with the secret read again (it may have been rotated)."""
 
 
 # A failed attempt's 4xx, counted by what it means (the alarms page on the first two).
