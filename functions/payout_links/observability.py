@@ -22,9 +22,12 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 # from the path) is logged as it is only when it is short and plain: what every partner name, UUID, link id and
 # usual subject is. Anything else (longer, an email address, spaces, quotes, control or non-ASCII characters) is
 # logged as `<sha256:` and the first 16 hex digits of the SHA-256 of its UTF-8 bytes `>`: a fixed 25 characters
-# that still tell one value from another, and that no plain value can be mistaken for (`<` is not plain).
+# that still tell one value from another, and that no plain value can be mistaken for (`<` is not plain). So is a
+# value that is wholly a phone number (an identity provider with phone sign-in may make it the token's `sub`): as
+# personal as a payee's, which never reaches a log. Narrow on purpose: no UUID or link id is all digits.
 LOGGABLE_MAX_CHARS = 64
 _PLAIN = re.compile(rf"[A-Za-z0-9._:|+=~-]{{1,{LOGGABLE_MAX_CHARS}}}")
+_PHONE_NUMBER = re.compile(r"\+?[0-9]{7,15}")
 # The kinds of caller (inbound.py, app.py): the kind is logged as it is, the name after it by `loggable`.
 _CALLER_KINDS = ("user:", "client:", "partner:")
 # What the upstream gets as `X-Request-Id`: an id this function made up or API Gateway's, never anything else.
@@ -42,8 +45,9 @@ def leave_out_context_keys() -> None:
 
 
 def loggable(value: str) -> str:
-    """`value` as a log line may carry it: itself when short and plain, its short hash otherwise."""
-    if _PLAIN.fullmatch(value):
+    """`value` as a log line may carry it: itself when short and plain (and not a phone number), its short hash
+    otherwise."""
+    if _PLAIN.fullmatch(value) and not _PHONE_NUMBER.fullmatch(value):
         return value
     return f"<sha256:{hashlib.sha256(value.encode('utf-8', errors='surrogatepass')).hexdigest()[:16]}>"
 
