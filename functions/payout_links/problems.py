@@ -229,6 +229,8 @@ class UpstreamMismatch(Problem):
     status, slug, title = 502, "upstream-mismatch", "The payout provider's answer does not match the request"
     metric = "UpstreamMismatch"
     logged_at_source = True  # "upstream link does not match the request", or "... about another link"
+    # A create's mismatched link not canceled yet keeps its key bound: its retry (or the settler) cancels it.
+    retry_after_when_bound = True
 
 
 class UpstreamLinkConflict(Problem):
