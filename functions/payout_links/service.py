@@ -243,9 +243,9 @@ class PayoutLinkService:
         if recorded:
             return self._owned_by_another(lock, link_id).problem
         try:
-            self.payout_api.cancel_payout_link(link_id, deadline=deadline)
+            self.payout_api.cancel_payout_link(link_id, deadline=deadline, recorded=False)
         except NotCancelable:
-            logger.error("a mismatched link could not be canceled", extra={"link_id": link_id})
+            logger.error("a mismatched link could not be canceled", extra={"link_id": loggable(link_id)})
             metrics.add_metric(name="MismatchedLinkNotCanceled", unit=MetricUnit.Count, value=1)
             return self._spent(
                 lock,
@@ -255,13 +255,13 @@ class PayoutLinkService:
                 ),
             )
         except Problem:
-            logger.warning("a mismatched link is not canceled yet", extra={"link_id": link_id})
+            logger.warning("a mismatched link is not canceled yet", extra={"link_id": loggable(link_id)})
             problem = UpstreamMismatch(
                 "The payout provider made a link that does not match the request; the proxy cancels it. Retry with "
                 "the same key and body to follow it, or send a new request with a new key."
             )
             return self._kept_bound(lock, problem, settle_in=settle_in)
-        logger.warning("a mismatched link was canceled", extra={"link_id": link_id})
+        logger.warning("a mismatched link was canceled", extra={"link_id": loggable(link_id)})
         metrics.add_metric(name="MismatchedLinkCanceled", unit=MetricUnit.Count, value=1)
         return self._spent(
             lock,
@@ -274,7 +274,7 @@ class PayoutLinkService:
     def _owned_by_another(self, lock: Lock, link_id: str) -> CreateFailed:
         """The upstream answered with a link whose id another caller already owns: never handed out, never
         recorded for this caller, and not canceled (it is the other caller's)."""
-        logger.error("the upstream's link is already recorded for another owner", extra={"link_id": link_id})
+        logger.error("the upstream's link is already recorded for another owner", extra={"link_id": loggable(link_id)})
         problem = UpstreamLinkConflict(
             "The payout provider answered with a payout link that belongs to another request; this key cannot be "
             "used again. Contact support with the request id."

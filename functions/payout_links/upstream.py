@@ -173,11 +173,12 @@ class PayoutApiClient:
 
     # -- the lifecycle of a link: read it, cancel it -------------------------------------------------------------
 
-    def retrieve_payout_link(self, link_id: str, *, deadline: float) -> dict[str, Any]:
-        """GET the link, fresh, normalized. One request (two when the credentials were rotated)."""
+    def retrieve_payout_link(self, link_id: str, *, deadline: float, recorded: bool = True) -> dict[str, Any]:
+        """GET the link, fresh, normalized. One request (two when the credentials were rotated). `recorded`: the
+        link is one the proxy recorded for its caller (False for a mismatched link it cancels)."""
         response, started = self._lifecycle_request("GET", link_id, deadline)
         if not response.is_success:
-            raise self._lifecycle_refusal(response, started, link_id)
+            raise self._lifecycle_refusal(response, started, link_id, recorded=recorded)
         link = self._lifecycle_link(response, link_id)
         if link is None:
             self._report(started, "Unreadable", status=response.status_code)
@@ -185,22 +186,25 @@ class PayoutApiClient:
         self._report(started, "2xx", status=response.status_code)
         return link
 
-    def cancel_payout_link(self, link_id: str, *, deadline: float) -> dict[str, Any]:
+    def cancel_payout_link(self, link_id: str, *, deadline: float, recorded: bool = True) -> dict[str, Any]:
         """DELETE the link and return it, `canceled`. A refusal is judged by the link's state, read once more,
         never by the refusal's text (the upstream does not document it): already canceled is a success, claimed,
-        reversed or expired is `NotCancelable`, anything else the upstream's failure."""
+        reversed or expired is `NotCancelable`, anything else the upstream's failure. `recorded`: the link is one
+        the proxy recorded for its caller (False for a mismatched link, which no one was handed)."""
         response, started = self._lifecycle_request("DELETE", link_id, deadline)
         if response.is_success:
             self._report(started, "2xx", status=response.status_code)
             # A 2xx may carry no readable link (a 204, an empty or a bare `{"success": true}` body): the cancel
             # happened, and the link's state, read once more, says what it is now.
-            link = self._lifecycle_link(response, link_id) or self.retrieve_payout_link(link_id, deadline=deadline)
+            link = self._lifecycle_link(response, link_id) or self.retrieve_payout_link(
+                link_id, deadline=deadline, recorded=recorded
+            )
         elif 400 <= response.status_code < 500 and response.status_code not in (401, 403, 404, 429):
             # Expected when the link is canceled already or past canceling: not counted as an upstream error.
             self._report(started, "Refusal", status=response.status_code)
-            link = self.retrieve_payout_link(link_id, deadline=deadline)
+            link = self.retrieve_payout_link(link_id, deadline=deadline, recorded=recorded)
         else:
-            raise self._lifecycle_refusal(response, started, link_id)
+            raise self._lifecycle_refusal(response, started, link_id, recorded=recorded)
         if link["status"] == "canceled":
             return link
         if link["status"] in NOT_CANCELABLE_STATUSES:
@@ -244,13 +248,17 @@ class PayoutApiClient:
             raise UpstreamMismatch("The payout provider answered about another payout link.")
         return link
 
-    def _lifecycle_refusal(self, response: httpx.Response, started: float, link_id: str) -> Problem:
+    def _lifecycle_refusal(self, response: httpx.Response, started: float, link_id: str, *, recorded: bool) -> Problem:
         status = response.status_code
         self._report(started, f"{status // 100}xx", status=status)
         if status == 404:
+            if not recorded:
+                # A mismatched link being canceled: its mismatch was the ERROR; the cancel is tried again later.
+                logger.warning("upstream does not know a mismatched link", extra={"link_id": loggable(link_id)})
+                return LinkLostUpstream()
             # We recorded this link as created: the upstream losing it (or a base URL pointing at another of its
             # environments) is worth a look; the caller sees the same 404 as for any link it cannot see.
-            logger.error("upstream does not know a recorded link", extra={"link_id": link_id})
+            logger.error("upstream does not know a recorded link", extra={"link_id": loggable(link_id)})
             return LinkLostUpstream()
         if status == 429:
             return UpstreamRateLimited(
