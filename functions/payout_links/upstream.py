@@ -210,7 +210,9 @@ class PayoutApiClient:
         if link["status"] in NOT_CANCELABLE_STATUSES:
             raise NotCancelable(f"The payout link is {link['status']} and can no longer be canceled.")
         logger.error("upstream did not cancel a cancelable link", extra={"link_status": link["status"]})
-        raise UpstreamFailed("The payout provider did not cancel the link; retry.")
+        failed = UpstreamFailed("The payout provider did not cancel the link; retry.")
+        failed.logged_at_source = True  # just above: the answer's own line is a WARNING
+        raise failed
 
     def _lifecycle_request(self, method: str, link_id: str, deadline: float) -> tuple[httpx.Response, float]:
         """The answer to one request about `link_id` (and when it started), retried once with the credentials
