@@ -1,7 +1,7 @@
 """What a log line may carry of what a caller chose, and of what AWS says: a partner name from the URL, a token's
-subject or an idempotency key is logged as it is only when short and plain, and as a short hash otherwise (one
-helper, `observability.loggable`); a store error is logged by its code, never by the SDK's text, which in AWS names
-the account, the role and the resource."""
+subject, an idempotency key or a link id Dots chose is logged as it is only when short and plain (and not a phone
+number), and as a short hash otherwise (one helper, `observability.loggable`); a store error is logged by its code,
+never by the SDK's text, which in AWS names the account, the role and the resource."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import frontend_headers, function_logs, http_event, payout_body, signed_webhook
+from tests.support import PHONE, frontend_headers, function_logs, http_event, payout_body, signed_webhook
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +87,35 @@ def test_a_store_error_is_logged_by_its_code_never_by_the_sdks_text(function, up
     assert missing not in text and "not found" not in text.lower()
     (failed,) = [line for line in logged(text) if line["level"] == "ERROR"]
     assert failed["store_error"] == "ResourceNotFoundException"
+
+
+# A value longer than this never reaches a log line whole (tests/e2e/test_incident_drills.py holds callers to it).
+LOGGED_VALUE_BOUND = 128
+
+
+def test_a_mismatched_links_id_from_dots_is_logged_bounded(function, upstream):
+    """Dots (or whatever sits between) answers with a mismatched link whose id is 5,000 characters: every line about
+    it and its cancel carries `link_id` through `loggable`, as the request's own lines do."""
+    upstream.inject({"link_overrides": {"id": "L" * 5000, "amount": 1}})
+
+    with function_logs() as logs:
+        result = function.create()
+
+    assert result.status == 502
+    lines = logged(logs.getvalue())
+    too_long = [line["message"] for line in lines if any(len(str(v)) > LOGGED_VALUE_BOUND for v in line.values())]
+    assert too_long == [], too_long
+    assert {line["link_id"] for line in lines if "link_id" in line} == {hashed("L" * 5000)}
+
+
+def test_a_subject_that_is_a_phone_number_is_logged_as_a_short_hash(function, upstream):
+    """Identity providers with phone sign-in may use the number as the token's `sub`: as personal as a payee's phone
+    number, which never reaches a log (tests.support.never_logged). `caller` is `user:<sha256:...>`."""
+    sub = "+1" + PHONE
+
+    with function_logs() as logs:
+        result = function.create(sub=sub)
+
+    assert result.status == 201
+    assert PHONE not in logs.getvalue()
+    assert {line["caller"] for line in logged(logs.getvalue())} == {f"user:{hashed(sub)}"}

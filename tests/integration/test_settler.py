@@ -189,6 +189,36 @@ def test_an_intent_still_unknown_backs_off_and_is_stranded_near_its_record_expir
     assert upstream.stats()["links_created"] == 1
 
 
+def test_an_intent_the_settler_strands_unsent_names_its_caller_and_upstream_key(
+    settling, upstream, aws_clients, own_intent_table
+):
+    """docs/operations.md, stranded-intents: `filter message = "intent stranded: its outcome is still unknown" |
+    fields @timestamp, caller, upstream_key`. An intent a run strands without resending it (halted, or no time left:
+    `IntentStore.strand`) is named on its line as a resent one is: its caller and its upstream key, so that the
+    operator can look it up at Dots."""
+    dynamodb, _ = aws_clients
+    upstream.inject({"status": 500, "after_create": True})
+    assert settling.create(sub="strand-me").json()["key_state"] == "bound"
+    wait_due()
+    (item,) = dynamodb.scan(TableName=own_intent_table)["Items"]
+    dynamodb.update_item(  # nearly 24 hours old: less than the strand margin left
+        TableName=own_intent_table,
+        Key={"id": item["id"]},
+        UpdateExpression="SET expiration = :expiry",
+        ExpressionAttributeValues={":expiry": {"N": str(int(time.time()) + 60)}},
+    )
+
+    with function_logs() as logs:
+        report = settling.settle(timeout_seconds=3)  # too little time for any resend
+
+    assert report["stranded"] == 1, report
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    (stranded,) = [line for line in lines if line["message"].startswith("intent stranded")]
+    assert stranded.get("caller") == "user:strand-me", stranded
+    assert stranded.get("upstream_key"), stranded
+    assert stranded.get("idempotency_key"), stranded
+
+
 def test_a_run_fits_its_timeout_whatever_the_backlog(settling, upstream):
     """A slow Dots (0.5 s an answer) and a settler with little time to live: a resend starts only while one attempt
     (2 s, so that a slow answer is not a timeout even on a busy machine) and its secret read still fit before the

@@ -283,7 +283,9 @@ def test_a_credentials_rotation_does_not_use_up_the_attempts(upstream: Callable[
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_a_second_401_or_403_is_a_502_that_reveals_no_credentials(upstream: Callable[..., Harness], status: int) -> None:
+def test_a_second_401_or_403_is_a_502_that_reveals_no_credentials(
+    upstream: Callable[..., Harness], status: int
+) -> None:
     harness = upstream(respond(status, {"error": "invalid api key"}))
 
     problem = harness.fail()
