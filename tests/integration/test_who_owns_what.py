@@ -46,7 +46,8 @@ def test_a_partners_secret_signs_for_its_own_name_only_as_written(function, upst
     assert upstream.stats()["requests"] == 0
 
 
-@pytest.mark.parametrize("seconds", [301, 360, 599])
+# Well clear of both limits: the request is signed here and verified a moment later, longer on a busy machine.
+@pytest.mark.parametrize("seconds", [310, 420, 540])
 @pytest.mark.parametrize("direction", [-1, 1], ids=["old", "ahead"])
 def test_a_partners_request_more_than_five_minutes_from_now_is_refused(function, upstream, seconds, direction):
     at = datetime.now(UTC) + timedelta(seconds=direction * seconds)
@@ -57,7 +58,7 @@ def test_a_partners_request_more_than_five_minutes_from_now_is_refused(function,
     assert upstream.stats()["requests"] == 0
 
 
-@pytest.mark.parametrize("seconds", [-280, 280])
+@pytest.mark.parametrize("seconds", [-270, 280])
 def test_a_partners_request_within_five_minutes_is_accepted(function, upstream, seconds):
     answer = function.webhook(at=datetime.now(UTC) + timedelta(seconds=seconds))
 
