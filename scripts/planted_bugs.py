@@ -347,6 +347,7 @@ def check_imports_from(copy: Path, env: dict[str, str]) -> None:
 @dataclass(frozen=True)
 class Result:
     name: str
+    mutation: Mutation | None  # None: the unmutated copy
     verdict: str  # caught (a test failed), survived (all passed), or error (pytest failed without naming a test)
     seconds: float
     first_failure: str
@@ -382,15 +383,16 @@ def run_fast_loop(
     if run.returncode != 0 and not failures:
         tail = "\n".join(output.splitlines()[-15:])
         print(f"  {name}: pytest exited {run.returncode} and named no failing test:\n{tail}", file=sys.stderr)
-    return Result(name, verdict, seconds, first)
+    return Result(name, mutation, verdict, seconds, first)
 
 
 def table(results: Sequence[Result]) -> str:
     width = max(len("mutation"), *(len(result.name) for result in results))
     lines = [f"{'mutation':<{width}}  {'result':<8}  {'seconds':>7}  first failing test", "-" * (width + 50)]
-    # The baseline is the unmutated copy: "survived" there means every test passed, as it must.
     for result in results:
         verdict = result.verdict if result.caught else result.verdict.upper()
+        if result.mutation is None:  # the unmutated copy: its tests must pass
+            verdict = "passed" if result.verdict == "survived" else "FAILED"
         lines.append(f"{result.name:<{width}}  {verdict:<8}  {result.seconds:>7.1f}  {result.first_failure}")
     return "\n".join(lines)
 
