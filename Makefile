@@ -25,7 +25,8 @@ UPGRADE ?=
 # make audit AUDIT_ARGS="--service osv" asks OSV instead of PyPI.
 AUDIT_ARGS ?=
 # make limits ARGS="show --caller user:ada": the operator command for per-caller limits (scripts/caller_limits.py);
-# make stranded ARGS="--table T": the stranded intents (scripts/stranded.py).
+# make stranded ARGS="--table T": the stranded intents (scripts/stranded.py);
+# make planted-bugs ARGS="--only NAME": one planted bug (scripts/planted_bugs.py; --list names them).
 ARGS ?=
 # make token SUB=ada SCOPE="payouts:read" (AUD=, CLIENT_ID=, TTL=): a token from make run's local issuer.
 SUB ?=
@@ -37,7 +38,7 @@ TTL ?=
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help uv dev tools checkov schemathesis audit-tools sbom-tools lock check-locks sbom audit build openapi run \
-	token bench load limits stranded check test unit integration faults properties e2e infra browser lint format clean
+	token bench load limits stranded planted-bugs check test unit integration faults properties e2e infra browser lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9][a-z0-9 -]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ gsub(/ /, " | ", $$1); \
@@ -98,6 +99,9 @@ CHECK_WORKERS ?= 3
 
 check: lint  ## the one-minute loop: style and types, then the unit and integration tests (needs only .venv)
 	$(PY) -m pytest -q -m "unit or integration" -n $(CHECK_WORKERS) --dist worksteal $(PYTEST_ARGS)
+
+planted-bugs: dev  ## plant each bug of scripts/planted_bugs.py in a throwaway copy: make check's tests must catch every one
+	$(PY) scripts/planted_bugs.py $(ARGS)
 
 test: lint $(TEST_ENVIRONMENTS)  ## the whole truth: style and types, then every test tier
 	$(PY) -m pytest $(PYTEST_ARGS)
