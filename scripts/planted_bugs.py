@@ -124,9 +124,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a create whose link may exist (5xx, timeout) deletes its record: the key is free, another body makes a "
         "second link, and the settler never finds the first",
         (
-            "        return problem.bound_to(self._intents.mark_unknown(lock, settle_in=settle_in,"
+            "        problem.bound_to(self._intents.mark_unknown(lock, settle_in=settle_in,"
             " resent=settle_in is not None))\n",
-            "        return problem.bound_to(self._intents.release(lock))\n",
+            "        problem.bound_to(self._intents.release(lock))\n",
         ),
     ),
     mutation(
@@ -150,8 +150,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         OUTCOMES,
         "a Dots 503 (which may have made the link) releases the key: another body under it makes a second link",
         (
-            "_NOT_CREATED_STATUSES = frozenset({401, 429})\n",
-            "_NOT_CREATED_STATUSES = frozenset({401, 429, 503})\n",
+            "_NOT_CREATED_STATUSES = frozenset({401, 403, 429})\n",
+            "_NOT_CREATED_STATUSES = frozenset({401, 403, 429, 503})\n",
         ),
     ),
     mutation(
@@ -159,8 +159,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         OUTCOMES,
         "a Dots 409 (its own request in progress: the link may exist) releases the key",
         (
-            "_NOT_CREATED_STATUSES = frozenset({401, 429})\n",
-            "_NOT_CREATED_STATUSES = frozenset({401, 409, 429})\n",
+            "_NOT_CREATED_STATUSES = frozenset({401, 403, 429})\n",
+            "_NOT_CREATED_STATUSES = frozenset({401, 403, 409, 429})\n",
         ),
     ),
     mutation(
@@ -207,9 +207,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         "another caller's cancel is answered 404, but the link was canceled at Dots first: a payee loses a payout",
         (
             "        self._owners.require_owner(caller, link_id)\n"
+            "        _name_the_link(link_id)\n"
             "        return self.payout_api.cancel_payout_link(link_id, deadline=deadline)\n",
             "        link = self.payout_api.cancel_payout_link(link_id, deadline=deadline)\n"
             "        self._owners.require_owner(caller, link_id)\n"
+            "        _name_the_link(link_id)\n"
             "        return link\n",
         ),
     ),
