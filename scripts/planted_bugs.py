@@ -414,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run these mutations only")
     parser.add_argument("--list", action="store_true", help="list the mutations and what each would do")
     parser.add_argument("--no-baseline", action="store_true", help="skip the run of the unmutated copy")
-    parser.add_argument("--workers", type=int, default=3, help="pytest-xdist workers, as make check (3)")
+    parser.add_argument("--workers", type=int, default=4, help="pytest-xdist workers, as make check (4)")
     parser.add_argument(
         "--tests", nargs="+", default=(), metavar="PATH", help="run only these test files or ids (while writing tests)"
     )
