@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,6 +75,9 @@ from local_stack.stack import (  # noqa: E402
     TABLE_NAME,
     TEMPLATE_PATH,
 )
+from payout_links.limits import CallerLimits  # noqa: E402
+from payout_links.owners import LinkOwners  # noqa: E402
+from payout_links.store import IntentStore  # noqa: E402
 from tests.support import TEST_PARTNERS, InProcessFunction, RunningStack, session_issuer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,15 +183,47 @@ def function(aws_resources, upstream: DotsEmulator, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.fixture
-def own_intent_table(aws_clients, function: InProcessFunction) -> Iterator[str]:
-    """A new, empty idempotency table for this test's function (and its settler), named as it returns: the settler's
-    queue then holds this test's intents alone, not those other tests left unknown in the session's table."""
+def intent_table(aws_clients, aws_resources) -> Iterator[str]:
+    """A new, empty idempotency table of this test's own, deleted after it."""
     dynamodb, _ = aws_clients
     name = f"{TABLE_NAME}-{uuid.uuid4().hex[:12]}"
     ensure_table(dynamodb, load_template(TEMPLATE_PATH), "IdempotencyTable", name)
-    function.set_env(IDEMPOTENCY_TABLE_NAME=name)
     yield name
     dynamodb.delete_table(TableName=name)
+
+
+@pytest.fixture
+def own_intent_table(intent_table: str, function: InProcessFunction) -> str:
+    """`intent_table`, for this test's function (and its settler): the settler's queue then holds this test's
+    intents alone, not those other tests left unknown in the session's table."""
+    function.set_env(IDEMPOTENCY_TABLE_NAME=intent_table)
+    return intent_table
+
+
+@pytest.fixture
+def new_store(aws_clients, intent_table: str) -> Callable[..., IntentStore]:
+    """A store as one container has it, over `intent_table`: `new_store(client)` through another DynamoDB client
+    (the session's by default), with the callers' limits on (a lock reserves, a release gives back in one
+    transaction: `limits=True`) or off (single-item writes)."""
+    dynamodb, _ = aws_clients
+
+    def make(client: Any = None, *, limits: bool = False) -> IntentStore:
+        client = dynamodb if client is None else client
+        return IntentStore(
+            client=client,
+            table_name=intent_table,
+            owners=LinkOwners(dynamodb_client=client, table_name=OWNERS_TABLE_NAME, retention_seconds=86_400),
+            limits=CallerLimits(
+                dynamodb_client=client,
+                table_name=intent_table,
+                daily_amount_cents=1_000_000 if limits else 0,
+                hourly_links=1_000 if limits else 0,
+            ),
+            ttl_seconds=86_400,
+            settle_after_seconds=60,
+        )
+
+    return make
 
 
 @pytest.fixture(scope="session")

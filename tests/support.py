@@ -656,3 +656,9 @@ def bench_modules(*names: str) -> list[ModuleType]:
         return [importlib.import_module(name) for name in names]
     finally:
         sys.path.remove(folder)
+
+
+def raw_record(aws_clients: Any, table: str, intent: Any) -> dict[str, Any] | None:
+    """The intent's item in `table` as DynamoDB has it now (consistent read), None when there is none."""
+    dynamodb, _ = aws_clients
+    return dynamodb.get_item(TableName=table, Key={"id": {"S": intent.record_id}}, ConsistentRead=True).get("Item")

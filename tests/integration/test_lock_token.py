@@ -9,67 +9,21 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from local_stack.core.aws_resources import ensure_table
-from local_stack.core.template import load_template
-from local_stack.stack import OWNERS_TABLE_NAME, TABLE_NAME, TEMPLATE_PATH
+from local_stack.stack import OWNERS_TABLE_NAME
 from payout_links.intent import Intent
-from payout_links.limits import CallerLimits
-from payout_links.owners import LinkOwners
 from payout_links.problems import IdempotencyKeyReused, RequestInProgress
 from payout_links.store import COMPLETED, IN_PROGRESS, IntentStore, KeyState, Lock, LockLost
-from tests.support import new_key, payout_body
+from tests.support import new_key, payout_body, raw_record
 
 pytestmark = pytest.mark.integration
 
 CALLER = "user:ada"
 SHORT_LOCK_SECONDS = 0.3  # the first request's lock: it expires (by design) before the second one comes
 LONG_LOCK_SECONDS = 60.0
-
-
-@pytest.fixture
-def intent_table(aws_clients, aws_resources) -> Iterator[str]:
-    """An idempotency table of this test's own."""
-    dynamodb, _ = aws_clients
-    name = f"{TABLE_NAME}-{uuid.uuid4().hex[:12]}"
-    ensure_table(dynamodb, load_template(TEMPLATE_PATH), "IdempotencyTable", name)
-    yield name
-    dynamodb.delete_table(TableName=name)
-
-
-@pytest.fixture
-def new_store(aws_clients, intent_table) -> Callable[..., IntentStore]:
-    """A store as one container has it (its own clients and caches), over the test's table: with the callers'
-    limits on (a lock reserves, a release gives back in one transaction) or off (single-item writes)."""
-    dynamodb, _ = aws_clients
-
-    def make(*, limits: bool = False) -> IntentStore:
-        owners = LinkOwners(dynamodb_client=dynamodb, table_name=OWNERS_TABLE_NAME, retention_seconds=86_400)
-        caller_limits = CallerLimits(
-            dynamodb_client=dynamodb,
-            table_name=intent_table,
-            daily_amount_cents=1_000_000 if limits else 0,
-            hourly_links=1_000 if limits else 0,
-        )
-        return IntentStore(
-            client=dynamodb,
-            table_name=intent_table,
-            owners=owners,
-            limits=caller_limits,
-            ttl_seconds=86_400,
-            settle_after_seconds=60,
-        )
-
-    return make
-
-
-def raw_record(aws_clients, table: str, intent: Intent) -> dict[str, Any] | None:
-    dynamodb, _ = aws_clients
-    return dynamodb.get_item(TableName=table, Key={"id": {"S": intent.record_id}}, ConsistentRead=True).get("Item")
 
 
 def counters(aws_clients, table: str) -> dict[str, str]:

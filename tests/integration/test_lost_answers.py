@@ -6,22 +6,15 @@ have left is dropped at once. Against the moto server, the lost answer made by w
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from local_stack.core.aws_resources import ensure_table
-from local_stack.core.template import load_template
-from local_stack.stack import OWNERS_TABLE_NAME, TABLE_NAME, TEMPLATE_PATH
 from payout_links.intent import Intent
-from payout_links.limits import CallerLimits
-from payout_links.owners import LinkOwners
 from payout_links.problems import Problem
-from payout_links.store import IN_PROGRESS, IntentStore, KeyState, Lock
-from tests.support import new_key, payout_body
+from payout_links.store import IN_PROGRESS, KeyState, Lock
+from tests.support import new_key, payout_body, raw_record
 
 pytestmark = pytest.mark.integration
 
@@ -57,35 +50,6 @@ class LostAnswer:
             )
 
         return lost
-
-
-@pytest.fixture
-def intent_table(aws_clients, aws_resources) -> Iterator[str]:
-    dynamodb, _ = aws_clients
-    name = f"{TABLE_NAME}-{uuid.uuid4().hex[:12]}"
-    ensure_table(dynamodb, load_template(TEMPLATE_PATH), "IdempotencyTable", name)
-    yield name
-    dynamodb.delete_table(TableName=name)
-
-
-@pytest.fixture
-def new_store(aws_clients, intent_table) -> Callable[[Any], IntentStore]:
-    def make(client: Any) -> IntentStore:
-        return IntentStore(
-            client=client,
-            table_name=intent_table,
-            owners=LinkOwners(dynamodb_client=client, table_name=OWNERS_TABLE_NAME, retention_seconds=86_400),
-            limits=CallerLimits(dynamodb_client=client, table_name=intent_table, daily_amount_cents=0, hourly_links=0),
-            ttl_seconds=86_400,
-            settle_after_seconds=60,
-        )
-
-    return make
-
-
-def raw_record(aws_clients, table: str, intent: Intent) -> dict[str, Any] | None:
-    dynamodb, _ = aws_clients
-    return dynamodb.get_item(TableName=table, Key={"id": {"S": intent.record_id}}, ConsistentRead=True).get("Item")
 
 
 def test_a_lock_write_that_landed_and_was_resent_is_the_requests_own_lock(new_store, aws_clients, intent_table):
