@@ -75,9 +75,6 @@ from local_stack.stack import (  # noqa: E402
     TABLE_NAME,
     TEMPLATE_PATH,
 )
-from payout_links.limits import CallerLimits  # noqa: E402
-from payout_links.owners import LinkOwners  # noqa: E402
-from payout_links.store import IntentStore  # noqa: E402
 from tests.support import TEST_PARTNERS, InProcessFunction, RunningStack, session_issuer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,10 +198,16 @@ def own_intent_table(intent_table: str, function: InProcessFunction) -> str:
 
 
 @pytest.fixture
-def new_store(aws_clients, intent_table: str) -> Callable[..., IntentStore]:
+def new_store(aws_clients, intent_table: str) -> Callable[..., Any]:
     """A store as one container has it, over `intent_table`: `new_store(client)` through another DynamoDB client
     (the session's by default), with the callers' limits on (a lock reserves, a release gives back in one
     transaction: `limits=True`) or off (single-item writes)."""
+    # Imported here, not at the top: the function's modules must first be imported with the function's environment
+    # set (Powertools' Metrics takes its namespace from it when observability.py makes it, at import).
+    from payout_links.limits import CallerLimits
+    from payout_links.owners import LinkOwners
+    from payout_links.store import IntentStore
+
     dynamodb, _ = aws_clients
 
     def make(client: Any = None, *, limits: bool = False) -> IntentStore:
