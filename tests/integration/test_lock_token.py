@@ -41,6 +41,13 @@ def an_intent(**body: Any) -> Intent:
     return Intent.of(CALLER, new_key(), payout_body(**body))
 
 
+def left_unknown(store: IntentStore, intent: Intent) -> None:
+    """`intent` locked by `store`'s request, whose create ended unknown: the lock dropped, the intent due at once."""
+    lock = store.lock(intent, lock_seconds=LONG_LOCK_SECONDS)
+    assert isinstance(lock, Lock)
+    store.mark_unknown(lock, settle_in=0)
+
+
 def a_link(intent: Intent) -> dict[str, Any]:
     return {
         "id": f"link-{uuid.uuid4().hex[:10]}",
@@ -165,9 +172,7 @@ def test_of_two_take_overs_from_the_same_read_one_wins(new_store, aws_clients, i
     one after the other: the moto server does not make concurrent conditional writes atomic, DynamoDB does."""
     first_run, second_run = new_store(), new_store()
     intent = an_intent()
-    lock = first_run.lock(intent, lock_seconds=LONG_LOCK_SECONDS)
-    assert isinstance(lock, Lock)
-    first_run.mark_unknown(lock, settle_in=0)
+    left_unknown(first_run, intent)
     (due_first,) = first_run.due(limit=10)
     (due_second,) = second_run.due(limit=10)
 
@@ -185,9 +190,7 @@ def test_the_settler_leaves_an_intent_a_callers_retry_took_first(new_store, aws_
     take-over fails (the record changed since it was read) and sends nothing; the retry's lock stands."""
     settler, caller = new_store(), new_store()
     intent = an_intent()
-    lock = caller.lock(intent, lock_seconds=LONG_LOCK_SECONDS)
-    assert isinstance(lock, Lock)
-    caller.mark_unknown(lock, settle_in=0)
+    left_unknown(caller, intent)
     (due,) = settler.due(limit=10)
 
     retry = caller.lock(intent, lock_seconds=LONG_LOCK_SECONDS)
@@ -201,9 +204,7 @@ def test_the_settler_leaves_an_intent_a_callers_retry_took_first(new_store, aws_
 def test_a_callers_retry_while_the_settler_holds_the_lock_is_in_progress(new_store, aws_clients, intent_table):
     settler, caller = new_store(), new_store()
     intent = an_intent()
-    lock = caller.lock(intent, lock_seconds=LONG_LOCK_SECONDS)
-    assert isinstance(lock, Lock)
-    caller.mark_unknown(lock, settle_in=0)
+    left_unknown(caller, intent)
     (due,) = settler.due(limit=10)
     resend = settler.take_over_due(due, lock_seconds=LONG_LOCK_SECONDS)
     assert resend is not None
